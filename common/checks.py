@@ -1,0 +1,55 @@
+"""Input checks shared by every backend, so that bad input gets the same message everywhere."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .shapes import has_dense, min_image_size, survives
+from .spec import NetSpec
+
+LAYOUT_TEXT = {"NCHW": "(batch, channels, height, width)", "NHWC": "(batch, height, width, channels)"}
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_input_shape(spec: NetSpec, shape: Sequence[int], data_format: str,
+                      built_size: Optional[int] = None) -> None:
+    """Raise ValueError unless ``shape`` is a batch of images this network can take.
+
+    ``built_size`` is the image size a model with a fully connected head was built for.
+    """
+    shape = tuple(int(s) for s in shape)
+    expected = f"a 4-D {data_format} array {LAYOUT_TEXT[data_format]}"
+    if len(shape) != 4:
+        raise ValueError(f"expected {expected} with {spec.in_channels} channel(s), "
+                         f"got a {len(shape)}-D array of shape {_fmt(shape)}")
+    c_axis, other = (1, 3) if data_format == "NCHW" else (3, 1)
+    if shape[c_axis] != spec.in_channels:
+        hint = ""
+        if shape[other] == spec.in_channels:
+            theirs = "NHWC" if data_format == "NCHW" else "NCHW"
+            hint = f"; it looks like {theirs}, but this backend expects {data_format}"
+        raise ValueError(f"expected {expected} with {spec.in_channels} channel(s) on axis {c_axis}, "
+                         f"got shape {_fmt(shape)} with {shape[c_axis]} on axis {c_axis}{hint}")
+    h, w = (shape[2], shape[3]) if data_format == "NCHW" else (shape[1], shape[2])
+    if built_size is not None and has_dense(spec) and (h, w) != (built_size, built_size):
+        raise ValueError(f"expected {built_size}x{built_size} images (this model's fully connected head "
+                         f"was built for that size), got {h}x{w} in shape {_fmt(shape)}")
+    if not (survives(spec, h) and survives(spec, w)):
+        raise ValueError(f"expected images of at least {min_image_size(spec)}x{min_image_size(spec)} "
+                         f"(smaller ones do not survive the network's convolutions and 3x3/2 poolings), "
+                         f"got {h}x{w} in shape {_fmt(shape)}")
+    if shape[0] < 1:
+        raise ValueError(f"expected at least one image in the batch, got shape {_fmt(shape)}")
+
+
+def check_input_array(spec: NetSpec, x, data_format: str, built_size: Optional[int] = None) -> np.ndarray:
+    """Check a NumPy batch (dtype and shape) and return it as float32."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iuf":
+        raise ValueError(f"expected a real numeric array (float or integer), got dtype {x.dtype}")
+    check_input_shape(spec, x.shape, data_format, built_size)
+    return x.astype(np.float32, copy=False)

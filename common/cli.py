@@ -1,0 +1,35 @@
+"""The ``nin`` console command."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from .backends import BackendUnavailable
+
+# subcommand -> module in common.commands
+COMMANDS = ["summary"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nin", description="Network in Network (D2L 8.3) in PyTorch, "
+                                                             "MXNet and TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"common.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (BackendUnavailable, ValueError, FileNotFoundError) as err:
+        print(f"nin {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

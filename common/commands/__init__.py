@@ -1,0 +1,1 @@
+"""The ``nin`` subcommands, one module each: ``add_parser(subparsers)`` registers it, ``run(args)`` runs it."""

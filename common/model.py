@@ -1,0 +1,38 @@
+"""What every backend's ``NiN`` does before it touches its framework."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .shapes import min_image_size
+from .spec import NetSpec
+from .variants import build_spec
+from .weights import INITS, Weights, initial_weights
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    spec: NetSpec
+    lr: float
+    image_size: int
+    seed: Optional[int]
+    init: str
+
+    def initial_weights(self) -> Weights:
+        return initial_weights(self.spec, self.seed, self.init, self.image_size)
+
+
+def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
+                 seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> ModelConfig:
+    """Validate NiN's arguments (same errors in every backend) and resolve its spec."""
+    spec = build_spec(variant, num_classes, in_channels)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"expected lr to be a positive number, got {lr!r}")
+    if init not in INITS:
+        raise ValueError(f"expected init to be one of {', '.join(INITS)}, got {init!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"expected seed to be None or a non-negative integer, got {seed!r}")
+    smallest = min_image_size(spec)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
+        raise ValueError(f"expected image_size to be an integer >= {smallest}, got {image_size!r}")
+    return ModelConfig(spec, float(lr), image_size, seed, init)

@@ -1,0 +1,193 @@
+"""NiN in TensorFlow Keras, built by walking the spec in ``common``."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow import keras  # noqa: E402
+
+from common import checks, shapes
+from common import spec as S
+from common.model import model_config
+from common.weights import check_weights
+
+BACKEND = "tf"
+DATA_FORMAT = "NHWC"
+
+
+class CeilMaxPooling2D(keras.layers.MaxPooling2D):
+    """Max pooling whose output size rounds up (Caffe, PyTorch ``ceil_mode=True``, MXNet ``'full'``).
+
+    Keras has no such option: pad the bottom and right with -inf so that the partial
+    last window counts, then pool without padding.
+    """
+
+    def call(self, inputs):
+        k, s = self.pool_size[0], self.strides[0]
+        size = tf.shape(inputs)[1:3]
+        pad = tf.maximum(-((size - k) // -s) * s + k - size, 0)
+        paddings = [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]]
+        return super().call(tf.pad(inputs, paddings, constant_values=inputs.dtype.min))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        k, s = self.pool_size[0], self.strides[0]
+        return (n, None if h is None else shapes.pool_out(h, k, s, True),
+                None if w is None else shapes.pool_out(w, k, s, True), c)
+
+
+def build_block(block: S.Block) -> keras.Sequential:
+    """A NiN block as in the chapter: each Conv2D followed by Activation('relu')."""
+    layers = []
+    for conv in block.convs:
+        if conv.padding == 0:
+            padding = "valid"
+        elif conv.stride == 1 and 2 * conv.padding == conv.kernel_size - 1:
+            padding = "same"
+        else:  # Keras 'same' would pad differently: pad explicitly, as the other backends do
+            layers.append(keras.layers.ZeroPadding2D(conv.padding))
+            padding = "valid"
+        layers += [keras.layers.Conv2D(conv.out_channels, conv.kernel_size, strides=conv.stride, padding=padding),
+                   keras.layers.Activation("relu")]
+    return keras.Sequential(layers)
+
+
+def nin_block(out_channels: int, kernel_size: int, strides: int, padding: int, *,
+              num_1x1: int = 2, inner_kernel_size: int = 1) -> keras.Sequential:
+    """The chapter's ``nin_block``; ``padding`` is in pixels, as in the other backends."""
+    return build_block(S.nin_stage(out_channels, kernel_size, strides, padding, num_1x1, inner_kernel_size))
+
+
+def build_net(spec: S.NetSpec) -> keras.Sequential:
+    layers = []
+    for layer in spec.layers:
+        if isinstance(layer, S.Block):
+            layers.append(build_block(layer))
+        elif isinstance(layer, S.MaxPool):
+            pool = CeilMaxPooling2D if layer.ceil_mode else keras.layers.MaxPooling2D
+            layers.append(pool(pool_size=layer.size, strides=layer.stride))
+        elif isinstance(layer, S.Dropout):
+            layers.append(keras.layers.Dropout(layer.rate))
+        elif isinstance(layer, S.GlobalAvgPool):
+            layers.append(keras.layers.GlobalAveragePooling2D())
+        elif isinstance(layer, S.Flatten):
+            layers.append(keras.layers.Flatten())
+        elif isinstance(layer, S.Dense):
+            layers.append(keras.layers.Dense(layer.out_features))
+        else:  # pragma: no cover
+            raise TypeError(f"unknown layer {layer!r}")
+    return keras.Sequential(layers)
+
+
+class NiN(keras.Model):
+    """Network in Network (D2L 8.3).  ``self.net.layers`` holds the top-level layers in the chapter's order.
+
+    Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
+    ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
+    bit-identical weights in every backend.  Inputs are NHWC.
+    """
+
+    def __init__(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
+                 seed: Optional[int] = None, init: str = "xavier", image_size: int = 224, **kwargs):
+        super().__init__(**kwargs)
+        self.config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size)
+        self.spec = self.config.spec
+        self.lr, self.num_classes, self.in_channels = self.config.lr, num_classes, in_channels
+        self.image_size = image_size
+        self.net = build_net(self.spec)
+        side = image_size if shapes.has_dense(self.spec) else None
+        self.net.build((None, side, side, in_channels))
+        self.build((None, side, side, in_channels))
+        import_weights(self, self.config.initial_weights())
+
+    def call(self, X, training=False):
+        return self.net(X, training=training)
+
+
+def parametrized_layers(model: NiN) -> List[Tuple[str, keras.layers.Layer]]:
+    """(canonical prefix, native layer) of every layer with parameters, in network order."""
+    out, b, d = [], 0, 0
+    for layer, native in zip(model.spec.layers, model.net.layers):
+        if isinstance(layer, S.Block):
+            convs = [l for l in native.layers if isinstance(l, keras.layers.Conv2D)]
+            out += [(f"block{b}.conv{c}", conv) for c, conv in enumerate(convs)]
+            b += 1
+        elif isinstance(layer, S.Dense):
+            out.append((f"dense{d}", native))
+            d += 1
+    return out
+
+
+def _dense_input_chw(model: NiN, dense_index: int) -> Tuple[int, ...]:
+    """The (C, H, W) feature shape flattened into a Dense layer (for reordering its inputs)."""
+    feats = shapes.feature_shapes(model.spec, model.image_size)
+    inputs = [(model.spec.in_channels, model.image_size, model.image_size)] + feats[:-1]
+    dense_inputs = [i for l, i in zip(model.spec.layers, inputs) if isinstance(l, S.Dense)]
+    return dense_inputs[dense_index]
+
+
+def _chw_to_hwc_rows(w: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
+    """Canonical dense weight (out, C*H*W) -> Keras kernel (H*W*C, out)."""
+    if len(chw) != 3:
+        return w.T
+    c, h, wd = chw
+    return w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, -1)
+
+
+def _hwc_rows_to_chw(k: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
+    if len(chw) != 3:
+        return k.T
+    c, h, wd = chw
+    return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)
+
+
+def export_weights(model: NiN) -> Dict[str, np.ndarray]:
+    """Canonical weights: conv OIHW, dense (out, in) with inputs in C, H, W order, float32 NumPy."""
+    out = {}
+    for prefix, layer in parametrized_layers(model):
+        kernel = layer.kernel.numpy().astype(np.float32)
+        if prefix.startswith("dense"):
+            w = _hwc_rows_to_chw(kernel, _dense_input_chw(model, int(prefix[5:])))
+        else:
+            w = kernel.transpose(3, 2, 0, 1)
+        out[f"{prefix}.weight"] = np.ascontiguousarray(w)
+        out[f"{prefix}.bias"] = layer.bias.numpy().astype(np.float32)
+    return out
+
+
+def import_weights(model: NiN, weights) -> None:
+    """Load canonical weights; every name and shape is checked before the model is touched."""
+    weights = check_weights(model.spec, weights, model.image_size)
+    for prefix, layer in parametrized_layers(model):
+        w = weights[f"{prefix}.weight"]
+        if prefix.startswith("dense"):
+            kernel = _chw_to_hwc_rows(w, _dense_input_chw(model, int(prefix[5:])))
+        else:
+            kernel = w.transpose(2, 3, 1, 0)
+        layer.kernel.assign(kernel)
+        layer.bias.assign(weights[f"{prefix}.bias"])
+
+
+def layer_shapes(model: NiN, input_shape) -> List[Tuple[str, Tuple[int, ...]]]:
+    """(layer class name, output shape) of each top-level layer, measured by running the layers."""
+    checks.check_input_shape(model.spec, input_shape, DATA_FORMAT, model.image_size)
+    X = tf.zeros(tuple(input_shape))
+    out = []
+    for layer in model.net.layers:
+        X = layer(X, training=False)
+        out.append((type(layer).__name__, tuple(X.shape)))
+    return out
+
+
+def predict(model: NiN, x) -> np.ndarray:
+    """Logits (N, num_classes) as NumPy, in evaluation mode; ``x`` is an NHWC NumPy batch."""
+    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size)
+    return model(tf.convert_to_tensor(x), training=False).numpy().astype(np.float32)
+
+
+def num_params(model: NiN) -> int:
+    return int(model.count_params())

@@ -1,0 +1,44 @@
+"""One harness: every check is written once and parametrized over the three backends.
+
+A backend whose framework is not installed is skipped with that reason, unless
+NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from common import backends
+
+REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
+
+
+def load_backend(name):
+    try:
+        return backends.load(name)
+    except backends.BackendUnavailable as err:
+        if REQUIRED == "all" or name in REQUIRED.split(","):
+            pytest.fail(f"NIN_REQUIRE_BACKENDS={REQUIRED} but {err}", pytrace=False)
+        pytest.skip(str(err))
+
+
+@pytest.fixture(params=backends.BACKENDS)
+def backend(request):
+    """The backend module (nin_torch, nin_mxnet or nin_tf)."""
+    return load_backend(request.param)
+
+
+@pytest.fixture
+def all_backends():
+    """All three backend modules (for cross-backend checks)."""
+    return [load_backend(name) for name in backends.BACKENDS]
+
+
+def to_layout(x_nchw, data_format):
+    """An NCHW NumPy batch in the given layout."""
+    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x_nchw
+
+
+def shape_in(data_format, n, c, h, w=None):
+    w = h if w is None else w
+    return (n, c, h, w) if data_format == "NCHW" else (n, h, w, c)
