@@ -17,6 +17,7 @@ class ModelConfig:
     image_size: int
     seed: Optional[int]
     init: str
+    kwargs: dict  # the constructor's arguments, to rebuild the same model (checkpoints, conversion)
 
     def initial_weights(self) -> Weights:
         return initial_weights(self.spec, self.seed, self.init, self.image_size)
@@ -35,4 +36,6 @@ def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, v
     smallest = min_image_size(spec)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
         raise ValueError(f"expected image_size to be an integer >= {smallest}, got {image_size!r}")
-    return ModelConfig(spec, float(lr), image_size, seed, init)
+    kwargs = dict(lr=float(lr), num_classes=num_classes, in_channels=in_channels, variant=variant, seed=seed,
+                  init=init, image_size=image_size)
+    return ModelConfig(spec, float(lr), image_size, seed, init, kwargs)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+from .files import atomic_path
 from .shapes import param_shapes
 from .spec import NetSpec
 
@@ -79,21 +79,11 @@ def initial_weights(spec: NetSpec, seed: Optional[int] = None, init: str = "xavi
 
 
 def save_npz(path: str, weights: Mapping[str, np.ndarray], **meta) -> None:
-    """Write weights atomically: a temporary file in the same folder, renamed into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            arrays = {k: np.asarray(v) for k, v in weights.items()}
-            arrays.update({f"__meta__.{k}": np.asarray(v) for k, v in meta.items()})
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write weights (and scalar metadata) atomically as .npz."""
+    arrays = {k: np.asarray(v) for k, v in weights.items()}
+    arrays.update({f"__meta__.{k}": np.asarray(v) for k, v in meta.items()})
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_npz(path: str):

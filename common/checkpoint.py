@@ -1,0 +1,40 @@
+"""Checkpoint bookkeeping shared by the backends.
+
+A native checkpoint is the framework's own weight file (``model.pt``, ``model.params``,
+``model.weights.h5``) with a ``<file>.json`` beside it holding the model's constructor
+arguments, so that any backend can rebuild the model to load it into.
+"""
+from __future__ import annotations
+
+import os
+
+from .files import read_json, write_json
+
+NATIVE_SUFFIX = {"torch": ".pt", "mxnet": ".params", "tf": ".weights.h5"}
+
+
+def config_path(path) -> str:
+    return os.fspath(path) + ".json"
+
+
+def write_config(path, backend: str, kwargs: dict) -> None:
+    write_json(config_path(path), {"backend": backend, "model": kwargs, "format": "nin-native-1"})
+
+
+def read_config(path) -> dict:
+    cfg = config_path(path)
+    if not os.path.exists(os.fspath(path)):
+        raise FileNotFoundError(f"no checkpoint at {os.fspath(path)}")
+    if not os.path.exists(cfg):
+        raise ValueError(f"expected the model description {cfg} beside checkpoint {os.fspath(path)}; it is missing")
+    return read_json(cfg)
+
+
+def backend_of(path) -> str:
+    """Which backend wrote a checkpoint: from its description, else from its file ending."""
+    if os.path.exists(config_path(path)):
+        return read_json(config_path(path))["backend"]
+    for name, suffix in NATIVE_SUFFIX.items():
+        if os.fspath(path).endswith(suffix):
+            return name
+    raise ValueError(f"expected a checkpoint ending in one of {', '.join(NATIVE_SUFFIX.values())}, got {path}")
