@@ -1,0 +1,131 @@
+"""The chapter's own code, for speed comparisons (not part of the package).
+
+What D2L §8.3 runs, per framework: fp32; PyTorch NCHW with the chapter's ``nin_block``
+(LazyConv2d); Gluon not hybridized; TensorFlow eager (``GradientTape`` around a plain call, as
+d2l's Trainer).  The input pipeline is the chapter's too: each 28x28 image is resized to the
+training size on the CPU, one sample at a time (torchvision's ``Resize`` on a PIL image), then
+stacked into a batch.
+
+``make_step(backend, batch_size, image_size)`` returns a function doing one training step on a
+fresh uint8 batch, data preparation included.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+
+def resize_per_sample(images_u8: np.ndarray, size: int) -> np.ndarray:
+    """The chapter's pipeline: PIL bilinear resize of each image, then scale to [0, 1]; NCHW float32."""
+    out = np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in images_u8])
+    return (out.astype(np.float32) / 255.0)[:, None]
+
+
+def _torch_step(batch_size: int, image_size: int) -> Callable:
+    import torch
+    from torch import nn
+
+    def nin_block(out_channels, kernel_size, strides, padding):
+        return nn.Sequential(
+            nn.LazyConv2d(out_channels, kernel_size, strides, padding), nn.ReLU(),
+            nn.LazyConv2d(out_channels, kernel_size=1), nn.ReLU(),
+            nn.LazyConv2d(out_channels, kernel_size=1), nn.ReLU())
+
+    net = nn.Sequential(
+        nin_block(96, kernel_size=11, strides=4, padding=0), nn.MaxPool2d(3, stride=2),
+        nin_block(256, kernel_size=5, strides=1, padding=2), nn.MaxPool2d(3, stride=2),
+        nin_block(384, kernel_size=3, strides=1, padding=1), nn.MaxPool2d(3, stride=2),
+        nn.Dropout(0.5), nin_block(10, kernel_size=3, strides=1, padding=1),
+        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+    net(torch.zeros(1, 1, image_size, image_size))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(images_u8, labels):
+        X = torch.from_numpy(resize_per_sample(images_u8, image_size))
+        loss = loss_fn(net(X), torch.from_numpy(labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss)
+    return step
+
+
+def _mxnet_step(batch_size: int, image_size: int) -> Callable:
+    import numpy
+    if "bool" not in numpy.__dict__:
+        numpy.bool = numpy.bool_
+    from mxnet import autograd, gluon, init, np, npx
+    from mxnet.gluon import nn
+    npx.set_np()
+
+    def nin_block(num_channels, kernel_size, strides, padding):
+        blk = nn.Sequential()
+        blk.add(nn.Conv2D(num_channels, kernel_size, strides, padding, activation='relu'),
+                nn.Conv2D(num_channels, kernel_size=1, activation='relu'),
+                nn.Conv2D(num_channels, kernel_size=1, activation='relu'))
+        return blk
+
+    net = nn.Sequential()
+    net.add(nin_block(96, kernel_size=11, strides=4, padding=0), nn.MaxPool2D(pool_size=3, strides=2),
+            nin_block(256, kernel_size=5, strides=1, padding=2), nn.MaxPool2D(pool_size=3, strides=2),
+            nin_block(384, kernel_size=3, strides=1, padding=1), nn.MaxPool2D(pool_size=3, strides=2),
+            nn.Dropout(0.5), nin_block(10, kernel_size=3, strides=1, padding=1),
+            nn.GlobalAvgPool2D(), nn.Flatten())
+    net.initialize(init.Xavier())
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def step(images_u8, labels):
+        X = np.array(resize_per_sample(images_u8, image_size))
+        y = np.array(labels)
+        with autograd.record():
+            loss = loss_fn(net(X), y)
+        loss.backward()
+        trainer.step(len(labels))
+        return float(loss.mean())
+    return step
+
+
+def _tf_step(batch_size: int, image_size: int) -> Callable:
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    def nin_block(out_channels, kernel_size, strides, padding):
+        return tf.keras.models.Sequential([
+            tf.keras.layers.Conv2D(out_channels, kernel_size, strides=strides, padding=padding),
+            tf.keras.layers.Activation('relu'),
+            tf.keras.layers.Conv2D(out_channels, 1), tf.keras.layers.Activation('relu'),
+            tf.keras.layers.Conv2D(out_channels, 1), tf.keras.layers.Activation('relu')])
+
+    net = tf.keras.models.Sequential([
+        nin_block(96, kernel_size=11, strides=4, padding='valid'), tf.keras.layers.MaxPool2D(pool_size=3, strides=2),
+        nin_block(256, kernel_size=5, strides=1, padding='same'), tf.keras.layers.MaxPool2D(pool_size=3, strides=2),
+        nin_block(384, kernel_size=3, strides=1, padding='same'), tf.keras.layers.MaxPool2D(pool_size=3, strides=2),
+        tf.keras.layers.Dropout(0.5), nin_block(10, kernel_size=3, strides=1, padding='same'),
+        tf.keras.layers.GlobalAvgPool2D(), tf.keras.layers.Flatten()])
+    opt = tf.keras.optimizers.SGD(0.05)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def step(images_u8, labels):
+        X = tf.constant(resize_per_sample(images_u8, image_size).transpose(0, 2, 3, 1))
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, net(X))  # d2l's trainer: eager, no training=True
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return float(loss)
+    return step
+
+
+STEPS = {"torch": _torch_step, "mxnet": _mxnet_step, "tf": _tf_step}
+
+
+def make_step(backend: str, batch_size: int, image_size: int) -> Callable:
+    """One chapter-style training step ``step(images_u8 (N,28,28), labels int64) -> loss``."""
+    return STEPS[backend](batch_size, image_size)
