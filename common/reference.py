@@ -8,7 +8,7 @@ NCHW backends do.
 """
 from __future__ import annotations
 
-from typing import List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -45,10 +45,12 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
 
 
-def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x) -> List[np.ndarray]:
+def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
+                  preactivations: Optional[Dict[str, np.ndarray]] = None) -> List[np.ndarray]:
     """The output of every top-level layer (canonical layout, float64) for an NCHW batch ``x``.
 
-    Dropout is the identity (evaluation mode).
+    Dropout is the identity (evaluation mode).  ``preactivations``, if given, receives every
+    convolution's output before its ReLU, by canonical prefix (``block1.conv2``).
     """
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     x = np.asarray(x, np.float64)
@@ -57,7 +59,10 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x) -> List
         if isinstance(layer, S.Block):
             for c, conv in enumerate(layer.convs):
                 p = f"block{b}.conv{c}"
-                x = relu(conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding))
+                z = conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding)
+                if preactivations is not None:
+                    preactivations[p] = z
+                x = relu(z)
             b += 1
         elif isinstance(layer, S.MaxPool):
             x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)

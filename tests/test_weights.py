@@ -7,27 +7,8 @@ import pytest
 from common import cli, shapes
 from common.checkpoint import NATIVE_SUFFIX
 from common import spec as S
-from common.variants import VARIANTS
 from common.weights import initial_weights, load_npz, save_npz
-from conftest import to_layout
-
-DENSE_SIZE = 32
-
-
-def dense_head(num_classes: int = 10, in_channels: int = 1) -> S.NetSpec:
-    """A small net with a fully connected head: Flatten of a 3x3 map (C, H, W order matters), ceil-mode pooling."""
-    return S.NetSpec(in_channels, (
-        S.nin_stage(8, 5, 2, 0), S.MaxPool(3, 2),
-        S.nin_stage(12, 3, 1, 1), S.MaxPool(3, 2, ceil_mode=True),
-        S.Dropout(0.5), S.Flatten(), S.Dense(20), S.Dense(num_classes),
-    ), name="dense_head")
-
-
-@pytest.fixture
-def dense_variant(monkeypatch):
-    """Register the dense-head spec as a variant for this test (NiN(variant="dense_head", image_size=32))."""
-    monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
-    return dict(variant="dense_head", image_size=DENSE_SIZE)
+from conftest import DENSE_SIZE, to_layout
 
 
 def images(n, c, size, data_format, seed=0):
@@ -160,8 +141,7 @@ CONVERT_CHAIN = [("torch", "model.pt"), ("mxnet", "model.params"), ("tf", "model
 
 
 @pytest.mark.parametrize("variant", ["chapter", "dense_head"])
-def test_convert_round_trip_torch_mxnet_tf_torch(all_backends, tmp_path, monkeypatch, variant):
-    monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
+def test_convert_round_trip_torch_mxnet_tf_torch(all_backends, tmp_path, dense_variant, variant):
     torch_mod = all_backends[0]
     kwargs = dict(variant=variant, seed=5, init="kaiming", image_size=DENSE_SIZE if variant == "dense_head" else 96)
     start = torch_mod.NiN(**kwargs)
