@@ -118,6 +118,11 @@ def test_gradients_and_one_sgd_step_agree(all_backends):
     assert {d.tol for d in diffs if d.check in ("grads", "sgd step")} == {1e-4}
 
 
+def test_near_kinks_counts_relu_inputs_within_rounding_of_zero():
+    pre = {"block0.conv0": np.array([[4.0, 5e-6, -1e-6]]), "block0.conv1": np.array([-2.0, 0.0, 1e-3])}
+    assert parity.near_kinks(pre) == 2  # -1e-6 (band 4e-6) and 0.0 (band 2e-6); not 5e-6 nor 1e-3
+
+
 def test_sgd_step_is_plain_sgd_without_dropout(backend):
     model = backend.NiN(seed=0, init="kaiming", image_size=SMALL)
     (x, y), = parity.make_batches(model.spec, SMALL, 4, seed=0)
