@@ -53,3 +53,20 @@ def check_input_array(spec: NetSpec, x, data_format: str, built_size: Optional[i
         raise ValueError(f"expected a real numeric array (float or integer), got dtype {x.dtype}")
     check_input_shape(spec, x.shape, data_format, built_size)
     return x.astype(np.float32, copy=False)
+
+
+def check_labels(spec: NetSpec, y, batch: int) -> np.ndarray:
+    """Check class labels for a batch of ``batch`` images and return them as int64."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or y.shape != (batch,):
+        raise ValueError(f"expected {batch} integer class labels (shape ({batch},)), "
+                         f"got dtype {y.dtype} and shape {_fmt(y.shape)}")
+    if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
+        raise ValueError(f"expected class labels in 0..{spec.num_classes - 1}, got {y.min()}..{y.max()}")
+    return y.astype(np.int64)
+
+
+def check_batch(spec: NetSpec, x, y, data_format: str, built_size: Optional[int] = None):
+    """Check images and their labels together: (float32 images, int64 labels)."""
+    x = check_input_array(spec, x, data_format, built_size)
+    return x, check_labels(spec, y, x.shape[0])

@@ -87,9 +87,13 @@ def save_npz(path: str, weights: Mapping[str, np.ndarray], **meta) -> None:
 
 
 def load_npz(path: str):
-    """Read weights (and metadata) from .npz; never unpickles."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        weights = {k: data[k] for k in data.files if not k.startswith("__meta__.")}
-        meta = {k[len("__meta__."):]: data[k].item() if data[k].ndim == 0 else data[k]
-                for k in data.files if k.startswith("__meta__.")}
+    """Read weights (and metadata) from .npz; never unpickles (object arrays are refused)."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            weights = {k: data[k] for k in data.files if not k.startswith("__meta__.")}
+            meta = {k[len("__meta__."):]: data[k].item() if data[k].ndim == 0 else data[k]
+                    for k in data.files if k.startswith("__meta__.")}
+    except ValueError as err:  # numpy refuses object (pickled) arrays when allow_pickle=False
+        raise ValueError(f"expected plain numeric arrays in {os.fspath(path)}, got something that needs "
+                         f"unpickling, which nin never does ({err})") from err
     return weights, meta

@@ -123,10 +123,17 @@ def parametrized_layers(model: NiN) -> List[Tuple[str, keras.layers.Layer]]:
 
 
 def _dense_input_chw(model: NiN, dense_index: int) -> Tuple[int, ...]:
-    """The (C, H, W) feature shape flattened into a Dense layer (for reordering its inputs)."""
-    feats = shapes.feature_shapes(model.spec, model.image_size)
-    inputs = [(model.spec.in_channels, model.image_size, model.image_size)] + feats[:-1]
-    dense_inputs = [i for l, i in zip(model.spec.layers, inputs) if isinstance(l, S.Dense)]
+    """The (C, H, W) map a Dense layer reads, flattened (for reordering its inputs); (F,) after another Dense.
+
+    A Flatten (or Dropout) in between does not change which map it is: Keras flattens it in H, W, C order.
+    """
+    shape: Tuple[int, ...] = (model.spec.in_channels, model.image_size, model.image_size)
+    dense_inputs = []
+    for layer, out in zip(model.spec.layers, shapes.feature_shapes(model.spec, model.image_size)):
+        if isinstance(layer, S.Dense):
+            dense_inputs.append(shape)
+        if not isinstance(layer, (S.Flatten, S.Dropout)):
+            shape = out
     return dense_inputs[dense_index]
 
 
@@ -145,31 +152,45 @@ def _hwc_rows_to_chw(k: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
     return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)
 
 
+def to_canonical(model: NiN, prefix: str, kind: str, native: np.ndarray) -> np.ndarray:
+    """One native array (a kernel, its gradient, a bias) in canonical layout, float32.
+
+    Conv kernels HWIO -> OIHW; dense kernels (H*W*C, out) -> (out, C*H*W); biases as they are.
+    """
+    native = np.asarray(native, np.float32)
+    if kind == "bias":
+        return native
+    if prefix.startswith("dense"):
+        return np.ascontiguousarray(_hwc_rows_to_chw(native, _dense_input_chw(model, int(prefix[5:]))))
+    return np.ascontiguousarray(native.transpose(3, 2, 0, 1))
+
+
+def to_native(model: NiN, prefix: str, kind: str, canonical: np.ndarray) -> np.ndarray:
+    """The inverse of `to_canonical`: a canonical array in the layout of the Keras variable."""
+    if kind == "bias":
+        return canonical
+    if prefix.startswith("dense"):
+        return _chw_to_hwc_rows(canonical, _dense_input_chw(model, int(prefix[5:])))
+    return canonical.transpose(2, 3, 1, 0)
+
+
+def variables(model: NiN) -> List[Tuple[str, str, keras.Variable]]:
+    """(canonical prefix, "weight" or "bias", Keras variable) of every parameter, in network order."""
+    return [(prefix, kind, layer.kernel if kind == "weight" else layer.bias)
+            for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")]
+
+
 def export_weights(model: NiN) -> Dict[str, np.ndarray]:
     """Canonical weights: conv OIHW, dense (out, in) with inputs in C, H, W order, float32 NumPy."""
-    out = {}
-    for prefix, layer in parametrized_layers(model):
-        kernel = layer.kernel.numpy().astype(np.float32)
-        if prefix.startswith("dense"):
-            w = _hwc_rows_to_chw(kernel, _dense_input_chw(model, int(prefix[5:])))
-        else:
-            w = kernel.transpose(3, 2, 0, 1)
-        out[f"{prefix}.weight"] = np.ascontiguousarray(w)
-        out[f"{prefix}.bias"] = layer.bias.numpy().astype(np.float32)
-    return out
+    return {f"{prefix}.{kind}": to_canonical(model, prefix, kind, var.numpy())
+            for prefix, kind, var in variables(model)}
 
 
 def import_weights(model: NiN, weights) -> None:
     """Load canonical weights; every name and shape is checked before the model is touched."""
     weights = check_weights(model.spec, weights, model.image_size)
-    for prefix, layer in parametrized_layers(model):
-        w = weights[f"{prefix}.weight"]
-        if prefix.startswith("dense"):
-            kernel = _chw_to_hwc_rows(w, _dense_input_chw(model, int(prefix[5:])))
-        else:
-            kernel = w.transpose(2, 3, 1, 0)
-        layer.kernel.assign(kernel)
-        layer.bias.assign(weights[f"{prefix}.bias"])
+    for prefix, kind, var in variables(model):
+        var.assign(to_native(model, prefix, kind, weights[f"{prefix}.{kind}"]))
 
 
 def layer_shapes(model: NiN, input_shape) -> List[Tuple[str, Tuple[int, ...]]]:

@@ -42,3 +42,24 @@ def to_layout(x_nchw, data_format):
 def shape_in(data_format, n, c, h, w=None):
     w = h if w is None else w
     return (n, c, h, w) if data_format == "NCHW" else (n, h, w, c)
+
+
+DENSE_SIZE = 32
+
+
+def dense_head(num_classes=10, in_channels=1):
+    """A small net with a fully connected head: Flatten of a 3x3 map (C, H, W order matters), ceil-mode pooling."""
+    from common import spec as S
+    return S.NetSpec(in_channels, (
+        S.nin_stage(8, 5, 2, 0), S.MaxPool(3, 2),
+        S.nin_stage(12, 3, 1, 1), S.MaxPool(3, 2, ceil_mode=True),
+        S.Dropout(0.5), S.Flatten(), S.Dense(20), S.Dense(num_classes),
+    ), name="dense_head")
+
+
+@pytest.fixture
+def dense_variant(monkeypatch):
+    """Register ``dense_head`` as a variant for one test: pass the result to NiN (variant, image_size)."""
+    from common.variants import VARIANTS
+    monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
+    return dict(variant="dense_head", image_size=DENSE_SIZE)

@@ -1,0 +1,76 @@
+"""``nin convert``: one backend's checkpoint as another's, through the canonical weights."""
+from __future__ import annotations
+
+import json
+import os
+
+from .. import backends
+from .. import checkpoint as ck
+from ..weights import check_weights, load_npz, save_npz
+from ..model import model_config
+
+NPZ = "npz"
+TARGETS = backends.BACKENDS + (NPZ,)
+NPZ_FORMAT = "nin-canonical-1"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("convert", help="turn a checkpoint of one backend into a native checkpoint of another "
+                                       "(or into canonical .npz weights)")
+    p.add_argument("checkpoint", help="a native checkpoint (model.pt, model.params, model.weights.h5, with its "
+                                      "<file>.json description) or canonical .npz weights")
+    p.add_argument("--to", required=True, choices=TARGETS, help="the target backend, or npz")
+    p.add_argument("--out", required=True, help="the file to write (its .json description is written beside it)")
+    p.set_defaults(run=run)
+
+
+def suffix_of(target: str) -> str:
+    return ".npz" if target == NPZ else ck.NATIVE_SUFFIX[target]
+
+
+def source_of(path: str) -> str:
+    """``npz`` for canonical weights, else the backend that wrote the checkpoint."""
+    return NPZ if os.fspath(path).endswith(".npz") else ck.backend_of(path)
+
+
+def read_canonical(path: str):
+    """(canonical weights, model constructor arguments) from any checkpoint; only its backend is imported."""
+    source = source_of(path)
+    if source == NPZ:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        weights, meta = load_npz(path)
+        if "model" not in meta:
+            raise ValueError(f"expected {path} to carry its model description (as written by nin convert --to npz); "
+                             f"it has none")
+        kwargs = json.loads(str(meta["model"]))
+        check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
+        return weights, kwargs
+    mod = backends.load(source)
+    model = mod.load_native(path)
+    return mod.export_weights(model), dict(model.config.kwargs)
+
+
+def write_canonical(weights, kwargs: dict, target: str, out: str) -> None:
+    """Write canonical weights as a native checkpoint of ``target`` (or as .npz), atomically."""
+    if target == NPZ:
+        check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
+        save_npz(out, weights, model=json.dumps(kwargs, sort_keys=True), format=NPZ_FORMAT)
+        return
+    mod = backends.load(target)
+    model = mod.NiN(**kwargs)
+    mod.import_weights(model, weights)
+    mod.save_native(model, out)
+
+
+def run(args) -> int:
+    suffix = suffix_of(args.to)
+    if not args.out.endswith(suffix):
+        raise ValueError(f"expected --out to end with {suffix} for --to {args.to} (the ending "
+                         f"{'Keras' if args.to == 'tf' else 'its loader'} expects), got {args.out}")
+    source = source_of(args.checkpoint)
+    weights, kwargs = read_canonical(args.checkpoint)
+    write_canonical(weights, kwargs, args.to, args.out)
+    print(f"converted {args.checkpoint} ({source}) -> {args.out} ({args.to}): {len(weights)} arrays, "
+          f"{sum(w.size for w in weights.values()):,} parameters")
+    return 0

@@ -1,0 +1,93 @@
+"""A float64 NumPy forward pass: the framework-free truth the three backends are checked against.
+
+It walks the same spec as the backends, with canonical weights (conv OIHW, dense (out, in) with
+inputs in C, H, W order), on NCHW batches.  Every layer is vectorised: convolutions are one matrix
+product over a strided window view (im2col without copies until the product), pooling a max over
+the same kind of view.  Outputs are canonical NCHW; global average pooling keeps (C, 1, 1) as the
+NCHW backends do.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import spec as S
+from .shapes import pool_out
+
+
+def windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, Ho, Wo, size, size): every size x size window at the given stride (a view)."""
+    return sliding_window_view(x, (size, size), axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Cross-correlation of an NCHW batch with OIHW weights, zero padding, then the bias."""
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = windows(x, weight.shape[2], stride)  # (N, C, Ho, Wo, kh, kw)
+    out = np.tensordot(cols, weight, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O)
+    return np.ascontiguousarray((out + bias).transpose(0, 3, 1, 2))
+
+
+def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
+    """Max pooling without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and Caffe)."""
+    h, w = x.shape[2:]
+    oh, ow = pool_out(h, size, stride, ceil_mode), pool_out(w, size, stride, ceil_mode)
+    pad_h, pad_w = max(0, (oh - 1) * stride + size - h), max(0, (ow - 1) * stride + size - w)
+    if pad_h or pad_w:
+        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=-np.inf)
+    return windows(x, size, stride)[:, :, :oh, :ow].max(axis=(4, 5))
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
+                  preactivations: Optional[Dict[str, np.ndarray]] = None) -> List[np.ndarray]:
+    """The output of every top-level layer (canonical layout, float64) for an NCHW batch ``x``.
+
+    Dropout is the identity (evaluation mode).  ``preactivations``, if given, receives every
+    convolution's output before its ReLU, by canonical prefix (``block1.conv2``).
+    """
+    w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    x = np.asarray(x, np.float64)
+    outs, b, d = [], 0, 0
+    for layer in spec.layers:
+        if isinstance(layer, S.Block):
+            for c, conv in enumerate(layer.convs):
+                p = f"block{b}.conv{c}"
+                z = conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding)
+                if preactivations is not None:
+                    preactivations[p] = z
+                x = relu(z)
+            b += 1
+        elif isinstance(layer, S.MaxPool):
+            x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)
+        elif isinstance(layer, S.GlobalAvgPool):
+            x = x.mean(axis=(2, 3), keepdims=True)
+        elif isinstance(layer, S.Flatten):
+            x = x.reshape(x.shape[0], -1)
+        elif isinstance(layer, S.Dense):
+            x = x.reshape(x.shape[0], -1) @ w[f"dense{d}.weight"].T + w[f"dense{d}.bias"]
+            d += 1
+        elif not isinstance(layer, S.Dropout):  # pragma: no cover - a new layer kind must be taught here
+            raise TypeError(f"unknown layer {layer!r}")
+        outs.append(x)
+    return outs
+
+
+def forward(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x) -> np.ndarray:
+    """Logits (N, num_classes), float64."""
+    return layer_outputs(spec, weights, x)[-1]
+
+
+def cross_entropy(logits: np.ndarray, labels) -> float:
+    """Mean softmax cross-entropy, float64, computed stably (log-sum-exp)."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    labels = np.asarray(labels, np.int64)
+    return float(-log_p[np.arange(len(labels)), labels].mean())

@@ -1,0 +1,66 @@
+"""MXNet's side of the parity checks (``common.parity``): layer outputs, loss and gradients, SGD steps."""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from ._mx import array
+from mxnet import autograd, gluon
+
+from common import checks
+from common import spec as S
+
+from .model import DATA_FORMAT, NiN, context_of, parametrized_layers
+
+
+def parity_mode() -> None:
+    """Full float32 on a GPU: no Tensor Core (TF32 or float16) math in cuBLAS or cuDNN.
+
+    MXNet reads these variables once per process, when its first GPU operator runs: call this
+    before any GPU work.  ``NVIDIA_TF32_OVERRIDE=0`` is the CUDA libraries' own switch.
+    """
+    os.environ["MXNET_CUDA_ALLOW_TENSOR_CORE"] = "0"
+    os.environ["MXNET_CUDA_TENSOR_OP_MATH_ALLOW_CONVERSION"] = "0"
+    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+
+
+def layer_outputs(model: NiN, x) -> List[np.ndarray]:
+    """The output of every top-level layer (NCHW where spatial), in prediction mode."""
+    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size)
+    X, outs = array(x, context_of(model)), []
+    for layer in model.net:  # outside autograd.record: prediction mode, dropout off
+        X = layer(X)
+        outs.append(X.asnumpy())
+    return outs
+
+
+def _backward(model: NiN, x, y) -> float:
+    """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``param.grad()``."""
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    ctx = context_of(model)
+    # Record in training mode, stepping over the dropout layers: with train_mode=False, MXNet's
+    # oneDNN max pooling keeps no argmax workspace and its backward sends every window's gradient
+    # to the window's first element (seen with MXNet 1.9.1; compare apache/mxnet#10994).
+    with autograd.record(train_mode=True):
+        X = array(x, ctx)
+        for layer, native in zip(model.spec.layers, model.net):
+            X = X if isinstance(layer, S.Dropout) else native(X)
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(X, array(y, ctx)).mean()
+    loss.backward()
+    return float(loss.item())
+
+
+def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
+    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
+    loss = _backward(model, x, y)
+    return loss, {f"{prefix}.{kind}": getattr(layer, kind).grad().asnumpy()
+                  for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+
+
+def sgd_step(model: NiN, x, y, lr: float) -> float:
+    """One step of plain SGD (Gluon's ``Trainer`` with ``'sgd'``, no momentum or decay); returns the loss before it."""
+    loss = _backward(model, x, y)
+    gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}).step(1)  # the loss is already a mean
+    return loss

@@ -1,0 +1,51 @@
+"""TensorFlow's side of the parity checks (``common.parity``): layer outputs, loss and gradients, SGD steps."""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from common import checks
+
+from .model import DATA_FORMAT, NiN, to_canonical, variables
+
+
+def parity_mode() -> None:
+    """Full float32 on a GPU: no TF32 in matrix products or convolutions."""
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def layer_outputs(model: NiN, x) -> List[np.ndarray]:
+    """The output of every top-level layer (NHWC where spatial; (N, C) after global pooling), training=False."""
+    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size)
+    X, outs = tf.convert_to_tensor(x), []
+    for layer in model.net.layers:
+        X = layer(X, training=False)
+        outs.append(X.numpy())
+    return outs
+
+
+def _backward(model: NiN, x, y):
+    """Mean softmax cross-entropy with dropout disabled: (loss, variables, native gradients)."""
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    params = variables(model)
+    with tf.GradientTape() as tape:
+        logits = model(tf.convert_to_tensor(x), training=False)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    return float(loss), params, tape.gradient(loss, [var for _, _, var in params])
+
+
+def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
+    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
+    loss, params, grads = _backward(model, x, y)
+    return loss, {f"{prefix}.{kind}": to_canonical(model, prefix, kind, grad.numpy())
+                  for (prefix, kind, _), grad in zip(params, grads)}
+
+
+def sgd_step(model: NiN, x, y, lr: float) -> float:
+    """One step of plain SGD (``keras.optimizers.SGD``, no momentum or decay); returns the loss before it."""
+    loss, params, grads = _backward(model, x, y)
+    keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, [var for _, _, var in params]))
+    return loss

@@ -1,0 +1,57 @@
+"""PyTorch's side of the parity checks (``common.parity``): layer outputs, loss and gradients, SGD steps."""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from common import checks
+
+from .model import DATA_FORMAT, NiN, device_of, eval_mode, parametrized_layers
+
+
+def parity_mode() -> None:
+    """Full float32 on a GPU: no TF32 in matrix products (cuBLAS) or convolutions (cuDNN)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def layer_outputs(model: NiN, x) -> List[np.ndarray]:
+    """The output of every top-level layer (NCHW where spatial), in evaluation mode."""
+    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size)
+    X, outs = torch.from_numpy(x).to(device_of(model)), []
+    with eval_mode(model):
+        for layer in model.net:
+            X = layer(X)
+            outs.append(X.cpu().numpy())
+    return outs
+
+
+def _backward(model: NiN, x, y) -> float:
+    """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``.grad``."""
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    device, was_training = device_of(model), model.training
+    model.eval()
+    try:
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(torch.from_numpy(x).to(device)), torch.from_numpy(y).to(device))
+        loss.backward()
+    finally:
+        model.train(was_training)
+    return float(loss.detach())
+
+
+def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
+    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
+    loss = _backward(model, x, y)
+    return loss, {f"{prefix}.{kind}": getattr(layer, kind).grad.cpu().numpy()
+                  for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+
+
+def sgd_step(model: NiN, x, y, lr: float) -> float:
+    """One step of plain SGD (``torch.optim.SGD``, no momentum or decay); returns the loss before it."""
+    loss = _backward(model, x, y)
+    torch.optim.SGD(model.parameters(), lr=lr).step()
+    return loss

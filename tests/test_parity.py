@@ -1,0 +1,211 @@
+"""Numerical parity: the same weights give the same numbers in every backend and in the float64 reference."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from common import cli, parity, reference
+from common import spec as S
+from conftest import load_backend
+
+SMALL = 72  # a small image size: the chapter net survives from 67 px
+
+
+def assert_all_pass(diffs, count=None):
+    failed = [d for d in diffs if not d.passed]
+    assert not failed, failed[:5]
+    if count is not None:
+        assert len(diffs) == count
+
+
+# --- the reference itself, against direct loops on tiny inputs --------------------------------------------------
+
+def direct_conv(x, w, b, stride, pad):
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, _, h, wd = x.shape
+    o, _, k, _ = w.shape
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    out = np.zeros((n, o, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w) + b
+    return out
+
+
+def direct_pool(x, k, stride, ceil_mode):
+    h, w = x.shape[2:]
+    oh, ow = [-(-(s - k) // stride) + 1 if ceil_mode else (s - k) // stride + 1 for s in (h, w)]
+    oh, ow = [o - 1 if ceil_mode and (o - 1) * stride >= s else o for o, s in ((oh, h), (ow, w))]
+    out = np.zeros(x.shape[:2] + (oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k].max(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 2, 1), (1, 1, 0)])
+def test_reference_conv_matches_direct_loops(kernel, stride, pad):
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x, w, b = rng.normal(size=(2, 3, 19, 17)), rng.normal(size=(4, 3, kernel, kernel)), rng.normal(size=4)
+    np.testing.assert_allclose(reference.conv2d(x, w, b, stride, pad), direct_conv(x, w, b, stride, pad),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [7, 8, 9, 10])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_reference_pool_matches_direct_loops(size, ceil_mode):
+    x = np.random.default_rng(size).normal(size=(2, 3, size, size + 1))
+    np.testing.assert_array_equal(reference.max_pool(x, 3, 2, ceil_mode), direct_pool(x, 3, 2, ceil_mode))
+
+
+def test_reference_head_and_loss():
+    spec = S.NetSpec(2, (S.GlobalAvgPool(), S.Flatten(), S.Dense(3)))
+    w = {"dense0.weight": np.arange(6.0).reshape(3, 2), "dense0.bias": np.array([0.5, 0.0, -0.5])}
+    x = np.random.default_rng(0).normal(size=(4, 2, 5, 5))
+    outs = reference.layer_outputs(spec, w, x)
+    assert [o.shape for o in outs] == [(4, 2, 1, 1), (4, 2), (4, 3)]
+    np.testing.assert_allclose(outs[-1], x.mean(axis=(2, 3)) @ w["dense0.weight"].T + w["dense0.bias"])
+    logits, y = outs[-1], np.array([0, 2, 1, 1])
+    expected = np.mean([np.log(np.exp(z).sum()) - z[t] for z, t in zip(logits, y)])
+    assert reference.cross_entropy(logits, y) == pytest.approx(expected, rel=1e-12)
+
+
+# --- forward and layer by layer ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [67, 224])
+def test_forward_matches_reference(backend, size):
+    diffs = parity.run_checks([backend], ["forward"], image_size=size, seed=1)
+    assert_all_pass(diffs, count=1)
+    assert diffs[0].tol == 1e-5 and diffs[0].pair == f"{backend.BACKEND} vs reference"
+
+
+@pytest.mark.parametrize("size", [SMALL, 224])
+def test_layers_agree_with_reference_and_across_backends(all_backends, size):
+    diffs = parity.run_checks(all_backends, ["forward", "layers"], image_size=size, seed=2)
+    assert_all_pass(diffs, count=6 + 6 * 10)  # 3 vs reference + 3 pairs; 10 top-level layers each
+
+
+@pytest.mark.parametrize("name,layer", [("block0.conv0.bias", 0), ("block2.conv1.weight", 4),
+                                        ("block3.conv2.weight", 7)])
+def test_first_diverging_layer_is_named(backend, name, layer):
+    kwargs = dict(image_size=SMALL, seed=0, init="kaiming")
+    weights = backend.export_weights(backend.NiN(**kwargs))
+    models = parity.build_models([backend], weights, **kwargs)
+    wrong = dict(weights, **{name: weights[name] + 0.01 * max(np.abs(weights[name]).max(), 1.0)})
+    backend.import_weights(models[backend.BACKEND], wrong)
+    diffs = parity.run_checks([backend], ["layers"], models=models, weights=weights, **kwargs)
+    pair = f"{backend.BACKEND} vs reference"
+    assert parity.first_failure(diffs, pair, "layers").item == f"layer {layer} (Block)"
+    assert all(d.passed for d in diffs[:layer])
+    [row] = parity.summarize(diffs)
+    assert not row.passed and row.where == f"first diverging: layer {layer} (Block)"
+
+
+def test_dense_head_parity(all_backends, dense_variant):
+    diffs = parity.run_checks(all_backends, ["forward", "layers", "grads"], seed=3, **dense_variant)
+    assert_all_pass(diffs)
+    assert any(d.item == "dense0.weight" for d in diffs if d.check == "grads")
+
+
+# --- gradients, one SGD step, and a trajectory -------------------------------------------------------------------
+
+def test_gradients_and_one_sgd_step_agree(all_backends):
+    diffs = parity.run_checks(all_backends, ["grads"], image_size=SMALL, seed=0, lr=0.05)
+    assert_all_pass(diffs, count=3 + 3 + 2 * 3 * 24)  # loss vs reference, loss pairs; 24 arrays in 3 pairs
+    assert {d.tol for d in diffs if d.check in ("grads", "sgd step")} == {1e-4}
+
+
+def test_near_kinks_counts_relu_inputs_within_rounding_of_zero():
+    pre = {"block0.conv0": np.array([[4.0, 5e-6, -1e-6]]), "block0.conv1": np.array([-2.0, 0.0, 1e-3])}
+    assert parity.near_kinks(pre) == 2  # -1e-6 (band 4e-6) and 0.0 (band 2e-6); not 5e-6 nor 1e-3
+
+
+def test_sgd_step_is_plain_sgd_without_dropout(backend):
+    model = backend.NiN(seed=0, init="kaiming", image_size=SMALL)
+    (x, y), = parity.make_batches(model.spec, SMALL, 4, seed=0)
+    x = parity.to_backend(x, backend.DATA_FORMAT)
+    hooks = parity.hooks(backend)
+    loss, grads = hooks.loss_and_grads(model, x, y)
+    again, grads_again = hooks.loss_and_grads(model, x, y)  # dropout disabled: deterministic
+    assert loss == again and all(np.array_equal(grads[k], grads_again[k]) for k in grads)
+    assert all(np.abs(g).max() > 0 for k, g in grads.items() if k.endswith("weight"))
+    before = backend.export_weights(model)
+    assert hooks.sgd_step(model, x, y, 0.05) == loss
+    after = backend.export_weights(model)
+    for name in before:
+        np.testing.assert_allclose(after[name], before[name] - 0.05 * grads[name], rtol=0,
+                                   atol=1e-6 * max(np.abs(before[name]).max(), 1e-3), err_msg=name)
+
+
+def test_sgd_trajectory_losses_agree(all_backends):
+    kwargs = dict(image_size=SMALL, seed=0, init="kaiming")
+    weights = all_backends[0].export_weights(all_backends[0].NiN(**kwargs))
+    models = parity.build_models(all_backends, weights, **kwargs)
+    batches = parity.make_batches(models["torch"].spec, SMALL, 4, seed=0, count=20)
+    losses = parity.trajectories(all_backends, models, batches, lr=0.05)
+    diffs = parity.step_diffs(losses)
+    assert_all_pass(diffs, count=3 * 20)
+    assert {d.tol for d in diffs} == {1e-3}
+    assert np.ptp(losses["torch"]) > 0.1  # the loss moves
+
+
+def test_steps_check_tells_a_different_learning_rate(all_backends):
+    torch_mod = all_backends[0]
+    kwargs = dict(image_size=SMALL, seed=0, init="kaiming")
+    batches = parity.make_batches(torch_mod.NiN(**kwargs).spec, SMALL, 4, seed=0, count=5)
+    runs = {lr: parity.trajectories([torch_mod], {"torch": torch_mod.NiN(**kwargs)}, batches, lr)["torch"]
+            for lr in (0.05, 0.0505)}
+    diffs = parity.step_diffs({"lr 0.05": runs[0.05], "lr 0.0505": runs[0.0505]})
+    assert diffs[0].passed  # the first loss comes before any update
+    assert not all(d.passed for d in diffs)
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+
+def test_cli_parity_passes(all_backends, capsys):
+    code = cli.main(["parity", "--image-size", str(SMALL), "--checks", "forward,layers,grads", "--seed", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for text in ("pair", "check", "max abs diff", "relative error", "tolerance", "torch vs reference",
+                 "mxnet vs tf", "layer outputs", "gradients", "24 of 24 checks passed"):
+        assert text in out
+    assert "FAIL" not in out
+
+
+def test_cli_parity_failure_exits_1(capsys):
+    load_backend("torch")
+    code = cli.main(["parity", "--backends", "torch", "--image-size", "67", "--checks", "forward",
+                     "--tolerance-scale", "0.001"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL" in out and "failed: torch vs reference forward (logits)" in out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--backends", "torch", "--checks", "grads"], "expected at least two backends, got torch"),
+    (["--checks", "forward,speed"], "expected checks among forward, layers, grads, steps"),
+    (["--backends", "torch,jax"], "expected backends among torch, mxnet, tf"),
+    (["--batch", "0"], "expected --batch to be a positive integer"),
+    (["--image-size", "40"], "expected image_size to be an integer >= 67"),
+])
+def test_cli_parity_bad_requests_exit_2(capsys, args, fragment):
+    assert cli.main(["parity", *args]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["parity", "--backends", "torch,mxnet"],
+                                     ["convert", "model.params", "--to", "torch", "--out", "model.pt"]])
+def test_cli_missing_framework_is_named(tmp_path, command):
+    # Hide MXNet from the interpreter: the command must name it and exit 2, not leave it out.
+    (tmp_path / "mxnet").mkdir()
+    (tmp_path / "mxnet" / "__init__.py").write_text("raise ImportError('No module named mxnet')\n")
+    (tmp_path / "model.params").write_bytes(b"")
+    (tmp_path / "model.params.json").write_text('{"backend": "mxnet", "model": {}}')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.getcwd())
+    res = subprocess.run([sys.executable, "-m", "common.cli", *command], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "needs MXNet" in res.stderr and "pip install 'nin[mxnet]'" in res.stderr
