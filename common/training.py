@@ -280,8 +280,9 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
                 if settings[k] != state["settings"].get(k)]
         if diff:
             raise ValueError(f"cannot resume {ckpt} with other settings: " + ", ".join(diff))
-        out = os.path.dirname(os.path.abspath(ckpt)) if out is None else out
-    elif out is not None and os.path.isdir(out):
+        run_dir = os.path.dirname(os.path.abspath(ckpt))
+        out = run_dir if out is None else out
+    if out is not None and os.path.isdir(out) and (resume is None or os.path.abspath(out) != run_dir):
         try:
             held = find_checkpoint(out)
         except FileNotFoundError:
