@@ -208,13 +208,13 @@ def native_name(backend: str) -> str:
     return "model" + NATIVE_SUFFIX[backend]
 
 
-def save_training_checkpoint(run_dir: str, mod, impl_trainer, model, state: dict) -> str:
+def save_training_checkpoint(run_dir: str, mod, trainer, model, state: dict) -> str:
     """Native weights (with their description), canonical ``model.npz``, optimizer state, then ``state.json``."""
     def write(folder: str) -> None:
         mod.save_native(model, os.path.join(folder, native_name(mod.BACKEND)))
         save_npz(os.path.join(folder, "model.npz"), mod.export_weights(model), backend=mod.BACKEND,
                  epoch=state["epoch"], model=json.dumps(model.config.kwargs, sort_keys=True))
-        impl_trainer.save_state(folder)
+        trainer.save_state(folder)
         write_json(os.path.join(folder, STATE_FILE), state)
     return write_checkpoint(run_dir, write)
 
@@ -256,6 +256,29 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
+def _resumed_state(resume, backend: str, settings: dict) -> Tuple[dict, str]:
+    """The state of the run to resume and its checkpoint folder, checked against this run's settings."""
+    ckpt = find_checkpoint(resume)
+    state = read_state(ckpt)
+    if state["backend"] != backend:
+        raise ValueError(f"expected a {backend} run to resume, {ckpt} holds a {state['backend']} run")
+    diff = [f"{k}={settings[k]!r} (the run has {state['settings'][k]!r})" for k in FIXED_ON_RESUME
+            if settings[k] != state["settings"].get(k)]
+    if diff:
+        raise ValueError(f"cannot resume {ckpt} with other settings: " + ", ".join(diff))
+    return state, ckpt
+
+
+def _refuse_occupied(out: str) -> None:
+    """A new run does not write over another run's checkpoint."""
+    try:
+        held = find_checkpoint(out)
+    except FileNotFoundError:
+        return
+    raise ValueError(f"{out} already holds a training run ({held}); continue it with --resume {out} "
+                     f"or choose another --out")
+
+
 def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10, batch_size: int = 128,
         lr: float = 0.05, image_size: int = 224, limit_train: Optional[int] = None,
         limit_val: Optional[int] = None, device: str = "auto", seed: int = 0, init: str = "xavier",
@@ -270,26 +293,12 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
             raise ValueError(f"expected a model built for image_size {image_size} (fit's image_size), got one "
                              f"built for {model.image_size}; build it with NiN(image_size={image_size})")
         settings.update(variant=model.config.kwargs["variant"], init=model.config.init)
-    state, ckpt = None, None
-    if resume is not None:
-        ckpt = find_checkpoint(resume)
-        state = read_state(ckpt)
-        if state["backend"] != backend:
-            raise ValueError(f"expected a {backend} run to resume, {ckpt} holds a {state['backend']} run")
-        diff = [f"{k}={settings[k]!r} (the run has {state['settings'][k]!r})" for k in FIXED_ON_RESUME
-                if settings[k] != state["settings"].get(k)]
-        if diff:
-            raise ValueError(f"cannot resume {ckpt} with other settings: " + ", ".join(diff))
+    state, ckpt = _resumed_state(resume, backend, settings) if resume is not None else (None, None)
+    if state is not None:
         run_dir = os.path.dirname(os.path.abspath(ckpt))
         out = run_dir if out is None else out
-    if out is not None and os.path.isdir(out) and (resume is None or os.path.abspath(out) != run_dir):
-        try:
-            held = find_checkpoint(out)
-        except FileNotFoundError:
-            held = None
-        if held:
-            raise ValueError(f"{out} already holds a training run ({held}); continue it with --resume {out} "
-                             f"or choose another --out")
+    if out is not None and (state is None or os.path.abspath(out) != run_dir):
+        _refuse_occupied(out)
 
     train = data.load("train", data_dir, limit_train, progress=progress)
     val = data.load("test", data_dir, limit_val, progress=progress)
@@ -312,11 +321,11 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         _say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
         return rows
 
-    saved = [start_epoch if state else None]  # the epoch of the last checkpoint written (or resumed from)
+    saved = [(start_epoch, ckpt) if state else None]  # (epoch, folder) of the last good checkpoint
 
     def stop(at_step: int, loss: float, batch: int, n_batches: int) -> None:
-        kept = (f"the last good checkpoint (epoch {saved[0]}) stays in {os.path.join(out, CHECKPOINT)}"
-                if out is not None and saved[0] else "no checkpoint was written")
+        kept = (f"the last good checkpoint (epoch {saved[0][0]}) stays in {saved[0][1]}" if saved[0] else
+                "no checkpoint was written")
         raise NonFiniteLoss(f"the loss became {loss} at step {at_step} (epoch {epoch}, batch {batch} of "
                             f"{n_batches}): training stopped. The learning rate is probably too high for this "
                             f"setting: try a lower one than --lr {settings['lr']:g} (e.g. "
@@ -341,8 +350,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
                              elapsed_s=row["elapsed_s"], settings=dict(settings, epochs=epochs), rows=rows,
                              native=native_name(backend), canonical="model.npz",
                              rng="every framework is re-seeded from (seed, epoch) at the start of each epoch")
-            save_training_checkpoint(out, mod, trainer, model, new_state)
-            saved[0] = epoch
+            saved[0] = (epoch, save_training_checkpoint(out, mod, trainer, model, new_state))
     return rows
 
 
