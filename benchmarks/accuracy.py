@@ -17,6 +17,7 @@ import datetime
 import importlib
 import inspect
 import json
+import math
 import os
 import platform
 import subprocess
@@ -33,7 +34,8 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).param
 RECIPE = {k: DEFAULTS[k] for k in ("epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val",
                                    "init", "variant")}
 TARGET = 0.85  # validation accuracy after the full recipe (issue 4)
-CHANCE = 0.2   # below this after training counts as stalled (chance is 0.1)
+PLATEAU = math.log(10)  # the loss of a network that predicts chance (0.1) for every class: 2.303
+STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts as stalled
 VERSION_MODULE = {"torch": "torch", "mxnet": "mxnet", "tf": "tensorflow"}
 
 
@@ -60,6 +62,11 @@ def git_commit() -> str:
         return ""
 
 
+def stalled(final_train_loss: float) -> bool:
+    """Still on the loss plateau at 2.303 (chance) after training."""
+    return abs(final_train_loss - PLATEAU) < STALLED_WITHIN
+
+
 def run_one(backend: str, settings: dict, args) -> dict:
     fit = importlib.import_module(f"nin_{backend}.training").fit
     out = os.path.join(args.out_root, backend) if args.out_root else None
@@ -76,7 +83,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
         train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
-        final_val_acc=val_acc[-1], stalled=val_acc[-1] < CHANCE,
+        final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
         target=f">= {TARGET} after the full recipe" if full else "n/a (reduced setting)",
         target_met=(val_acc[-1] >= TARGET) if full else None, commit=git_commit(), machine=machine())
 
@@ -106,7 +113,7 @@ def main(argv=None) -> int:
         with open(args.results, "a") as f:
             f.write(json.dumps(result, sort_keys=True) + "\n")
         print(f"{result['label']} {backend}: val acc per epoch {result['val_acc']} in {result['seconds']:.0f} s on "
-              f"{result['device']}" + (" (STALLED at chance)" if result["stalled"] else "")
+              f"{result['device']}" + (" (STALLED at the 2.303 plateau)" if result["stalled"] else "")
               + ("" if result["target_met"] is None else f"; target {TARGET} met: {result['target_met']}"),
               flush=True)
     return 0

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                                                                "cpu or gpu")
     p.add_argument("--seed", type=int, help=f"weights, shuffling and dropout (default {DEFAULTS['seed']})")
     p.add_argument("--init", choices=INITS, help="xavier (the chapter's; sits at loss 2.303 for a long time) or "
-                                                 "kaiming (He-normal, zero biases; starts learning at once)")
+                                                 "kaiming (He-normal, zero biases; leaves that plateau much sooner)")
     p.add_argument("--variant", choices=sorted(VARIANTS), help="network variant (default chapter)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST files (else $NIN_DATA_DIR, the cache, "
                                       "Debian's copy, a download)")
