@@ -77,7 +77,8 @@ def run_one(backend: str, settings: dict, args) -> dict:
     full = settings == RECIPE
     val_acc = [round(r["val_acc"], 4) for r in rows]
     return dict(
-        label="full" if full else "reduced", backend=backend, date=datetime.datetime.now().isoformat(timespec="seconds"),
+        label="full" if full else "reduced", backend=backend,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
         framework=f"{backends.FRAMEWORK[backend]} {importlib.import_module(VERSION_MODULE[backend]).__version__}",
         device=rows[-1]["device"], settings=dict(settings, seed=args.seed), n_train=rows[-1]["n_train"],
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],

@@ -1,8 +1,6 @@
 """Training in every backend on a small real subset of Fashion-MNIST at 67x67, on the CPU and (``gpu``) the GPU."""
-import contextlib
 import importlib
 import inspect
-import io
 import json
 import os
 
@@ -11,7 +9,6 @@ import pytest
 
 from common import backends, cli, data, training
 from common.weights import load_npz
-from conftest import load_backend
 
 SIZE = 67  # the smallest image the chapter's network takes
 SMALL = dict(image_size=SIZE, batch_size=16, limit_train=48, limit_val=32, init="kaiming", progress=False)
