@@ -1,0 +1,124 @@
+"""Accuracy of the chapter's recipe per backend; appends one result line per backend to a results file.
+
+Not a test: it trains for real.  The defaults are the chapter's recipe (SGD lr 0.05, batch 128, 10 epochs,
+224x224, Xavier), which takes hours on a CPU; anything else is labelled ``reduced`` in the results.
+
+    python benchmarks/accuracy.py --backend all                       # the full recipe (on a GPU)
+    python benchmarks/accuracy.py --backend all --image-size 67 --limit-train 6000 --limit-val 2000 \\
+        --epochs 3 --init kaiming                                     # a reduced run that fits a CPU
+
+Each line of ``benchmarks/results/accuracy.jsonl``: label, backend, framework version, device, settings,
+validation accuracy (and losses) per epoch, seconds, images/s, whether the target was met, the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import inspect
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+from common import backends, training  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
+DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
+RECIPE = {k: DEFAULTS[k] for k in ("epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val",
+                                   "init", "variant")}
+TARGET = 0.85  # validation accuracy after the full recipe (issue 4)
+PLATEAU = math.log(10)  # the loss of a network that predicts chance (0.1) for every class: 2.303
+STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts as stalled
+VERSION_MODULE = {"torch": "torch", "mxnet": "mxnet", "tf": "tensorflow"}
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return dict(host=platform.node(), system=platform.platform(), python=platform.python_version(), cpu=cpu,
+                cpu_count=os.cpu_count(), load_avg=load,
+                env={k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES")
+                     if k in os.environ})
+
+
+def git_commit() -> str:
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "..") else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def stalled(final_train_loss: float) -> bool:
+    """Still on the loss plateau at 2.303 (chance) after training."""
+    return abs(final_train_loss - PLATEAU) < STALLED_WITHIN
+
+
+def run_one(backend: str, settings: dict, args) -> dict:
+    fit = importlib.import_module(f"nin_{backend}.training").fit
+    out = os.path.join(args.out_root, backend) if args.out_root else None
+    start = time.perf_counter()
+    rows = fit(device=args.device, seed=args.seed, data_dir=args.data_dir, out=out, progress=not args.no_progress,
+               **settings)
+    seconds = time.perf_counter() - start
+    full = settings == RECIPE
+    val_acc = [round(r["val_acc"], 4) for r in rows]
+    return dict(
+        label="full" if full else "reduced", backend=backend,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        framework=f"{backends.FRAMEWORK[backend]} {importlib.import_module(VERSION_MODULE[backend]).__version__}",
+        device=rows[-1]["device"], settings=dict(settings, seed=args.seed), n_train=rows[-1]["n_train"],
+        n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
+        train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
+        images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
+        final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
+        target=f">= {TARGET} after the full recipe" if full else "n/a (reduced setting)",
+        target_met=(val_acc[-1] >= TARGET) if full else None, commit=git_commit(), machine=machine())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", default="all", help="torch, mxnet, tf, a comma-separated list, or all")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    p.add_argument("--lr", type=float, default=RECIPE["lr"])
+    p.add_argument("--image-size", type=int, default=RECIPE["image_size"])
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--limit-val", type=int)
+    p.add_argument("--init", default=RECIPE["init"], choices=("xavier", "kaiming"))
+    p.add_argument("--device", default="auto", choices=training.DEVICES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
+    p.add_argument("--out-root", help="keep each run's metrics, curves and checkpoints in OUT_ROOT/<backend>")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
+                    limit_train=args.limit_train, limit_val=args.limit_val, init=args.init, variant="chapter")
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    for backend in backends.parse_list(args.backend):
+        result = run_one(backend, settings, args)
+        with open(args.results, "a") as f:
+            f.write(json.dumps(result, sort_keys=True) + "\n")
+        print(f"{result['label']} {backend}: val acc per epoch {result['val_acc']} in {result['seconds']:.0f} s on "
+              f"{result['device']}" + (" (STALLED at the 2.303 plateau)" if result["stalled"] else "")
+              + ("" if result["target_met"] is None else f"; target {TARGET} met: {result['target_met']}"),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

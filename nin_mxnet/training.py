@@ -1,0 +1,123 @@
+"""Training NiN in MXNet Gluon: the adapter ``common.training`` drives, and ``fit``."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Tuple
+
+import numpy as np
+
+from ._mx import mx
+from mxnet import autograd, gluon, npx
+
+from common import training
+from common.files import atomic_path
+
+from .model import BACKEND, NiN
+
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+def gpu_count() -> int:
+    return mx.context.num_gpus()
+
+
+def select_device(device: str = "auto"):
+    """``auto|cpu|gpu`` -> an MXNet context (``gpu(0)`` when chosen); ``gpu`` without one is a ValueError."""
+    if isinstance(device, mx.Context):
+        return device
+    return mx.gpu(0) if training.choose_device(device, gpu_count(), BACKEND) == "gpu" else mx.cpu()
+
+
+def build_model(device: str = "auto", **kwargs) -> NiN:
+    """``NiN(**kwargs)`` on the device."""
+    return NiN(**kwargs, ctx=select_device(device))
+
+
+def _leaves(state):
+    """The arrays of one parameter's optimizer state (None, an array, or nested tuples of them)."""
+    if state is None:
+        return []
+    if isinstance(state, (tuple, list)):
+        return [leaf for part in state for leaf in _leaves(part)]
+    return [state]
+
+
+class Trainer:
+    """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device."""
+
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "float32"):
+        self.precision = training.check_precision(precision)
+        self.ctx = select_device(device)
+        self.model = model
+        model.collect_params().reset_ctx(self.ctx)
+        model.hybridize()
+        self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=None)
+        self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.device_name = f"{self.ctx} ({'GPU' if self.ctx.device_type == 'gpu' else 'CPU'})"
+
+    def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
+        """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] and labels, on the device."""
+        x = mx.np.array(np.asarray(images_u8)[..., None], ctx=self.ctx, dtype=np.uint8).astype(np.float32) / 255.0
+        if x.shape[1] != image_size:
+            x = npx.image.resize(x, size=(image_size, image_size), interp=1)  # bilinear, NHWC
+        y = mx.np.array(np.asarray(labels), ctx=self.ctx, dtype=np.int32)
+        return x.transpose(0, 3, 1, 2), y
+
+    def _stats(self, logits, loss, y) -> Tuple[float, int]:
+        correct = (logits.argmax(axis=1).astype(np.int32) == y).sum().astype(np.float32)
+        stats = mx.np.stack([loss.sum(), correct]).asnumpy()
+        return float(stats[0]), int(stats[1])
+
+    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        x, y = self.inputs(images_u8, labels, image_size)
+        with autograd.record(train_mode=True):  # dropout active
+            logits = self.model(x)
+            loss = self.loss(logits, y)
+            mean = loss.mean()
+        mean.backward()
+        self.trainer.step(1)  # the gradient is already the batch mean
+        return self._stats(logits, loss, y)
+
+    def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        x, y = self.inputs(images_u8, labels, image_size)
+        logits = self.model(x)  # outside autograd.record: prediction mode, dropout off
+        return self._stats(logits, self.loss(logits, y), y)
+
+    def reseed(self, seed: int) -> None:
+        mx.random.seed(seed, ctx="all")
+
+    def set_lr(self, lr: float) -> None:
+        self.trainer.set_learning_rate(float(lr))
+
+    def _updater(self):
+        if not self.trainer._kv_initialized:
+            self.trainer._init_kvstore()
+        return self.trainer._updaters[0]
+
+    def save_state(self, folder) -> None:
+        """The optimizer's per-parameter state and update counts, as arrays (no pickle)."""
+        updater = self._updater()
+        arrays = {f"state.{i}.{j}": leaf.asnumpy() for i, st in updater.states.items()
+                  for j, leaf in enumerate(_leaves(st))}
+        opt = updater.optimizer
+        counts = {"num_update": opt.num_update, "index_update_count": opt._index_update_count}
+        with atomic_path(os.path.join(folder, OPTIMIZER_FILE), ".npz") as tmp:
+            np.savez(tmp, counts=np.array(json.dumps(counts)), **arrays)
+
+    def load_state(self, folder) -> None:
+        updater = self._updater()
+        opt = updater.optimizer
+        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
+            for i, param in enumerate(self.trainer._params):
+                state = opt.create_state_multi_precision(i, param.data(self.ctx))
+                for j, leaf in enumerate(_leaves(state)):
+                    leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
+                updater.states[i] = state
+                updater.states_synced[i] = True
+            counts = json.loads(str(saved["counts"]))
+        opt.num_update = counts["num_update"]
+        opt._index_update_count = {int(k): v for k, v in counts["index_update_count"].items()}
+
+
+fit = training.make_fit(BACKEND)

@@ -1,0 +1,120 @@
+"""Training NiN in TensorFlow Keras: the adapter ``common.training`` drives, and ``fit``."""
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from common import training
+from common.files import atomic_path
+
+from .model import BACKEND, NiN
+
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+def gpu_count() -> int:
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def select_device(device: str = "auto") -> str:
+    """``auto|cpu|gpu`` -> a TensorFlow device name (``/GPU:0`` when chosen); ``gpu`` without one is a ValueError."""
+    if isinstance(device, str) and device.startswith("/"):
+        return device
+    return "/GPU:0" if training.choose_device(device, gpu_count(), BACKEND) == "gpu" else "/CPU:0"
+
+
+def build_model(device: str = "auto", **kwargs) -> NiN:
+    """``NiN(**kwargs)`` with its variables on the device."""
+    with tf.device(select_device(device)):
+        return NiN(**kwargs)
+
+
+class Trainer:
+    """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
+
+    The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
+    TensorFlow trainer omits it, and its dropout never runs).
+    """
+
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "float32"):
+        self.precision = training.check_precision(precision)
+        self.device = select_device(device)
+        self.model = model
+        with tf.device(self.device):
+            self.optimizer = keras.optimizers.SGD(learning_rate=lr)
+            self.optimizer.build(model.trainable_variables)
+        self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
+        self._train = tf.function(self._train_graph, reduce_retracing=True)
+        self._eval = tf.function(self._eval_graph, reduce_retracing=True)
+        self.device_name = f"{self.device} ({'GPU' if 'GPU' in self.device else 'CPU'})"
+
+    @staticmethod
+    def inputs(images_u8, image_size: int):
+        """A uint8 (B, 28, 28) batch -> float (B, S, S, 1) in [0, 1] (inside the graph, on the device)."""
+        x = tf.cast(images_u8, tf.float32)[..., None] / 255.0
+        if x.shape[1] != image_size:
+            x = tf.image.resize(x, (image_size, image_size), method="bilinear")
+        return x
+
+    @staticmethod
+    def _stats(logits, losses, y):
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32))
+        return tf.stack([tf.reduce_sum(losses), correct])
+
+    def _train_graph(self, images_u8, labels, image_size: int):
+        x = self.inputs(images_u8, image_size)
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)  # dropout active
+            losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.reduce_mean(losses)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return self._stats(logits, losses, labels)
+
+    def _eval_graph(self, images_u8, labels, image_size: int):
+        logits = self.model(self.inputs(images_u8, image_size), training=False)
+        return self._stats(logits, keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True),
+                           labels)
+
+    def _run(self, graph, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        with tf.device(self.device):
+            stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
+                          int(image_size)).numpy()
+        return float(stats[0]), int(stats[1])
+
+    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        return self._run(self._train, images_u8, labels, image_size)
+
+    def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        return self._run(self._eval, images_u8, labels, image_size)
+
+    def reseed(self, seed: int) -> None:
+        """Re-seed every dropout layer's seed generator (Keras 3 keeps one state variable per layer)."""
+        for i, state in enumerate(self.seed_states):
+            state.assign(tf.constant([seed + i, 0], dtype=state.dtype))
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate.assign(float(lr))
+
+    def save_state(self, folder) -> None:
+        """The optimizer's variables (iteration count, learning rate, slots), as arrays (no pickle)."""
+        arrays = {f"{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)}
+        names = np.array([v.path for v in self.optimizer.variables])
+        with atomic_path(os.path.join(folder, OPTIMIZER_FILE), ".npz") as tmp:
+            np.savez(tmp, names=names, **arrays)
+
+    def load_state(self, folder) -> None:
+        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
+            variables = self.optimizer.variables
+            if len(saved["names"]) != len(variables):
+                raise ValueError(f"optimizer state in {folder} has {len(saved['names'])} variables, "
+                                 f"this optimizer {len(variables)}")
+            for i, v in enumerate(variables):
+                v.assign(saved[f"{i}"])
+
+
+fit = training.make_fit(BACKEND)

@@ -1,0 +1,239 @@
+"""Training in every backend on a small real subset of Fashion-MNIST at 67x67, on the CPU and (``gpu``) the GPU."""
+import importlib
+import inspect
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import backends, cli, data, training
+from common.weights import load_npz
+
+SIZE = 67  # the smallest image the chapter's network takes
+SMALL = dict(image_size=SIZE, batch_size=16, limit_train=48, limit_val=32, init="kaiming", progress=False)
+STEPS_PER_EPOCH = 3
+
+
+@pytest.fixture(autouse=True)
+def fashion_mnist():
+    try:
+        data.locate(download_to_cache=False)
+    except data.DataUnavailable as err:
+        if os.environ.get("NIN_REQUIRE_BACKENDS") == "all":
+            pytest.fail(str(err), pytrace=False)
+        pytest.skip(f"needs Fashion-MNIST: {err}")
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request, backend):
+    """``cpu``, and ``gpu`` where the framework sees one (skipped with the reason otherwise)."""
+    if request.param == "gpu" and impl(backend).gpu_count() == 0:
+        pytest.skip(f"{backends.FRAMEWORK[backend.BACKEND]} sees no GPU")
+    return request.param
+
+
+def impl(backend):
+    return importlib.import_module(f"nin_{backend.BACKEND}.training")
+
+
+def npz_weights(run_dir):
+    return load_npz(os.path.join(run_dir, "checkpoint", "model.npz"))[0]
+
+
+def max_abs_diff(a, b):
+    assert a.keys() == b.keys()
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def test_fit_has_the_same_signature_everywhere(all_backends):
+    sigs = [inspect.signature(impl(b).fit) for b in all_backends]
+    assert sigs[0] == sigs[1] == sigs[2]
+    assert list(sigs[0].parameters) == ["model", "variant", "epochs", "batch_size", "lr", "image_size",
+                                        "limit_train", "limit_val", "device", "seed", "init", "data_dir", "out",
+                                        "resume", "progress"]
+    defaults = {k: p.default for k, p in sigs[0].parameters.items()}
+    assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
+    for b in all_backends:
+        assert impl(b).fit.__module__ == f"nin_{b.BACKEND}.training"
+
+
+def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, capsys):
+    run = tmp_path / "run"
+    model = impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    rows = impl(backend).fit(model, epochs=1, device=device, out=str(run), **SMALL)
+    printed = capsys.readouterr().out
+    assert len(rows) == 1
+    row = rows[0]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s", "elapsed_s"):
+        assert np.isfinite(row[key]), key
+    assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 and row["images_per_s"] > 0
+    assert (row["epoch"], row["step"], row["n_train"], row["n_val"]) == (1, STEPS_PER_EPOCH, 48, 32)
+    # the device is printed, then one line per epoch
+    assert f"{backends.FRAMEWORK[backend.BACKEND]} on {row['device']}" in printed
+    assert training.epoch_line(row) in printed
+    assert ("cuda" in row["device"] or "gpu" in row["device"].lower()) == (device == "gpu")
+    # metrics.jsonl, curves.png, checkpoint/
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ckpt = run / "checkpoint"
+    native = ckpt / training.native_name(backend.BACKEND)
+    assert native.is_file() and (ckpt / (native.name + ".json")).is_file()
+    state = json.loads((ckpt / "state.json").read_text())
+    assert (state["epoch"], state["backend"], state["rows"]) == (1, backend.BACKEND, rows)
+    trained = backend.export_weights(model)
+    assert max_abs_diff(npz_weights(run), trained) == 0
+    assert max_abs_diff(backend.export_weights(backend.load_native(native)), trained) == 0
+    assert max_abs_diff(trained, backend.export_weights(backend.NiN(seed=0, init="kaiming", image_size=SIZE))) > 0
+    assert not [p for p in os.listdir(run) if p.startswith(".tmp") or p.startswith("checkpoint.")]
+
+
+def test_one_small_batch_is_overfitted(backend, device):
+    """150 SGD steps on 4 images: their loss (dropout off) falls well below its start."""
+    split = data.load("train", limit=4)
+    model = impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    trainer = impl(backend).Trainer(model, 0.03, device)
+    trainer.reseed(1)
+    start = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
+    losses = [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(150)]
+    end = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
+    assert np.all(np.isfinite(losses))
+    assert 2.0 < start < 2.6
+    assert end < 0.5 * start, (start, end, losses[::10])
+
+
+def test_dropout_active_in_training_off_in_evaluation(backend, device):
+    split = data.load("train", limit=16)
+    trainer = impl(backend).Trainer(impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE),
+                                    1e-12, device)  # steps too small to change the weights measurably
+    trainer.reseed(0)
+    evals = [trainer.eval_step(split.images, split.labels, SIZE) for _ in range(2)]
+    trains = [trainer.train_step(split.images, split.labels, SIZE)[0] for _ in range(3)]
+    assert evals[0] == evals[1]
+    assert len(set(trains)) == 3, trains  # a new dropout mask each step
+    assert all(abs(t - evals[0][0]) > 1e-6 for t in trains)
+
+
+def test_resume_equals_uninterrupted(backend, device, tmp_path):
+    fit = impl(backend).fit
+    straight = fit(epochs=2, device=device, out=str(tmp_path / "a"), **SMALL)
+    fit(epochs=1, device=device, out=str(tmp_path / "b"), **SMALL)
+    resumed = fit(epochs=2, device=device, resume=str(tmp_path / "b"), **SMALL)
+    diff = max_abs_diff(npz_weights(tmp_path / "a"), npz_weights(tmp_path / "b"))
+    if device == "cpu":
+        assert diff == 0
+        assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
+    else:  # GPU kernels may add in another order from run to run
+        assert diff < 1e-3
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    # a finished run has nothing left to do; other settings and an occupied --out are refused
+    assert fit(epochs=2, device=device, resume=str(tmp_path / "b"), **SMALL) == resumed
+    with pytest.raises(ValueError, match=r"cannot resume .* with other settings: batch_size=8 \(the run has 16\)"):
+        fit(epochs=3, device=device, resume=str(tmp_path / "b"), **dict(SMALL, batch_size=8))
+    with pytest.raises(ValueError, match="already holds a training run"):
+        fit(epochs=1, device=device, out=str(tmp_path / "a"), **SMALL)
+
+
+def poison(backend, model):
+    """Make the last convolution's biases infinite, so that the framework's next loss is NaN.
+
+    (Infinite, not NaN: MXNet's ReLU maps NaN to 0, so a NaN weight need not reach its loss.)
+    """
+    weights = backend.export_weights(model)
+    weights["block3.conv2.bias"][:] = np.inf
+    backend.import_weights(model, weights)
+
+
+def test_non_finite_loss_stops_naming_the_step(backend, device, tmp_path, monkeypatch):
+    tr, run = impl(backend), str(tmp_path / "run")
+    tr.fit(epochs=1, device=device, out=run, **SMALL)
+    good = npz_weights(run)
+    calls, train_step = [], tr.Trainer.train_step
+
+    def poisoned_second_step(self, images, labels, image_size):
+        calls.append(1)
+        if len(calls) == 2:
+            poison(backend, self.model)
+        return train_step(self, images, labels, image_size)
+
+    monkeypatch.setattr(tr.Trainer, "train_step", poisoned_second_step)
+    with pytest.raises(training.NonFiniteLoss) as err:
+        tr.fit(epochs=3, device=device, resume=run, **SMALL)
+    step = STEPS_PER_EPOCH + 2
+    assert (err.value.step, err.value.epoch) == (step, 2)
+    message = str(err.value)
+    assert f"the loss became nan at step {step} (epoch 2, batch 2 of {STEPS_PER_EPOCH})" in message
+    assert "try a lower one than --lr 0.05" in message and "the last good checkpoint (epoch 1) stays" in message
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    assert max_abs_diff(npz_weights(run), good) == 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    # a network that yields NaN from the start stops at step 1
+    monkeypatch.setattr(tr.Trainer, "train_step", train_step)
+    model = tr.build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    poison(backend, model)
+    with pytest.raises(training.NonFiniteLoss, match="at step 1 .*no checkpoint was written"):
+        tr.fit(model, epochs=1, device=device, **SMALL)
+
+
+def test_cli_train_resume_evaluate(backend, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    args = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "48", "--limit-val", "32",
+            "--init", "kaiming", "--device", "cpu", "--no-progress"]
+    assert cli.main(["train", "--backend", backend.BACKEND, "--epochs", "1", "--out", run, *args]) == 0
+    assert cli.main(["train", "--resume", run, "--epochs", "2", "--no-progress"]) == 0  # the rest from the run
+    capsys.readouterr()
+    last = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))][-1]
+    assert (last["epoch"], last["batch_size"], last["image_size"], last["n_train"]) == (2, 16, SIZE, 48)
+    assert cli.main(["evaluate", "--backend", backend.BACKEND, "--checkpoint", run, "--limit", "32", "--json",
+                     "--device", "cpu", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["n"], result["image_size"], result["backend"]) == (32, SIZE, backend.BACKEND)
+    assert abs(result["loss"] - last["val_loss"]) < 1e-5 and result["acc"] == last["val_acc"]
+
+
+def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
+    """One backend's checkpoint, evaluated by each backend through the canonical model.npz."""
+    run = str(tmp_path / "run")
+    impl(all_backends[0]).fit(epochs=1, device="cpu", out=run, **SMALL)
+    capsys.readouterr()
+    results = []
+    for b in all_backends:
+        assert cli.main(["evaluate", "--backend", b.BACKEND, "--checkpoint", run, "--limit", "32", "--json",
+                         "--device", "cpu", "--no-progress"]) == 0
+        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert [r["backend"] for r in results] == list(backends.BACKENDS)
+    assert max(abs(r["loss"] - results[0]["loss"]) for r in results) < 1e-4
+    assert len({r["acc"] for r in results}) == 1
+
+
+def test_device_gpu_without_one_is_a_clear_error(backend):
+    tr = impl(backend)
+    if tr.gpu_count() == 0:
+        with pytest.raises(ValueError, match=f"--device gpu: {backends.FRAMEWORK[backend.BACKEND]} sees no GPU"):
+            tr.select_device("gpu")
+        with pytest.raises(ValueError, match="sees no GPU"):
+            tr.fit(epochs=1, device="gpu", **SMALL)
+        assert tr.select_device("auto") == tr.select_device("cpu")
+    else:
+        assert tr.select_device("auto") == tr.select_device("gpu") != tr.select_device("cpu")
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"epochs": 0}, "expected epochs to be a positive integer, got 0"),
+    ({"lr": float("nan")}, "expected lr to be a positive finite number"),
+    ({"limit_train": -3}, "expected limit_train to be a positive integer or None, got -3"),
+    ({"device": "tpu"}, "expected device to be one of auto, cpu, gpu, got 'tpu'"),
+    ({"init": "ones"}, "expected init to be one of xavier, kaiming"),
+    ({"image_size": 50}, "expected image_size to be an integer >= 67, got 50"),
+])
+def test_bad_arguments_same_message_everywhere(all_backends, kwargs, fragment):
+    for b in all_backends:
+        with pytest.raises(ValueError, match=fragment):
+            impl(b).fit(**dict(SMALL, **kwargs))
+
+
+def test_cli_train_reports_a_missing_backend_option(capsys):
+    assert cli.main(["train", "--epochs", "1"]) == 2
+    assert "expected --backend torch|mxnet|tf (or --resume DIR)" in capsys.readouterr().err
