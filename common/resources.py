@@ -13,9 +13,11 @@ Definitions (float32 everywhere, 4 bytes a number; "per image" numbers scale lin
   backward pass: every tensor some gradient needs, counted once -- the input of each
   convolution and fully connected layer (the network input included), the output of each ReLU,
   the input and output of each max pooling and the mask of each dropout.  Average poolings,
-  flattening and the loss keep nothing of their own.  Frameworks add small temporaries (the
-  gradient of the activation being propagated, PyTorch's int64 max-pool indices); the measured
-  peaks in ``nin_<backend>.resources`` stay within 25 % of this figure.
+  flattening and the loss keep nothing of their own.  This is what a framework holds when its
+  backward pass starts; ``nin_<backend>.resources`` measures it (PyTorch's int64 max-pool
+  indices and TensorFlow's dropout, which keeps its scaled input and a float mask, add a little).
+  The peak over a whole step adds the backward pass's temporaries: activation gradients, freed
+  as the pass goes in PyTorch and TensorFlow, held to the end of the step in MXNet.
 * prediction memory: parameters + the peak of live activations in a forward pass without
   gradients, walking the operations in order: the network input (held by the caller), the input
   of the enclosing block (held by the container running it), and at the worst step one
@@ -28,6 +30,7 @@ Definitions (float32 everywhere, 4 bytes a number; "per image" numbers scale lin
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import math
@@ -46,8 +49,8 @@ OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}  # state buffers per parameter
 NEEDS = {"conv": ("input",), "dense": ("input",), "relu": ("output",), "maxpool": ("input", "output"),
          "dropout": ("mask",), "avgpool": (), "gap": (), "flatten": ()}
 VIEWS = ("flatten",)  # operations whose output shares its input's memory
-# Environment a backend's memory measurement needs before its framework starts.
-MEASURE_ENV = {"torch": {}, "mxnet": {}, "tf": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}}
+# Environment a backend's memory measurement needs when its process starts (see nin_tf/resources.py).
+MEASURE_ENV = {"torch": {}, "mxnet": {}, "tf": {"MALLOC_MMAP_THRESHOLD_": "65536"}}
 
 
 @dataclass(frozen=True)
@@ -292,13 +295,17 @@ def run_measurement(backend: str, allocation: Callable, begin_step: Callable, en
     pass and update; ``predict()`` runs a forward pass without gradients; ``state()`` sums the
     bytes of the optimizer's buffers.
     """
+    def window(fn):
+        gc.collect()  # tensors caught in reference cycles go now, not at a random moment inside the window
+        return allocation(fn)
+
     end_step(begin_step())  # unmeasured: the optimizer's state and the libraries' caches come to exist
     predict()
     pending = []
-    _, forward_held = allocation(lambda: pending.append(begin_step()))
+    _, forward_held = window(lambda: pending.append(begin_step()))
     end_step(pending.pop())
-    step_peak, _ = allocation(lambda: end_step(begin_step()))
-    predict_peak, _ = allocation(predict)
+    step_peak, _ = window(lambda: end_step(begin_step()))
+    predict_peak, _ = window(predict)
     return Measured(backend, params, params, state(), input_bytes, forward_held, step_peak, predict_peak,
                     grads_kept, how)
 
@@ -311,8 +318,8 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
                           optimizer: str = "sgd", timeout: float = 1800) -> Measured:
     """``nin_<backend>.resources.measured_memory`` for ``NiN(**model_kwargs)`` in a fresh Python process.
 
-    The process starts with ``MEASURE_ENV[backend]`` (TensorFlow's allocator statistics need it
-    before TensorFlow starts) and without the allocations and profiler state of this one.
+    The process starts with ``MEASURE_ENV[backend]`` (glibc reads TensorFlow's setting only when
+    a process starts) and without the allocations and profiler state of this one.
     """
     check_options(batch_size, optimizer)
     request = dict(backend=backend, batch_size=batch_size, image_size=image_size, optimizer=optimizer,

@@ -1,14 +1,16 @@
 """Measured memory of a NiN in TensorFlow, to check ``common.resources`` against.
 
-The numbers come from TensorFlow's own allocator statistics (``tf.config.experimental.
-get_memory_info``).  On the CPU TensorFlow keeps them only with its BFC allocator, which it
-uses when ``TF_CPU_ALLOCATOR_USE_BFC=true`` is set before TensorFlow allocates anything
-(``common.resources.MEASURE_ENV``): ``nin resources --measure`` runs the measurement in a
-process started so.  The BFC allocator hands out whole chunks, so its figures can exceed the
-tensors' bytes a little.
+TensorFlow's CPU allocator keeps no statistics (its BFC allocator, ``TF_CPU_ALLOCATOR_USE_BFC=
+true``, does, but counts whole reused chunks, which made its figures wander by 15 % between
+runs).  So this measures the process's resident memory, which Linux reports in
+/proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
+to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
+environment when Python starts, ``common.resources.MEASURE_ENV``), so that a freed tensor
+leaves at once.  ``nin resources --measure`` starts such a process.
 """
 from __future__ import annotations
 
+import os
 from typing import Tuple
 
 import numpy as np
@@ -21,26 +23,37 @@ from .model import DATA_FORMAT, NiN
 # Keras adds a convolution's bias as a separate operation, and a Sequential runs as a functional
 # graph that keeps every layer's output until the call returns.
 EXECUTION = Execution(conv_outputs=2, keeps_outputs=True)
-DEVICE = "CPU:0"
-HOW = "tf.config.experimental.get_memory_info (current, peak), BFC allocator"
+HOW = "resident memory (/proc/self/status VmRSS, VmHWM), glibc mapping blocks of 64 KiB or more"
 
 
-def _stats() -> dict:
-    try:
-        return tf.config.experimental.get_memory_info(DEVICE)
-    except ValueError as err:
+def _memory_status() -> dict:
+    """VmRSS and VmHWM (peak resident) of this process in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def check_environment() -> None:
+    """Raise RuntimeError unless this process can measure its memory as the module docstring says."""
+    missing = {k: v for k, v in MEASURE_ENV["tf"].items() if os.environ.get(k) != v}
+    if missing or not os.path.exists("/proc/self/clear_refs"):
         setting = " ".join(f"{k}={v}" for k, v in MEASURE_ENV["tf"].items())
-        raise RuntimeError(f"TensorFlow keeps no allocator statistics in this process ({err}); start it with "
-                           f"{setting} in the environment") from err
+        raise RuntimeError(f"measuring TensorFlow's memory needs Linux and a Python started with {setting} "
+                           f"in the environment (nin resources --measure does that)")
 
 
 def allocation(fn) -> Tuple[int, int]:
-    """(peak, level at the end) of TensorFlow's allocator while ``fn()`` runs, above its level at the start."""
-    start = _stats()["current"]
-    tf.config.experimental.reset_memory_stats(DEVICE)
+    """(peak, level at the end) of this process's resident memory while ``fn()`` runs, above its start."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the kernel restarts the peak (VmHWM) from the current resident size
+    start = _memory_status()["VmRSS"]
     fn()
-    stats = _stats()
-    return max(0, stats["peak"] - start), stats["current"] - start
+    status = _memory_status()
+    return max(0, status["VmHWM"] - start), status["VmRSS"] - start
 
 
 def make_optimizer(model: NiN, optimizer: str) -> keras.optimizers.Optimizer:
@@ -55,7 +68,7 @@ def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str
     Everything runs eagerly, operation by operation, as in the other backends.
     """
     check_options(batch_size, optimizer)
-    _stats()
+    check_environment()
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random(batch_shape(DATA_FORMAT, batch_size, model.in_channels, image_size),
                                dtype=np.float32))
