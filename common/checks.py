@@ -40,7 +40,7 @@ def check_input_shape(spec: NetSpec, shape: Sequence[int], data_format: str,
                          f"was built for that size), got {h}x{w} in shape {_fmt(shape)}")
     if not (survives(spec, h) and survives(spec, w)):
         raise ValueError(f"expected images of at least {min_image_size(spec)}x{min_image_size(spec)} "
-                         f"(smaller ones do not survive the network's convolutions and 3x3/2 poolings), "
+                         f"(smaller ones do not survive the network's convolutions and poolings), "
                          f"got {h}x{w} in shape {_fmt(shape)}")
     if shape[0] < 1:
         raise ValueError(f"expected at least one image in the batch, got shape {_fmt(shape)}")

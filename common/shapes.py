@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Tuple
 
-from .spec import Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from .spec import AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 # A feature shape without the batch axis, in the canonical (channels-first) order:
 # (C, H, W) for images, (F,) for flat features.
@@ -46,7 +46,7 @@ def feature_shapes(spec: NetSpec, height: int, width: int | None = None,
                 h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
                 w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
             shape = (layer.out_channels, h, w)
-        elif isinstance(layer, MaxPool):
+        elif isinstance(layer, (MaxPool, AvgPool)):
             c, h, w = shape
             shape = (c, pool_out(h, layer.size, layer.stride, layer.ceil_mode),
                      pool_out(w, layer.size, layer.stride, layer.ceil_mode))
@@ -117,6 +117,23 @@ def dense_param_shapes(spec: NetSpec, image_size: int) -> List[Tuple[str, Tuple[
     return out
 
 
+def dense_unflattened_inputs(spec: NetSpec, image_size: int) -> List[Feature]:
+    """For every Dense layer, its input as it was before a Flatten: (C, H, W) maps, or flat (F,) features.
+
+    A backend whose Flatten does not walk C, H, W in that order (Keras flattens H, W, C) needs
+    this to reorder the canonical (out, C*H*W) weight.
+    """
+    feats = [(spec.in_channels, image_size, image_size)] + feature_shapes(spec, image_size)
+    out = []
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Dense):
+            j = i
+            while j > 0 and len(feats[j]) != 3 and isinstance(spec.layers[j - 1], (Flatten, Dropout)):
+                j -= 1
+            out.append(feats[j])
+    return out
+
+
 def param_shapes(spec: NetSpec, image_size: int = 224) -> Dict[str, Tuple[int, ...]]:
     """Canonical parameter names and shapes (conv weights OIHW, dense weights (out, in))."""
     shapes: Dict[str, Tuple[int, ...]] = {}
@@ -168,7 +185,7 @@ def _all_spatial(spec: NetSpec, size: int):
                 yield (h,)
                 if h < 1:
                     return
-        elif isinstance(layer, MaxPool):
+        elif isinstance(layer, (MaxPool, AvgPool)):
             if h < layer.size:
                 yield (0,)
                 return

@@ -40,6 +40,16 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
+class AvgPool:
+    """Average pooling without padding; with ``ceil_mode`` a partial last window averages only its
+    in-image elements (Caffe's AVE pooling, as in the paper's CIFAR-10 network)."""
+
+    size: int = 3
+    stride: int = 2
+    ceil_mode: bool = False
+
+
+@dataclass(frozen=True)
 class Dropout:
     rate: float = 0.5
 
@@ -61,7 +71,7 @@ class Dense:
     out_features: int
 
 
-Layer = Union[Block, MaxPool, Dropout, GlobalAvgPool, Flatten, Dense]
+Layer = Union[Block, MaxPool, AvgPool, Dropout, GlobalAvgPool, Flatten, Dense]
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ def build_net(spec: S.NetSpec, image_size: int) -> nn.HybridSequential:
             net.add(build_block(layer, feat_in[0]))
         elif isinstance(layer, S.MaxPool):
             net.add(nn.MaxPool2D(pool_size=layer.size, strides=layer.stride, ceil_mode=layer.ceil_mode))
+        elif isinstance(layer, S.AvgPool):
+            net.add(nn.AvgPool2D(pool_size=layer.size, strides=layer.stride, ceil_mode=layer.ceil_mode))
         elif isinstance(layer, S.Dropout):
             net.add(nn.Dropout(layer.rate))
         elif isinstance(layer, S.GlobalAvgPool):

@@ -19,6 +19,13 @@ BACKEND = "tf"
 DATA_FORMAT = "NHWC"
 
 
+def _pad_for_ceil(inputs, k: int, s: int, value):
+    """Pad the bottom and right of an NHWC batch so that a valid k/s pooling covers the partial last window."""
+    size = tf.shape(inputs)[1:3]
+    pad = tf.maximum(-((size - k) // -s) * s + k - size, 0)
+    return tf.pad(inputs, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]], constant_values=value)
+
+
 class CeilMaxPooling2D(keras.layers.MaxPooling2D):
     """Max pooling whose output size rounds up (Caffe, PyTorch ``ceil_mode=True``, MXNet ``'full'``).
 
@@ -27,17 +34,29 @@ class CeilMaxPooling2D(keras.layers.MaxPooling2D):
     """
 
     def call(self, inputs):
-        k, s = self.pool_size[0], self.strides[0]
-        size = tf.shape(inputs)[1:3]
-        pad = tf.maximum(-((size - k) // -s) * s + k - size, 0)
-        paddings = [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]]
-        return super().call(tf.pad(inputs, paddings, constant_values=inputs.dtype.min))
+        return super().call(_pad_for_ceil(inputs, self.pool_size[0], self.strides[0], inputs.dtype.min))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         k, s = self.pool_size[0], self.strides[0]
         return (n, None if h is None else shapes.pool_out(h, k, s, True),
                 None if w is None else shapes.pool_out(w, k, s, True), c)
+
+
+class CeilAvgPooling2D(keras.layers.AveragePooling2D):
+    """Average pooling whose output size rounds up; a partial last window averages only its in-image
+    elements (Caffe's AVE pooling, PyTorch ``AvgPool2d(ceil_mode=True)``, MXNet ``'full'``).
+
+    Zero-pad the bottom and right, pool the input and a mask of ones the same way, and divide.
+    """
+
+    def call(self, inputs):
+        k, s = self.pool_size[0], self.strides[0]
+        sums = super().call(_pad_for_ceil(inputs, k, s, 0))
+        counts = super().call(_pad_for_ceil(tf.ones_like(inputs[..., :1]), k, s, 0))
+        return sums / counts
+
+    compute_output_shape = CeilMaxPooling2D.compute_output_shape
 
 
 def build_block(block: S.Block) -> keras.Sequential:
@@ -69,6 +88,9 @@ def build_net(spec: S.NetSpec) -> keras.Sequential:
             layers.append(build_block(layer))
         elif isinstance(layer, S.MaxPool):
             pool = CeilMaxPooling2D if layer.ceil_mode else keras.layers.MaxPooling2D
+            layers.append(pool(pool_size=layer.size, strides=layer.stride))
+        elif isinstance(layer, S.AvgPool):
+            pool = CeilAvgPooling2D if layer.ceil_mode else keras.layers.AveragePooling2D
             layers.append(pool(pool_size=layer.size, strides=layer.stride))
         elif isinstance(layer, S.Dropout):
             layers.append(keras.layers.Dropout(layer.rate))
@@ -123,18 +145,8 @@ def parametrized_layers(model: NiN) -> List[Tuple[str, keras.layers.Layer]]:
 
 
 def _dense_input_chw(model: NiN, dense_index: int) -> Tuple[int, ...]:
-    """The (C, H, W) map a Dense layer reads, flattened (for reordering its inputs); (F,) after another Dense.
-
-    A Flatten (or Dropout) in between does not change which map it is: Keras flattens it in H, W, C order.
-    """
-    shape: Tuple[int, ...] = (model.spec.in_channels, model.image_size, model.image_size)
-    dense_inputs = []
-    for layer, out in zip(model.spec.layers, shapes.feature_shapes(model.spec, model.image_size)):
-        if isinstance(layer, S.Dense):
-            dense_inputs.append(shape)
-        if not isinstance(layer, (S.Flatten, S.Dropout)):
-            shape = out
-    return dense_inputs[dense_index]
+    """The (C, H, W) feature shape flattened into a Dense layer (for reordering its inputs)."""
+    return shapes.dense_unflattened_inputs(model.spec, model.image_size)[dense_index]
 
 
 def _chw_to_hwc_rows(w: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:

@@ -43,6 +43,8 @@ def build_net(spec: S.NetSpec, image_size: int) -> nn.Sequential:
             layers.append(build_block(layer, feat_in[0]))
         elif isinstance(layer, S.MaxPool):
             layers.append(nn.MaxPool2d(layer.size, layer.stride, ceil_mode=layer.ceil_mode))
+        elif isinstance(layer, S.AvgPool):
+            layers.append(nn.AvgPool2d(layer.size, layer.stride, ceil_mode=layer.ceil_mode))
         elif isinstance(layer, S.Dropout):
             layers.append(nn.Dropout(layer.rate))
         elif isinstance(layer, S.GlobalAvgPool):

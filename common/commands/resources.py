@@ -1,0 +1,138 @@
+"""``nin resources``: parameters, multiply-adds and memory of a NiN (exercise 4), checked per backend."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Dict, List, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import backends
+from .. import resources as R
+from ..checks import check_input_shape
+from ..variants import VARIANTS, build_spec, default_input
+from .summary import input_shape
+
+TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("resources", help="parameters, multiply-adds and memory (training, prediction), "
+                                         "computed from the spec and checked in each backend")
+    p.add_argument("--backend", default="all", help="torch, mxnet, tf, a comma list, or all (default: all)")
+    p.add_argument("--variant", default="chapter", choices=list(VARIANTS))
+    p.add_argument("--image-size", type=int, default=None, help="default: the variant's (224; 32 for cifar10)")
+    p.add_argument("--in-channels", type=int, default=None, help="default: the variant's (1; 3 for cifar10)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", default="sgd", choices=list(R.OPTIMIZERS),
+                   help="optimizer state: sgd keeps none, momentum one buffer per parameter, adam two")
+    p.add_argument("--measure", action="store_true",
+                   help="also measure a training step and a prediction in each backend (a fresh process each)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(run=run)
+
+
+def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dict]:
+    """Per backend: the framework's parameter count, the modeled prediction memory, and measurements."""
+    out = {}
+    kwargs = dict(num_classes=args.num_classes, in_channels=args.in_channels, variant=args.variant,
+                  image_size=args.image_size, seed=0)
+    analytic = R.memory(spec, args.image_size, args.batch_size, args.optimizer)
+    for name in names:
+        mod = backends.load(name)
+        measuring = importlib.import_module(f"nin_{name}.resources")
+        model = mod.NiN(**kwargs)
+        params = mod.num_params(model)
+        live = R.peak_live(spec, args.image_size, measuring.EXECUTION) * args.batch_size * R.BYTES
+        predict = analytic.params + live
+        row = dict(params=params, params_match=params == analytic.params // R.BYTES,
+                   modeled=dict(live=live, predict=predict), execution=vars(measuring.EXECUTION).copy(), measured=None)
+        if measure:
+            m = R.measure_in_subprocess(name, kwargs, args.batch_size, args.image_size, args.optimizer)
+            row["measured"] = dict(m.as_dict(), train_error=R.relative_error(m.train, analytic.train),
+                                   predict_error=R.relative_error(m.predict, predict))
+            row["within_tolerance"] = max(row["measured"]["train_error"], row["measured"]["predict_error"]) <= TOLERANCE
+        out[name] = row
+    return out
+
+
+def run(args) -> int:
+    names = backends.parse_list(args.backend)
+    channels, size = default_input(args.variant)
+    args.in_channels = channels if args.in_channels is None else args.in_channels
+    args.image_size = size if args.image_size is None else args.image_size
+    spec = build_spec(args.variant, args.num_classes, args.in_channels)
+    check_input_shape(spec, input_shape("NCHW", args.in_channels, args.image_size), "NCHW")
+    R.check_options(args.batch_size, args.optimizer)
+    for name in names:  # fail early, naming the extra to install
+        backends.load(name)
+    res = R.resources(spec, args.image_size, args.batch_size, args.optimizer, variant=args.variant)
+    try:
+        checks = backend_checks(names, spec, args, args.measure)
+    except RuntimeError as err:  # a measurement failed in its own process
+        print(f"nin resources: error: {err}", file=sys.stderr)
+        return 2
+    ok = all(c["params_match"] and c.get("within_tolerance", True) for c in checks.values())
+    if args.json:
+        print(json.dumps(dict(res.as_dict(), batch_size=args.batch_size, optimizer=args.optimizer,
+                              tolerance=TOLERANCE, backends=checks, ok=ok), indent=1))
+    else:
+        show(res, checks, args)
+    return 0 if ok else 1
+
+
+def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Console] = None) -> None:
+    console = console or Console(width=200)
+    t = Table(title=f"NiN ({res.variant}): {res.in_channels}x{res.image_size}x{res.image_size} input, per image")
+    for col in ("#", "layer", "output (C, H, W)", "parameters", "multiply-adds", "activations"):
+        t.add_column(col, justify="left" if col in ("layer", "output (C, H, W)") else "right")
+    for row in res.layers:
+        t.add_row(str(row.index), row.name, str(row.out_shape), f"{row.params:,}", f"{row.macs:,}",
+                  f"{row.activations:,}")
+    t.add_row("", "total", "", f"{res.totals['params']:,}", f"{res.totals['macs']:,}",
+              f"{res.totals['activations']:,}", end_section=True)
+    console.print(t)
+    counts = ", ".join(f"{backends.FRAMEWORK[n]} {c['params']:,} {'(matches)' if c['params_match'] else '(DIFFERS)'}"
+                       for n, c in checks.items())
+    console.print(f"Parameters counted by the frameworks: {counts}.")
+    console.print(f"Multiply-adds per batch of {args.batch_size}: {res.totals['macs_per_batch']:,} "
+                  f"(forward; a training step is about three times that).")
+    m = res.memory
+    mem = Table(title=f"Memory, batch {args.batch_size}, float32, optimizer {args.optimizer}")
+    mem.add_column("")
+    mem.add_column("analytic", justify="right")
+    for name in checks:
+        mem.add_column(f"{name} modeled / measured", justify="right")
+
+    def cells(key: str) -> List[str]:
+        out = []
+        for c in checks.values():
+            modeled = R.human(c["modeled"][key]) if key in c["modeled"] else ""
+            measured = c["measured"]
+            if measured is None or key not in measured:
+                out.append(modeled)
+                continue
+            err = measured.get(f"{key}_error")
+            shown = R.human(measured[key]) + (f" ({err:+.0%})" if err is not None else "")
+            out.append(" / ".join(x for x in (modeled, shown) if x))
+        return out
+
+    rows = [("parameters", m.params, cells("params")), ("gradients", m.grads, cells("grads")),
+            ("optimizer state", m.optimizer_state, cells("state")),
+            ("activations kept for backward", m.activations_kept, cells("kept")),
+            ("training", m.train, cells("train")), ("training step peak (measured)", None, cells("step")),
+            ("peak live activations", m.peak_activations, cells("live")), ("prediction", m.predict, cells("predict"))]
+    for label, value, rest in rows:
+        mem.add_row(label, "" if value is None else R.human(value), *rest,
+                    end_section=label in ("training step peak (measured)",))
+    console.print(mem)
+    if not args.measure:
+        console.print("Add --measure to measure a training step and a prediction in each backend.")
+    else:
+        for name, c in checks.items():
+            verdict = "within" if c["within_tolerance"] else "NOT within"
+            console.print(f"{name}: measured {verdict} {TOLERANCE:.0%} of the figures ({c['measured']['how']}).")
+    console.print("Definitions: common/resources.py and docs/exercises.md.")
