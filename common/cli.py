@@ -9,7 +9,7 @@ from typing import List, Optional
 from .backends import BackendUnavailable
 
 # subcommand -> module in common.commands
-COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources"]
+COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

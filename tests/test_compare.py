@@ -1,0 +1,34 @@
+"""``nin compare`` end to end on a tiny subset, in all three backends."""
+import re
+import subprocess
+import sys
+
+
+def test_compare_writes_report_and_plots(all_backends, tmp_path):
+    out = tmp_path / "cmp"
+    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--backends", "all",
+                          "--variants", "chapter,1x1-0", "--epochs", "1", "--limit-train", "32", "--limit-val", "16",
+                          "--image-size", "67", "--batch-size", "16", "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = (out / "report.md").read_text()
+    for png in ("curves.png", "resources.png", "results.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = re.findall(r"^\| (chapter|1x1-0) \| (torch|mxnet|tf) \| ([\d,]+) \| ([\d,]+) \|", report, re.M)
+    assert len(rows) == 6
+    params = {(v, b): int(p.replace(",", "")) for v, b, p, _ in rows}
+    assert params[("chapter", "torch")] == params[("chapter", "tf")] == params[("chapter", "mxnet")] == 1_992_166
+    assert params[("1x1-0", "torch")] < params[("chapter", "torch")]
+    # shape tables side by side: NCHW for torch/mxnet, NHWC for tf
+    assert "(1, 96, 15, 15)" in report and "(1, 15, 15, 96)" in report
+    for v in ("chapter", "1x1-0"):
+        for b in ("torch", "mxnet", "tf"):
+            assert (out / "runs" / f"{v}-{b}" / "metrics.jsonl").exists()
+
+
+def test_compare_rejects_unknown_variant_before_training(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--variants", "chapter,vgg", "--out",
+                          str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "expected variant to be one of" in res.stderr and "'vgg'" in res.stderr
+    assert not (tmp_path / "x").exists()
