@@ -120,8 +120,9 @@ def test_dense_head_parity(all_backends, dense_variant):
 
 
 # --- gradients, one SGD step, and a trajectory (float64 by default) ----------------------------------------------
-# In float32 these checks fail on this CPU for seed 2 at 72 px (gradients, 7e-3) and seeds 3, 5, 7, 9 (trajectory,
-# up to 2e-2): ReLU inputs within rounding of 0 are gated differently. In float64 every seed agrees to ~1e-14.
+# In float32 these checks fail on this CPU for seed 2 at 72 px and seed 0 at 224 px (gradients, 5e-3 to 7e-3) and for
+# seeds 3, 5, 7, 9 at 72 px (trajectory, up to 2e-2): ReLU inputs within rounding of 0 are gated differently by the
+# frameworks. In float64 (the default) every seed measured agrees to ~1e-14.
 
 @pytest.mark.parametrize("size,seed", [(SMALL, 0), (SMALL, 1), (SMALL, 2), (224, 0)])
 def test_gradients_and_one_sgd_step_agree(all_backends, size, seed):
@@ -168,7 +169,7 @@ def test_sgd_step_is_plain_sgd_without_dropout_on_a_float64_copy(backend):
     assert all(np.array_equal(v, start[k]) for k, v in backend.export_weights(model).items())
 
 
-@pytest.mark.parametrize("seed", [0, 9])  # seed 9 fails in float32 (2e-2 at step 12)
+@pytest.mark.parametrize("seed", [9])  # fails in float32 here (2e-2 at step 12); one seed: 20 steps are slow
 def test_sgd_trajectory_losses_agree(all_backends, seed):
     kwargs = dict(image_size=SMALL, seed=seed, init="kaiming")
     weights = model_config(**kwargs).initial_weights()
