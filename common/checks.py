@@ -46,13 +46,14 @@ def check_input_shape(spec: NetSpec, shape: Sequence[int], data_format: str,
         raise ValueError(f"expected at least one image in the batch, got shape {_fmt(shape)}")
 
 
-def check_input_array(spec: NetSpec, x, data_format: str, built_size: Optional[int] = None) -> np.ndarray:
-    """Check a NumPy batch (dtype and shape) and return it as float32."""
+def check_input_array(spec: NetSpec, x, data_format: str, built_size: Optional[int] = None,
+                      dtype=np.float32) -> np.ndarray:
+    """Check a NumPy batch (dtype and shape) and return it as ``dtype`` (float32 unless a float64 model asks)."""
     x = np.asarray(x)
     if x.dtype.kind not in "iuf":
         raise ValueError(f"expected a real numeric array (float or integer), got dtype {x.dtype}")
     check_input_shape(spec, x.shape, data_format, built_size)
-    return x.astype(np.float32, copy=False)
+    return x.astype(dtype, copy=False)
 
 
 def check_labels(spec: NetSpec, y, batch: int) -> np.ndarray:
@@ -66,7 +67,7 @@ def check_labels(spec: NetSpec, y, batch: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def check_batch(spec: NetSpec, x, y, data_format: str, built_size: Optional[int] = None):
-    """Check images and their labels together: (float32 images, int64 labels)."""
-    x = check_input_array(spec, x, data_format, built_size)
+def check_batch(spec: NetSpec, x, y, data_format: str, built_size: Optional[int] = None, dtype=np.float32):
+    """Check images and their labels together: (images as ``dtype``, int64 labels)."""
+    x = check_input_array(spec, x, data_format, built_size, dtype)
     return x, check_labels(spec, y, x.shape[0])

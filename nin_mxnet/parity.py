@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from mxnet import autograd, gluon
 from common import checks
 from common import spec as S
 
-from .model import DATA_FORMAT, NiN, context_of, parametrized_layers
+from .model import DATA_FORMAT, NiN, context_of, export_weights, import_weights, parametrized_layers
 
 
 def parity_mode() -> None:
@@ -24,6 +24,28 @@ def parity_mode() -> None:
     os.environ["MXNET_CUDA_ALLOW_TENSOR_CORE"] = "0"
     os.environ["MXNET_CUDA_TENSOR_OP_MATH_ALLOW_CONVERSION"] = "0"
     os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+
+
+def as_float64(model: NiN) -> NiN:
+    """A float64 copy of a float32 model, with the same weights (``model`` itself is left as it is)."""
+    double = NiN(**model.config.kwargs, ctx=context_of(model))
+    double.cast("float64")
+    import_weights(double, export_weights(model))
+    return double
+
+
+def _dtype(model: NiN) -> np.dtype:
+    return np.dtype(next(iter(model.collect_params().values())).dtype)
+
+
+def _canonical(model: NiN, read: Callable[[gluon.Parameter], object]) -> Dict[str, np.ndarray]:
+    return {f"{prefix}.{kind}": read(getattr(layer, kind)).asnumpy()
+            for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+
+
+def parameters(model: NiN) -> Dict[str, np.ndarray]:
+    """Every parameter under its canonical name and layout, at the model's precision (``export_weights``: float32)."""
+    return _canonical(model, lambda p: p.data())
 
 
 def layer_outputs(model: NiN, x) -> List[np.ndarray]:
@@ -38,7 +60,7 @@ def layer_outputs(model: NiN, x) -> List[np.ndarray]:
 
 def _backward(model: NiN, x, y) -> float:
     """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``param.grad()``."""
-    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, _dtype(model))
     ctx = context_of(model)
     # Record in training mode, stepping over the dropout layers: with train_mode=False, MXNet's
     # oneDNN max pooling keeps no argmax workspace and its backward sends every window's gradient
@@ -53,10 +75,8 @@ def _backward(model: NiN, x, y) -> float:
 
 
 def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
-    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
-    loss = _backward(model, x, y)
-    return loss, {f"{prefix}.{kind}": getattr(layer, kind).grad().asnumpy()
-                  for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+    """The loss and every parameter's gradient under its canonical name (OIHW, (out, in)), at the model's precision."""
+    return _backward(model, x, y), _canonical(model, lambda p: p.grad())
 
 
 def sgd_step(model: NiN, x, y, lr: float) -> float:

@@ -165,11 +165,11 @@ def _hwc_rows_to_chw(k: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
 
 
 def to_canonical(model: NiN, prefix: str, kind: str, native: np.ndarray) -> np.ndarray:
-    """One native array (a kernel, its gradient, a bias) in canonical layout, float32.
+    """One native array (a kernel, its gradient, a bias) in canonical layout, its dtype kept.
 
     Conv kernels HWIO -> OIHW; dense kernels (H*W*C, out) -> (out, C*H*W); biases as they are.
     """
-    native = np.asarray(native, np.float32)
+    native = np.asarray(native)
     if kind == "bias":
         return native
     if prefix.startswith("dense"):
@@ -194,7 +194,7 @@ def variables(model: NiN) -> List[Tuple[str, str, keras.Variable]]:
 
 def export_weights(model: NiN) -> Dict[str, np.ndarray]:
     """Canonical weights: conv OIHW, dense (out, in) with inputs in C, H, W order, float32 NumPy."""
-    return {f"{prefix}.{kind}": to_canonical(model, prefix, kind, var.numpy())
+    return {f"{prefix}.{kind}": to_canonical(model, prefix, kind, var.numpy()).astype(np.float32, copy=False)
             for prefix, kind, var in variables(model)}
 
 

@@ -9,12 +9,38 @@ from tensorflow import keras
 
 from common import checks
 
-from .model import DATA_FORMAT, NiN, to_canonical, variables
+from .model import DATA_FORMAT, NiN, export_weights, import_weights, to_canonical, variables
 
 
 def parity_mode() -> None:
     """Full float32 on a GPU: no TF32 in matrix products or convolutions."""
     tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def as_float64(model: NiN) -> NiN:
+    """A float64 copy of a float32 model, with the same weights (``model`` itself is left as it is).
+
+    Keras layers take their dtype from the global dtype policy when created: it is float64 while
+    the copy is built, and restored after.
+    """
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        double = NiN(**model.config.kwargs)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    import_weights(double, export_weights(model))
+    return double
+
+
+def _dtype(model: NiN) -> np.dtype:
+    return np.dtype(variables(model)[0][2].dtype)
+
+
+def parameters(model: NiN) -> Dict[str, np.ndarray]:
+    """Every parameter under its canonical name and layout, at the model's precision (``export_weights``: float32)."""
+    return {f"{prefix}.{kind}": to_canonical(model, prefix, kind, var.numpy())
+            for prefix, kind, var in variables(model)}
 
 
 def layer_outputs(model: NiN, x) -> List[np.ndarray]:
@@ -29,7 +55,7 @@ def layer_outputs(model: NiN, x) -> List[np.ndarray]:
 
 def _backward(model: NiN, x, y):
     """Mean softmax cross-entropy with dropout disabled: (loss, variables, native gradients)."""
-    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, _dtype(model))
     params = variables(model)
     with tf.GradientTape() as tape:
         logits = model(tf.convert_to_tensor(x), training=False)
@@ -38,7 +64,7 @@ def _backward(model: NiN, x, y):
 
 
 def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
-    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
+    """The loss and every parameter's gradient under its canonical name (OIHW, (out, in)), at the model's precision."""
     loss, params, grads = _backward(model, x, y)
     return loss, {f"{prefix}.{kind}": to_canonical(model, prefix, kind, grad.numpy())
                   for (prefix, kind, _), grad in zip(params, grads)}

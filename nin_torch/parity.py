@@ -1,7 +1,8 @@
 """PyTorch's side of the parity checks (``common.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+import copy
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +19,26 @@ def parity_mode() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+def as_float64(model: NiN) -> NiN:
+    """A float64 copy of a float32 model, with the same weights (``model`` itself is left as it is)."""
+    return copy.deepcopy(model).double()
+
+
+def _dtype(model: NiN) -> np.dtype:
+    return np.dtype(str(next(model.parameters()).dtype).removeprefix("torch."))
+
+
+def _canonical(model: NiN, read: Callable[[torch.nn.Parameter], torch.Tensor]) -> Dict[str, np.ndarray]:
+    """Copies (not views: training must not change them afterwards) under canonical names."""
+    return {f"{prefix}.{kind}": read(getattr(layer, kind)).cpu().numpy().copy()
+            for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+
+
+def parameters(model: NiN) -> Dict[str, np.ndarray]:
+    """Every parameter under its canonical name and layout, at the model's precision (``export_weights``: float32)."""
+    return _canonical(model, lambda p: p.detach())
+
+
 def layer_outputs(model: NiN, x) -> List[np.ndarray]:
     """The output of every top-level layer (NCHW where spatial), in evaluation mode."""
     x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size)
@@ -31,7 +52,7 @@ def layer_outputs(model: NiN, x) -> List[np.ndarray]:
 
 def _backward(model: NiN, x, y) -> float:
     """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``.grad``."""
-    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size)
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, _dtype(model))
     device, was_training = device_of(model), model.training
     model.eval()
     try:
@@ -44,10 +65,8 @@ def _backward(model: NiN, x, y) -> float:
 
 
 def loss_and_grads(model: NiN, x, y) -> Tuple[float, Dict[str, np.ndarray]]:
-    """The loss and the gradient of every parameter under its canonical name (OIHW, (out, in))."""
-    loss = _backward(model, x, y)
-    return loss, {f"{prefix}.{kind}": getattr(layer, kind).grad.cpu().numpy()
-                  for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")}
+    """The loss and every parameter's gradient under its canonical name (OIHW, (out, in)), at the model's precision."""
+    return _backward(model, x, y), _canonical(model, lambda p: p.grad)
 
 
 def sgd_step(model: NiN, x, y, lr: float) -> float:

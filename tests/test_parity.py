@@ -8,9 +8,11 @@ import pytest
 
 from common import cli, parity, reference
 from common import spec as S
+from common.model import model_config
 from conftest import load_backend
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px
+FLOAT64_AGREEMENT = 1e-9  # float64 backends agree to ~1e-14; float32 ones only to ~1e-6, which this tells apart
 
 
 def assert_all_pass(diffs, count=None):
@@ -18,6 +20,12 @@ def assert_all_pass(diffs, count=None):
     assert not failed, failed[:5]
     if count is not None:
         assert len(diffs) == count
+
+
+def assert_float64_agreement(diffs):
+    """Far inside the tolerances: the backends really computed in float64 (float32 would pass 1e-4 too)."""
+    worst = max(diffs, key=lambda d: d.rel)
+    assert worst.rel < FLOAT64_AGREEMENT, worst
 
 
 # --- the reference itself, against direct loops on tiny inputs --------------------------------------------------
@@ -108,14 +116,28 @@ def test_dense_head_parity(all_backends, dense_variant):
     diffs = parity.run_checks(all_backends, ["forward", "layers", "grads"], seed=3, **dense_variant)
     assert_all_pass(diffs)
     assert any(d.item == "dense0.weight" for d in diffs if d.check == "grads")
+    assert_float64_agreement([d for d in diffs if d.check not in ("forward", "layers")])
 
 
-# --- gradients, one SGD step, and a trajectory -------------------------------------------------------------------
+# --- gradients, one SGD step, and a trajectory (float64 by default) ----------------------------------------------
+# In float32 these checks fail on this CPU for seed 2 at 72 px and seed 0 at 224 px (gradients, 5e-3 to 7e-3) and for
+# seeds 3, 5, 7, 9 at 72 px (trajectory, up to 2e-2): ReLU inputs within rounding of 0 are gated differently by the
+# frameworks. In float64 (the default) every seed measured agrees to ~1e-14.
 
-def test_gradients_and_one_sgd_step_agree(all_backends):
-    diffs = parity.run_checks(all_backends, ["grads"], image_size=SMALL, seed=0, lr=0.05)
+@pytest.mark.parametrize("size,seed", [(SMALL, 0), (SMALL, 1), (SMALL, 2), (224, 0)])
+def test_gradients_and_one_sgd_step_agree(all_backends, size, seed):
+    diffs = parity.run_checks(all_backends, ["grads"], image_size=size, seed=seed, lr=0.05)
     assert_all_pass(diffs, count=3 + 3 + 2 * 3 * 24)  # loss vs reference, loss pairs; 24 arrays in 3 pairs
     assert {d.tol for d in diffs if d.check in ("grads", "sgd step")} == {1e-4}
+    assert_float64_agreement(diffs)
+
+
+def test_grad_dtype_float32_runs_the_float32_models(all_backends):
+    diffs = parity.run_checks(all_backends, ["grads"], image_size=SMALL, seed=0, grad_dtype="float32")
+    assert len(diffs) == 3 + 3 + 2 * 3 * 24
+    assert max(d.rel for d in diffs) > FLOAT64_AGREEMENT  # float32 rounding shows
+    with pytest.raises(ValueError, match="expected grad_dtype to be one of float64, float32, got 'float16'"):
+        parity.run_checks(all_backends, ["grads"], image_size=SMALL, grad_dtype="float16")
 
 
 def test_near_kinks_counts_relu_inputs_within_rounding_of_zero():
@@ -123,32 +145,41 @@ def test_near_kinks_counts_relu_inputs_within_rounding_of_zero():
     assert parity.near_kinks(pre) == 2  # -1e-6 (band 4e-6) and 0.0 (band 2e-6); not 5e-6 nor 1e-3
 
 
-def test_sgd_step_is_plain_sgd_without_dropout(backend):
+def test_sgd_step_is_plain_sgd_without_dropout_on_a_float64_copy(backend):
     model = backend.NiN(seed=0, init="kaiming", image_size=SMALL)
+    hooks, start = parity.hooks(backend), backend.export_weights(model)
+    double = hooks.as_float64(model)
+    before = hooks.parameters(double)
+    assert all(before[k].dtype == np.float64 and np.array_equal(before[k], start[k]) for k in start)
     (x, y), = parity.make_batches(model.spec, SMALL, 4, seed=0)
-    x = parity.to_backend(x, backend.DATA_FORMAT)
-    hooks = parity.hooks(backend)
-    loss, grads = hooks.loss_and_grads(model, x, y)
-    again, grads_again = hooks.loss_and_grads(model, x, y)  # dropout disabled: deterministic
-    assert loss == again and all(np.array_equal(grads[k], grads_again[k]) for k in grads)
+    loss, grads = hooks.loss_and_grads(double, parity.to_backend(x, backend.DATA_FORMAT), y)
+    assert loss == pytest.approx(reference.cross_entropy(reference.forward(model.spec, start, x), y), rel=1e-12)
+    again, grads_again = hooks.loss_and_grads(double, parity.to_backend(x, backend.DATA_FORMAT), y)
+    assert loss == again and all(np.array_equal(grads[k], grads_again[k]) for k in grads)  # no dropout
+    assert all(g.dtype == np.float64 for g in grads.values())
     assert all(np.abs(g).max() > 0 for k, g in grads.items() if k.endswith("weight"))
-    before = backend.export_weights(model)
-    assert hooks.sgd_step(model, x, y, 0.05) == loss
-    after = backend.export_weights(model)
+    lr = parity.float32_lr(0.05)
+    assert hooks.sgd_step(double, parity.to_backend(x, backend.DATA_FORMAT), y, lr) == loss
+    after = hooks.parameters(double)
     for name in before:
-        np.testing.assert_allclose(after[name], before[name] - 0.05 * grads[name], rtol=0,
-                                   atol=1e-6 * max(np.abs(before[name]).max(), 1e-3), err_msg=name)
+        np.testing.assert_allclose(after[name], before[name] - lr * grads[name], rtol=0,
+                                   atol=1e-14 * max(np.abs(before[name]).max(), 1e-3), err_msg=name)
+    # the float32 model is left as it was
+    assert all(v.dtype == np.float32 for v in hooks.parameters(model).values())
+    assert all(np.array_equal(v, start[k]) for k, v in backend.export_weights(model).items())
 
 
-def test_sgd_trajectory_losses_agree(all_backends):
-    kwargs = dict(image_size=SMALL, seed=0, init="kaiming")
-    weights = all_backends[0].export_weights(all_backends[0].NiN(**kwargs))
-    models = parity.build_models(all_backends, weights, **kwargs)
-    batches = parity.make_batches(models["torch"].spec, SMALL, 4, seed=0, count=20)
+@pytest.mark.parametrize("seed", [9])  # fails in float32 here (2e-2 at step 12); one seed: 20 steps are slow
+def test_sgd_trajectory_losses_agree(all_backends, seed):
+    kwargs = dict(image_size=SMALL, seed=seed, init="kaiming")
+    weights = model_config(**kwargs).initial_weights()
+    models = parity.float64_models(all_backends, parity.build_models(all_backends, weights, **kwargs))
+    batches = parity.make_batches(models["torch"].spec, SMALL, 4, seed=seed, count=20)
     losses = parity.trajectories(all_backends, models, batches, lr=0.05)
     diffs = parity.step_diffs(losses)
     assert_all_pass(diffs, count=3 * 20)
     assert {d.tol for d in diffs} == {1e-3}
+    assert_float64_agreement(diffs)
     assert np.ptp(losses["torch"]) > 0.1  # the loss moves
 
 
@@ -170,9 +201,15 @@ def test_cli_parity_passes(all_backends, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     for text in ("pair", "check", "max abs diff", "relative error", "tolerance", "torch vs reference",
-                 "mxnet vs tf", "layer outputs", "gradients", "24 of 24 checks passed"):
+                 "mxnet vs tf", "layer outputs", "gradients", "gradients and SGD in float64", "24 of 24 checks passed"):
         assert text in out
     assert "FAIL" not in out
+
+
+def test_cli_parity_grad_dtype_must_be_a_float(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["parity", "--grad-dtype", "float16"])
+    assert exit_info.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
 
 
 def test_cli_parity_failure_exits_1(capsys):
