@@ -15,18 +15,19 @@ Definitions (float32 everywhere, 4 bytes a number; "per image" numbers scale lin
   the input and output of each max pooling and the mask of each dropout.  Average poolings,
   flattening and the loss keep nothing of their own.  This is what a framework holds when its
   backward pass starts; ``nin_<backend>.resources`` measures it (PyTorch's int64 max-pool
-  indices and TensorFlow's dropout, which keeps its scaled input and a float mask, add a little).
+  indices, MXNet's oneDNN pooling workspace and the padded copies of the TensorFlow backend's
+  ceil-mode poolings add a little).
   The peak over a whole step adds the backward pass's temporaries: activation gradients, freed
   as the pass goes in PyTorch and TensorFlow, held to the end of the step in MXNet.
 * prediction memory: parameters + the peak of live activations in a forward pass without
-  gradients, walking the operations in order: the network input (held by the caller), the input
-  of the enclosing block (held by the container running it), and at the worst step one
-  operation's input and output; an input is freed once used (flattening is a view and dropout
-  is the identity when predicting).  That is the ``NEUTRAL`` execution.  Frameworks hold more
-  at that step, in ways an ``Execution`` describes (``nin_<backend>.resources.EXECUTION``):
-  PyTorch's oneDNN convolution writes its result in a blocked layout and then copies it,
-  Keras adds the bias as a separate operation and keeps every layer's output until the
-  Sequential returns; MXNet matches the neutral walk.
+  gradients, walking the operations in order: the network input (held by the caller) and, at
+  the worst step, one operation's input and output; an input is freed once used (flattening is
+  a view and dropout is the identity when predicting).  That is the ``NEUTRAL`` execution, and
+  MXNet's.  Other frameworks hold more, in ways an ``Execution`` describes
+  (``nin_<backend>.resources.EXECUTION``, each checked against measurements): PyTorch holds a
+  block's input until the block returns, and its oneDNN convolution writes the result in a
+  blocked layout before copying it out; Keras adds the bias as a separate operation and keeps
+  every layer's output until the Sequential returns.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .shapes import Feature, feature_shapes, layer_name, layer_params
+from .shapes import Feature, conv_out, feature_shapes, layer_name, layer_params
 from .spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 BYTES = 4  # float32
@@ -72,8 +73,8 @@ def ops(spec: NetSpec, image_size: int) -> List[Op]:
         if isinstance(layer, Block):
             c, h, w = shape
             for conv in layer.convs:
-                h = (h + 2 * conv.padding - conv.kernel_size) // conv.stride + 1
-                w = (w + 2 * conv.padding - conv.kernel_size) // conv.stride + 1
+                h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
+                w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
                 conv_shape = (conv.out_channels, h, w)
                 macs = math.prod(conv_shape) * c * conv.kernel_size ** 2
                 out += [Op(i, "conv", shape, conv_shape, macs), Op(i, "relu", conv_shape, conv_shape)]
@@ -109,18 +110,18 @@ class Execution:
     """How a framework runs a forward pass without gradients, as far as memory goes."""
 
     conv_outputs: int = 1  # activation-sized results a convolution writes before its ReLU (the last is kept)
+    holds_inputs: bool = False  # a container holds a layer's input until the whole layer returns
     keeps_outputs: bool = False  # a container keeps every layer's output until it returns (Keras)
 
 
-NEUTRAL = Execution()
+NEUTRAL = Execution()  # each input freed once used: the least any framework can hold
 
 
 def peak_live(spec: NetSpec, image_size: int, execution: Execution = NEUTRAL) -> int:
     """Peak numbers (per image) alive during a prediction forward pass (see the module docstring).
 
-    The network runs as nested containers, as in every backend: the top level runs the layers,
-    a block runs its convolutions and ReLUs, and each container holds a layer's input until
-    that layer returns.
+    The network runs as nested containers, as in every backend: the top level runs the layers
+    and a block runs its convolutions and ReLUs.
     """
     outer = math.prod((spec.in_channels, image_size, image_size))  # held at the top level: the input, ...
     layer_input = 0  # ... and the current layer's input, when it is not already counted in ``outer``
@@ -129,22 +130,22 @@ def peak_live(spec: NetSpec, image_size: int, execution: Execution = NEUTRAL) ->
     for op in ops(spec, image_size):
         if op.kind not in VIEWS and op.kind != "dropout":  # no new tensor when predicting
             by_layer.setdefault(op.layer, []).append(op)
-    for i in range(len(spec.layers)):
-        kept, previous = 0, 0  # inside the layer: outputs kept (Keras), the live intermediate (others)
-        for op in by_layer.get(i, []):
+    for i, layer_ops in sorted(by_layer.items()):
+        kept, previous = 0, layer_input  # outputs kept inside the layer (Keras); the next operation's input
+        for j, op in enumerate(layer_ops):
             out = math.prod(op.out_shape)
             copies = execution.conv_outputs if op.kind == "conv" else 1
-            peak = max(peak, outer + layer_input + kept + previous + copies * out)
+            held = layer_input if execution.holds_inputs and j > 0 else 0
+            peak = max(peak, outer + held + kept + previous + copies * out)
             if execution.keeps_outputs:
-                kept += out
+                kept, previous = kept + out, 0
             else:
                 previous = out
-        if i in by_layer:
-            output = math.prod(by_layer[i][-1].out_shape)
-            if execution.keeps_outputs:
-                outer, layer_input = outer + output, 0
-            else:
-                layer_input = output
+        output = math.prod(layer_ops[-1].out_shape)
+        if execution.keeps_outputs:
+            outer, layer_input = outer + output, 0
+        else:
+            layer_input = output
     return peak
 
 

@@ -20,7 +20,8 @@ from common.resources import BYTES, Execution, Measured, batch_shape, check_opti
 from ._mx import array, mx
 from .model import DATA_FORMAT, NiN, context_of
 
-# Gluon adds a convolution's bias inside the convolution and frees each input once it is used.
+# Gluon adds a convolution's bias inside the convolution, and each input is freed once used (measured: also
+# a block's input while the block runs).
 EXECUTION = Execution()
 HOW = "mxnet.profiler storage counter (Memory: cpu/0)"
 

@@ -22,7 +22,7 @@ from .model import DATA_FORMAT, NiN
 
 # Keras adds a convolution's bias as a separate operation, and a Sequential runs as a functional
 # graph that keeps every layer's output until the call returns.
-EXECUTION = Execution(conv_outputs=2, keeps_outputs=True)
+EXECUTION = Execution(conv_outputs=2, holds_inputs=True, keeps_outputs=True)
 HOW = "resident memory (/proc/self/status VmRSS, VmHWM), glibc mapping blocks of 64 KiB or more"
 
 

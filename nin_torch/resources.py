@@ -19,8 +19,9 @@ from torch.profiler import ProfilerActivity, profile
 from common.resources import BYTES, Execution, Measured, batch_shape, check_options, run_measurement
 from .model import DATA_FORMAT, NiN, device_of
 
-# oneDNN writes a convolution's result in its blocked layout, then copies it into the plain tensor.
-EXECUTION = Execution(conv_outputs=2)
+# nn.Sequential holds a block's input until the block returns; oneDNN writes a convolution's result in its
+# blocked layout, then copies it into the plain tensor.
+EXECUTION = Execution(conv_outputs=2, holds_inputs=True)
 HOW = "torch.profiler memory events (Total Allocated), CPU allocator"
 
 

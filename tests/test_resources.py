@@ -52,6 +52,10 @@ def test_peak_live_by_hand():
     assert R.peak_live(TINY, 4, R.Execution(conv_outputs=2)) == 16 + 32 + 2 * 32
     # Keras keeps each layer's output: at block0's second convolution, conv0 + relu0 are kept, two results come
     assert R.peak_live(TINY, 4, R.Execution(conv_outputs=2, keeps_outputs=True)) == 16 + 32 + 32 + 2 * 32
+    # two same-sized blocks: holding block1's input while it runs adds one map at its ReLU (16 + 32 + 32 + 32)
+    twice = S.NetSpec(1, (S.Block((S.Conv(2, 1),)), S.Block((S.Conv(2, 1), S.Conv(2, 1)))))
+    assert R.peak_live(twice, 4) == 16 + 32 + 32
+    assert R.peak_live(twice, 4, R.Execution(holds_inputs=True)) == 16 + 32 + 32 + 32
 
 
 def test_memory_definitions():

@@ -13,7 +13,6 @@ from .. import backends
 from .. import resources as R
 from ..checks import check_input_shape
 from ..variants import VARIANTS, build_spec, default_input
-from .summary import input_shape
 
 TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
 
@@ -65,7 +64,7 @@ def run(args) -> int:
     args.in_channels = channels if args.in_channels is None else args.in_channels
     args.image_size = size if args.image_size is None else args.image_size
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
-    check_input_shape(spec, input_shape("NCHW", args.in_channels, args.image_size), "NCHW")
+    check_input_shape(spec, R.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
     R.check_options(args.batch_size, args.optimizer)
     for name in names:  # fail early, naming the extra to install
         backends.load(name)
