@@ -230,7 +230,7 @@ def grad_diffs(mods, models, spec: S.NetSpec, weights: Weights, batch: Batch, lr
     pre: Dict[str, np.ndarray] = {}
     ref_loss = reference.cross_entropy(reference.layer_outputs(spec, weights, x, pre)[-1], y)
     kinks = near_kinks(pre) if grad_dtype == "float32" else 0
-    note = f"{kinks} ReLU inputs within float32 rounding of 0" if kinks else ""
+    note = f"{kinks} ReLU input{'s' * (kinks != 1)} within float32 rounding of 0" if kinks else ""
     loss, grads, after = {}, {}, {}
     for m in mods:
         model, xb = models[m.BACKEND], to_backend(x, m.DATA_FORMAT)
