@@ -91,6 +91,8 @@ def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str
     """
     check_options(batch_size, optimizer)
     ctx = context_of(model)
+    if ctx.device_type != "cpu":
+        raise ValueError(f"expected a model on the CPU (this measures CPU memory), got one on {ctx}")
     rng = np.random.default_rng(0)
     x = array(rng.random(batch_shape(DATA_FORMAT, batch_size, model.in_channels, image_size), dtype=np.float32),
               ctx)

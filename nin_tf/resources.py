@@ -86,7 +86,8 @@ def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
 
-    return run_measurement("tf", allocation, begin_step, end_step, lambda: model(x, training=False),
-                           lambda: sum(v.numpy().nbytes for v in opt.variables if len(v.shape) > 0),
-                           params=sum(int(np.prod(v.shape)) for v in model.trainable_variables) * BYTES,
-                           input_bytes=int(np.prod(x.shape)) * BYTES, grads_kept=False, how=HOW)
+    with tf.device("/CPU:0"):  # this measures CPU memory
+        return run_measurement("tf", allocation, begin_step, end_step, lambda: model(x, training=False),
+                               lambda: sum(v.numpy().nbytes for v in opt.variables if len(v.shape) > 0),
+                               params=sum(int(np.prod(v.shape)) for v in model.trainable_variables) * BYTES,
+                               input_bytes=int(np.prod(x.shape)) * BYTES, grads_kept=False, how=HOW)

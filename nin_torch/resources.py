@@ -56,6 +56,8 @@ def optimizer_bytes(opt: torch.optim.Optimizer) -> int:
 def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured:
     """Memory of a training step (cross-entropy, ``optimizer``) and a prediction, measured (see Measured)."""
     check_options(batch_size, optimizer)
+    if device_of(model).type != "cpu":
+        raise ValueError(f"expected a model on the CPU (this measures CPU memory), got one on {device_of(model)}")
     rng = np.random.default_rng(0)
     shape = batch_shape(DATA_FORMAT, batch_size, model.in_channels, image_size)
     x = torch.from_numpy(rng.random(shape, dtype=np.float32)).to(device_of(model))
