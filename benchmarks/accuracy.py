@@ -56,7 +56,8 @@ def run_one(backend: str, settings: dict, args) -> dict:
         label="full" if full else "reduced", backend=backend,
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         framework=backends.framework_version(backend),
-        device=rows[-1]["device"], precision=rows[-1]["precision"], settings=dict(settings, seed=args.seed), n_train=rows[-1]["n_train"],
+        device=rows[-1]["device"], precision=rows[-1]["precision"], settings=dict(settings, seed=args.seed),
+        n_train=rows[-1]["n_train"],
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
         train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
         result = run_one(backend, settings, args)
         with open(args.results, "a") as f:
             f.write(json.dumps(result, sort_keys=True) + "\n")
-        print(f"{result['label']} {backend} {result['precision']}: val acc per epoch {result['val_acc']} in {result['seconds']:.0f} s on "
+        print(f"{result['label']} {backend} {result['precision']}: val acc per epoch {result['val_acc']} in "
+              f"{result['seconds']:.0f} s on "
               f"{result['device']}" + (" (STALLED at the 2.303 plateau)" if result["stalled"] else "")
               + ("" if result["target_met"] is None else f"; target {TARGET} met: {result['target_met']}"),
               flush=True)
