@@ -19,15 +19,15 @@ import inspect
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from common import backends, training  # noqa: E402
+from common.machine import describe, git_commit, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
@@ -36,30 +36,6 @@ RECIPE = {k: DEFAULTS[k] for k in ("epochs", "batch_size", "lr", "image_size", "
 TARGET = 0.85  # validation accuracy after the full recipe (issue 4)
 PLATEAU = math.log(10)  # the loss of a network that predicts chance (0.1) for every class: 2.303
 STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts as stalled
-VERSION_MODULE = {"torch": "torch", "mxnet": "mxnet", "tf": "tensorflow"}
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return dict(host=platform.node(), system=platform.platform(), python=platform.python_version(), cpu=cpu,
-                cpu_count=os.cpu_count(), load_avg=load,
-                env={k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES")
-                     if k in os.environ})
-
-
-def git_commit() -> str:
-    def git(*args) -> str:
-        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10).stdout.strip()
-    try:
-        return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "..") else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def stalled(final_train_loss: float) -> bool:
@@ -74,19 +50,20 @@ def run_one(backend: str, settings: dict, args) -> dict:
     rows = fit(device=args.device, seed=args.seed, data_dir=args.data_dir, out=out, progress=not args.no_progress,
                **settings)
     seconds = time.perf_counter() - start
-    full = settings == RECIPE
+    full = {k: settings[k] for k in RECIPE} == RECIPE  # any precision
     val_acc = [round(r["val_acc"], 4) for r in rows]
     return dict(
         label="full" if full else "reduced", backend=backend,
         date=datetime.datetime.now().isoformat(timespec="seconds"),
-        framework=f"{backends.FRAMEWORK[backend]} {importlib.import_module(VERSION_MODULE[backend]).__version__}",
-        device=rows[-1]["device"], settings=dict(settings, seed=args.seed), n_train=rows[-1]["n_train"],
+        framework=backends.framework_version(backend),
+        device=rows[-1]["device"], precision=rows[-1]["precision"], settings=dict(settings, seed=args.seed),
+        n_train=rows[-1]["n_train"],
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
         train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
         final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
         target=f">= {TARGET} after the full recipe" if full else "n/a (reduced setting)",
-        target_met=(val_acc[-1] >= TARGET) if full else None, commit=git_commit(), machine=machine())
+        target_met=(val_acc[-1] >= TARGET) if full else None, commit=git_commit(ROOT), machine=describe())
 
 
 def main(argv=None) -> int:
@@ -100,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit-val", type=int)
     p.add_argument("--init", default=RECIPE["init"], choices=("xavier", "kaiming"))
     p.add_argument("--device", default="auto", choices=training.DEVICES)
+    p.add_argument("--precision", default=DEFAULTS["precision"], choices=training.PRECISIONS,
+                   help="fp32, bf16 (bfloat16 compute, float32 weights) or auto (bf16 where native; default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
@@ -107,13 +86,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     settings = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
-                    limit_train=args.limit_train, limit_val=args.limit_val, init=args.init, variant="chapter")
+                    limit_train=args.limit_train, limit_val=args.limit_val, init=args.init, variant="chapter",
+                    precision=args.precision)
+    thread_defaults()  # before the first framework import
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     for backend in backends.parse_list(args.backend):
         result = run_one(backend, settings, args)
         with open(args.results, "a") as f:
             f.write(json.dumps(result, sort_keys=True) + "\n")
-        print(f"{result['label']} {backend}: val acc per epoch {result['val_acc']} in {result['seconds']:.0f} s on "
+        print(f"{result['label']} {backend} {result['precision']}: val acc per epoch {result['val_acc']} in "
+              f"{result['seconds']:.0f} s on "
               f"{result['device']}" + (" (STALLED at the 2.303 plateau)" if result["stalled"] else "")
               + ("" if result["target_met"] is None else f"; target {TARGET} met: {result['target_met']}"),
               flush=True)

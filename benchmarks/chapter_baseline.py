@@ -2,9 +2,13 @@
 
 What D2L §8.3 runs, per framework: fp32; PyTorch NCHW with the chapter's ``nin_block``
 (LazyConv2d); Gluon not hybridized; TensorFlow eager (``GradientTape`` around a plain call, as
-d2l's Trainer).  The input pipeline is the chapter's too: each 28x28 image is resized to the
-training size on the CPU, one sample at a time (torchvision's ``Resize`` on a PIL image), then
-stacked into a batch.
+d2l's Trainer).  The input pipeline is the chapter's too: for PyTorch and MXNet each 28x28 image is
+resized to the training size on the CPU, one sample at a time (d2l's ``FashionMNIST`` applies
+torchvision's / Gluon's ``Resize`` + ``ToTensor`` per sample; here PIL's bilinear resize), then
+stacked into a batch; for TensorFlow d2l resizes whole batches with ``tf.image.resize_with_pad``
+(a ``tf.data`` map after ``batch``), and so does this.  d2l's loaders run in worker processes
+that overlap the compute; here the preparation runs inline, a few milliseconds of a step that
+takes seconds (``benchmarks/speed.py`` times it alone).
 
 ``make_step(backend, batch_size, image_size)`` returns a function doing one training step on a
 fresh uint8 batch, data preparation included.
@@ -21,6 +25,12 @@ def resize_per_sample(images_u8: np.ndarray, size: int) -> np.ndarray:
     """The chapter's pipeline: PIL bilinear resize of each image, then scale to [0, 1]; NCHW float32."""
     out = np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in images_u8])
     return (out.astype(np.float32) / 255.0)[:, None]
+
+
+def resize_batch_tf(images_u8: np.ndarray, size: int):
+    """d2l's FashionMNIST for TensorFlow: scale to [0, 1], then resize the whole batch; NHWC float32 tensor."""
+    import tensorflow as tf
+    return tf.image.resize_with_pad(tf.expand_dims(images_u8, axis=3) / 255, size, size)
 
 
 def _torch_step(batch_size: int, image_size: int) -> Callable:
@@ -52,7 +62,7 @@ def _torch_step(batch_size: int, image_size: int) -> Callable:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
     return step
 
 
@@ -114,7 +124,7 @@ def _tf_step(batch_size: int, image_size: int) -> Callable:
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def step(images_u8, labels):
-        X = tf.constant(resize_per_sample(images_u8, image_size).transpose(0, 2, 3, 1))
+        X = resize_batch_tf(images_u8, image_size)
         with tf.GradientTape() as tape:
             loss = loss_fn(labels, net(X))  # d2l's trainer: eager, no training=True
         grads = tape.gradient(loss, net.trainable_variables)
@@ -124,6 +134,11 @@ def _tf_step(batch_size: int, image_size: int) -> Callable:
 
 
 STEPS = {"torch": _torch_step, "mxnet": _mxnet_step, "tf": _tf_step}
+
+
+def prepare_batch(backend: str, images_u8: np.ndarray, image_size: int):
+    """The chapter's input pipeline alone for one batch (what each step above starts with)."""
+    return resize_batch_tf(images_u8, image_size) if backend == "tf" else resize_per_sample(images_u8, image_size)
 
 
 def make_step(backend: str, batch_size: int, image_size: int) -> Callable:

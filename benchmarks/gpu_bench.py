@@ -57,11 +57,14 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=15)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--results", default=None)
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                   help="cpu: a smoke test of this script's logic where there is no GPU (tiny sizes; no peak)")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU visible to PyTorch", file=sys.stderr)
         return 2
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -73,7 +76,7 @@ def main() -> int:
         x = x_u8.unsqueeze(1).float().div_(255.0)
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
@@ -87,24 +90,24 @@ def main() -> int:
     t0 = time.perf_counter()
     for i in range(args.warmup):
         loss = fn(*batches[i % 4])
-    torch.cuda.synchronize()
+    sync()
     warm_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(args.steps):
         loss = fn(*batches[i % 4])
-    torch.cuda.synchronize()
+    sync()
     dt = time.perf_counter() - t0
     ips = args.steps * args.batch_size / dt
     flops = 3 * 2 * macs_per_image(model, size)  # forward + backward = 3x forward; 2 FLOP per MAC
-    name = torch.cuda.get_device_name(0)
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"
     key, peak = peak_for(name)
     frac = ips * flops / peak if peak else None
     row = {"device": name, "torch": torch.__version__, "batch_size": args.batch_size, "image_size": size,
            "compiled": not args.no_compile, "precision": "bf16 autocast", "channels_last": True,
            "train_images_per_s": round(ips, 1), "tflops": round(ips * flops / 1e12, 1),
            "peak_key": key, "fraction_of_bf16_peak": None if frac is None else round(frac, 4),
-           "warmup_s": round(warm_s, 1), "final_loss": float(loss),
-           "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+           "warmup_s": round(warm_s, 1), "final_loss": float(loss.detach()),
+           "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None}
     print(f"{name}: {ips:,.0f} training images/s at {size}x{size}, batch {args.batch_size} "
           f"({row['tflops']} TFLOP/s" + (f", {100 * frac:.1f}% of {key} dense bf16 peak)" if frac else ")"))
     print(json.dumps(row))

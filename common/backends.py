@@ -7,6 +7,7 @@ from types import ModuleType
 BACKENDS = ("torch", "mxnet", "tf")
 FRAMEWORK = {"torch": "PyTorch", "mxnet": "MXNet", "tf": "TensorFlow"}
 DATA_FORMAT = {"torch": "NCHW", "mxnet": "NCHW", "tf": "NHWC"}
+FRAMEWORK_MODULE = {"torch": "torch", "mxnet": "mxnet", "tf": "tensorflow"}
 
 
 class BackendUnavailable(RuntimeError):
@@ -32,3 +33,8 @@ def parse_list(text: str) -> list:
         if name not in BACKENDS:
             raise ValueError(f"expected backends among {', '.join(BACKENDS)} (or 'all'), got {name!r}")
     return names
+
+
+def framework_version(name: str) -> str:
+    """'PyTorch 2.13.0' and the like: the framework behind backend ``name`` and its version (imports it)."""
+    return f"{FRAMEWORK[name]} {importlib.import_module(FRAMEWORK_MODULE[name]).__version__}"

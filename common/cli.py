@@ -7,9 +7,10 @@ import sys
 from typing import List, Optional
 
 from .backends import BackendUnavailable
+from .machine import thread_defaults
 
 # subcommand -> module in common.commands
-COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare"]
+COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    thread_defaults()  # before any framework is imported (documented in the README's Speed section)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -4,11 +4,16 @@ A backend's ``nin_<b>/training.py`` supplies:
 
 * ``gpu_count()`` - how many GPUs the framework sees;
 * ``build_model(device, **model_kwargs)`` - a ``NiN`` created on the device;
-* ``Trainer(model, lr, device="auto", precision="float32")`` with ``device_name`` (a string for people) and
+* ``Trainer(model, lr, device="auto", precision="auto")`` with ``device_name`` (a string for people),
+  ``precision`` (the one it computes in, ``resolve_precision``'s answer) and
 
   - ``train_step(images_u8, labels, image_size) -> (loss_sum, correct)``: one SGD step on a uint8 batch
     (B, 28, 28) scaled to [0, 1] and resized to ``image_size`` on the device, dropout active;
   - ``eval_step(images_u8, labels, image_size) -> (loss_sum, correct)``: the same without learning, dropout off;
+  - ``prepare(images_u8, labels, image_size)``: only the input pipeline of a step (transfer, scaling, resizing,
+    layout), waited for; what ``nin bench`` times to show the pipeline outruns the model;
+  - ``peak_memory_mb()``: the device's peak memory so far (None on the CPU, where the process's resident
+    memory is the measure);
   - ``reseed(seed)``: re-seed the framework's random state (dropout);
   - ``set_lr(lr)``, ``save_state(folder)``, ``load_state(folder)``: the optimizer's learning rate and state.
 
@@ -40,7 +45,10 @@ from .variants import build_spec
 from .weights import INITS, load_npz, save_npz
 
 DEVICES = ("auto", "cpu", "gpu")
-PRECISIONS = ("float32",)  # the hook for lower precisions: each Trainer checks its argument against this
+# "fp32": everything in float32.  "bf16": mixed precision, bfloat16 compute with float32 master weights (the
+# optimizer updates float32 weights; losses and metrics in float32).  "auto": bf16 where the device computes
+# it natively (a GPU with bf16 tensor cores, a CPU with AVX512-BF16/AMX), else fp32.
+PRECISIONS = ("auto", "fp32", "bf16")
 STATE_FORMAT = "nin-train-1"
 STATE_FILE = "state.json"
 CHECKPOINT = "checkpoint"
@@ -71,6 +79,21 @@ def choose_device(requested: str, gpus: int, backend: str) -> str:
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"expected precision to be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, bf16_native: bool, backend: str, bf16_why_not: Optional[str] = None) -> str:
+    """``"fp32"`` or ``"bf16"`` for a requested precision: ``auto`` is bf16 where ``bf16_native`` (the device
+    computes bf16 faster than fp32), else fp32.  ``bf16_why_not``: the backend cannot train in bf16 at all
+    (asking for it is a ValueError saying why)."""
+    check_precision(precision)
+    if bf16_why_not is not None:
+        if precision == "bf16":
+            raise ValueError(f"precision bf16 is not available in {backends.FRAMEWORK[backend]}: {bf16_why_not}; "
+                             f"use fp32")
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if bf16_native else "fp32"
     return precision
 
 
@@ -106,6 +129,7 @@ def check_settings(**settings) -> dict:
         raise ValueError(f"expected init to be one of {', '.join(INITS)}, got {settings['init']!r}")
     if settings["device"] not in DEVICES:
         raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {settings['device']!r}")
+    check_precision(settings["precision"])
     return dict(settings, lr=float(lr))
 
 
@@ -281,12 +305,13 @@ def _refuse_occupied(out: str) -> None:
 
 def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10, batch_size: int = 128,
         lr: float = 0.05, image_size: int = 224, limit_train: Optional[int] = None,
-        limit_val: Optional[int] = None, device: str = "auto", seed: int = 0, init: str = "xavier",
-        data_dir: Optional[str] = None, out: Optional[str] = None, resume: Optional[str] = None,
-        progress: bool = True) -> List[dict]:
+        limit_val: Optional[int] = None, device: str = "auto", precision: str = "auto", seed: int = 0,
+        init: str = "xavier", data_dir: Optional[str] = None, out: Optional[str] = None,
+        resume: Optional[str] = None, progress: bool = True) -> List[dict]:
     """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``."""
     settings = check_settings(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                              limit_train=limit_train, limit_val=limit_val, device=device, seed=seed, init=init)
+                              limit_train=limit_train, limit_val=limit_val, device=device, precision=precision,
+                              seed=seed, init=init)
     mod, impl = _backend_impl(backend)
     if model is not None:
         if model.image_size != image_size:
@@ -305,7 +330,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     if model is None:
         model = impl.build_model(device, lr=settings["lr"], variant=variant, seed=seed, init=init,
                                  image_size=image_size)
-    trainer = impl.Trainer(model, settings["lr"], device)
+    trainer = impl.Trainer(model, settings["lr"], device, precision)
     rows, start_epoch, step, elapsed_before = [], 0, 0, 0.0
     if state is not None:
         mod.load_native(os.path.join(ckpt, state["native"]), model)
@@ -316,7 +341,8 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     framework = backends.FRAMEWORK[backend]
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
          f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
-         f"init {settings['init']}, seed {seed}" + (f"; resuming after epoch {start_epoch}" if state else ""))
+         f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
+         + (f"; resuming after epoch {start_epoch}" if state else ""))
     if start_epoch >= epochs:
         _say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
         return rows
@@ -340,8 +366,8 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         row = dict(epoch=epoch, epochs=epochs, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                    val_acc=val_acc, images_per_s=len(train) / train_s, train_s=train_s,
                    elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=backend,
-                   device=trainer.device_name, lr=settings["lr"], batch_size=batch_size, image_size=image_size,
-                   init=settings["init"], seed=seed, n_train=len(train), n_val=len(val))
+                   device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
+                   image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val))
         rows.append(row)
         _say(epoch_line(row))
         if out is not None:
@@ -358,11 +384,13 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     """The ``fit`` function of ``nin_<backend>.training``: the same arguments in every backend."""
     def fit(model=None, *, variant: str = "chapter", epochs: int = 10, batch_size: int = 128, lr: float = 0.05,
             image_size: int = 224, limit_train: Optional[int] = None, limit_val: Optional[int] = None,
-            device: str = "auto", seed: int = 0, init: str = "xavier", data_dir: Optional[str] = None,
-            out: Optional[str] = None, resume: Optional[str] = None, progress: bool = True) -> List[dict]:
+            device: str = "auto", precision: str = "auto", seed: int = 0, init: str = "xavier",
+            data_dir: Optional[str] = None, out: Optional[str] = None, resume: Optional[str] = None,
+            progress: bool = True) -> List[dict]:
         return run(backend, model, variant=variant, epochs=epochs, batch_size=batch_size, lr=lr,
-                   image_size=image_size, limit_train=limit_train, limit_val=limit_val, device=device, seed=seed,
-                   init=init, data_dir=data_dir, out=out, resume=resume, progress=progress)
+                   image_size=image_size, limit_train=limit_train, limit_val=limit_val, device=device,
+                   precision=precision, seed=seed, init=init, data_dir=data_dir, out=out, resume=resume,
+                   progress=progress)
 
     fit.__module__, fit.__qualname__ = f"nin_{backend}.training", "fit"
     fit.__doc__ = f"""Train NiN on Fashion-MNIST with {backends.FRAMEWORK[backend]}; returns the per-epoch metrics rows.
@@ -372,6 +400,8 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     at 2.303 that the chapter's ``"xavier"`` sits on for a long time.  ``model``: train this model instead of
     a new ``NiN(variant=, seed=, init=, image_size=)``.  ``limit_train``/``limit_val``: the first N images of
     each split.  ``device``: ``"auto"`` (the GPU when the framework sees one), ``"cpu"`` or ``"gpu"``.
+    ``precision``: ``"fp32"``, ``"bf16"`` (bfloat16 compute, float32 master weights) or ``"auto"`` (bf16 where
+    the device computes it natively, else fp32).
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
     and device may change, the other settings must match).  A NaN or infinite loss raises NonFiniteLoss

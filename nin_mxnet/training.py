@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -16,6 +16,10 @@ from common.files import atomic_path
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.npz"
+# MXNet 1.9's AMP (mxnet.contrib.amp, target_dtype="bfloat16") converts the legacy operators only: the
+# numpy-interface operators this model runs (npx.convolution, ...) stay float32 under it
+NO_BF16 = ("MXNet 1.9's AMP converts only legacy operators, not the numpy-interface ones this model runs "
+           "(measured: npx.convolution stays float32 under amp.init(target_dtype='bfloat16'))")
 
 
 def gpu_count() -> int:
@@ -44,14 +48,18 @@ def _leaves(state):
 
 
 class Trainer:
-    """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device."""
+    """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device.
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "float32"):
-        self.precision = training.check_precision(precision)
+    The network runs as one cached graph with static memory (``hybridize(static_alloc=True,
+    static_shape=True)``).  Precision: fp32 only (``NO_BF16``); ``auto`` is fp32.
+    """
+
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         self.ctx = select_device(device)
+        self.precision = training.resolve_precision(precision, False, BACKEND, bf16_why_not=NO_BF16)
         self.model = model
         model.collect_params().reset_ctx(self.ctx)
-        model.hybridize()
+        model.hybridize(static_alloc=True, static_shape=True)
         self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=None)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.device_name = f"{self.ctx} ({'GPU' if self.ctx.device_type == 'gpu' else 'CPU'})"
@@ -83,6 +91,19 @@ class Trainer:
         x, y = self.inputs(images_u8, labels, image_size)
         logits = self.model(x)  # outside autograd.record: prediction mode, dropout off
         return self._stats(logits, self.loss(logits, y), y)
+
+    def prepare(self, images_u8, labels, image_size: int) -> None:
+        x, y = self.inputs(images_u8, labels, image_size)
+        x.wait_to_read()
+        y.wait_to_read()
+
+    def peak_memory_mb(self) -> Optional[float]:
+        """On a GPU, the memory in use (MXNet's pool keeps what it allocated, so after the steps this is
+        their peak); None on the CPU."""
+        if self.ctx.device_type != "gpu":
+            return None
+        free, total = mx.context.gpu_memory_info(self.ctx.device_id)
+        return (total - free) / 2**20
 
     def reseed(self, seed: int) -> None:
         mx.random.seed(seed, ctx="all")

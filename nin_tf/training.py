@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from contextlib import contextmanager
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -10,6 +11,7 @@ from tensorflow import keras
 
 from common import training
 from common.files import atomic_path
+from common.machine import cpu_bf16
 
 from .model import BACKEND, NiN
 
@@ -33,16 +35,50 @@ def build_model(device: str = "auto", **kwargs) -> NiN:
         return NiN(**kwargs)
 
 
+def bf16_native(device: str) -> bool:
+    """Whether ``device`` computes bf16 faster than fp32 (a GPU of compute capability 8.0 or newer; a CPU
+    with AVX512-BF16/AMX, which oneDNN uses)."""
+    if "GPU" not in device:
+        return cpu_bf16()
+    gpus = tf.config.list_physical_devices("GPU")
+    index = int(device.rsplit(":", 1)[-1])
+    capability = tf.config.experimental.get_device_details(gpus[index]).get("compute_capability") if gpus else None
+    return capability is not None and tuple(capability) >= (8, 0)
+
+
+@contextmanager
+def compute_policy(model: NiN, policy: Optional[str]):
+    """Every layer of ``model`` computes under the Keras dtype ``policy`` inside the block (None: unchanged).
+
+    Graphs traced inside keep that precision; the variables stay float32 (``mixed_bfloat16`` casts them
+    on use), so the weights exported, saved and updated are the float32 master weights.
+    """
+    if policy is None:
+        yield
+        return
+    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    before = [layer.dtype_policy for layer in layers]
+    try:
+        for layer in layers:
+            layer.dtype_policy = policy
+        yield
+    finally:
+        for layer, old in zip(layers, before):
+            layer.dtype_policy = old
+
+
 class Trainer:
     """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
-    TensorFlow trainer omits it, and its dropout never runs).
+    TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
+    ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "float32"):
-        self.precision = training.check_precision(precision)
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         self.device = select_device(device)
+        self.precision = training.resolve_precision(precision, bf16_native(self.device), BACKEND)
+        self.policy = "mixed_bfloat16" if self.precision == "bf16" else None
         self.model = model
         with tf.device(self.device):
             self.optimizer = keras.optimizers.SGD(learning_rate=lr)
@@ -50,6 +86,8 @@ class Trainer:
         self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
         self._train = tf.function(self._train_graph, reduce_retracing=True)
         self._eval = tf.function(self._eval_graph, reduce_retracing=True)
+        self._prepare = tf.function(lambda images_u8, size: tf.reduce_sum(self.inputs(images_u8, size)),
+                                    reduce_retracing=True)  # the sum makes the graph compute every pixel
         self.device_name = f"{self.device} ({'GPU' if 'GPU' in self.device else 'CPU'})"
 
     @staticmethod
@@ -68,7 +106,7 @@ class Trainer:
     def _train_graph(self, images_u8, labels, image_size: int):
         x = self.inputs(images_u8, image_size)
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)  # dropout active
+            logits = tf.cast(self.model(x, training=True), tf.float32)  # dropout active
             losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = tf.reduce_mean(losses)
         variables = self.model.trainable_variables
@@ -76,12 +114,12 @@ class Trainer:
         return self._stats(logits, losses, labels)
 
     def _eval_graph(self, images_u8, labels, image_size: int):
-        logits = self.model(self.inputs(images_u8, image_size), training=False)
+        logits = tf.cast(self.model(self.inputs(images_u8, image_size), training=False), tf.float32)
         return self._stats(logits, keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True),
                            labels)
 
     def _run(self, graph, images_u8, labels, image_size: int) -> Tuple[float, int]:
-        with tf.device(self.device):
+        with tf.device(self.device), compute_policy(self.model, self.policy):
             stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
                           int(image_size)).numpy()
         return float(stats[0]), int(stats[1])
@@ -91,6 +129,16 @@ class Trainer:
 
     def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
         return self._run(self._eval, images_u8, labels, image_size)
+
+    def prepare(self, images_u8, labels, image_size: int) -> None:
+        with tf.device(self.device):
+            tf.constant(np.asarray(labels, np.int64))
+            self._prepare(tf.constant(np.asarray(images_u8, np.uint8)), int(image_size)).numpy()
+
+    def peak_memory_mb(self) -> Optional[float]:
+        if "GPU" not in self.device:
+            return None
+        return tf.config.experimental.get_memory_info(self.device.lstrip("/"))["peak"] / 2**20
 
     def reseed(self, seed: int) -> None:
         """Re-seed every dropout layer's seed generator (Keras 3 keeps one state variable per layer)."""

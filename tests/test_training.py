@@ -50,8 +50,8 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
     sigs = [inspect.signature(impl(b).fit) for b in all_backends]
     assert sigs[0] == sigs[1] == sigs[2]
     assert list(sigs[0].parameters) == ["model", "variant", "epochs", "batch_size", "lr", "image_size",
-                                        "limit_train", "limit_val", "device", "seed", "init", "data_dir", "out",
-                                        "resume", "progress"]
+                                        "limit_train", "limit_val", "device", "precision", "seed", "init",
+                                        "data_dir", "out", "resume", "progress"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
     for b in all_backends:
@@ -225,6 +225,7 @@ def test_device_gpu_without_one_is_a_clear_error(backend):
     ({"lr": float("nan")}, "expected lr to be a positive finite number"),
     ({"limit_train": -3}, "expected limit_train to be a positive integer or None, got -3"),
     ({"device": "tpu"}, "expected device to be one of auto, cpu, gpu, got 'tpu'"),
+    ({"precision": "fp16"}, "expected precision to be one of auto, fp32, bf16, got 'fp16'"),
     ({"init": "ones"}, "expected init to be one of xavier, kaiming"),
     ({"image_size": 50}, "expected image_size to be an integer >= 67, got 50"),
 ])

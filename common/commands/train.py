@@ -11,7 +11,7 @@ from ..weights import INITS
 
 # fit's arguments the command offers, with their option names; defaults come from fit itself
 OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "limit_train": int, "limit_val": int,
-           "device": str, "seed": int, "init": str, "variant": str, "data_dir": str}
+           "device": str, "precision": str, "seed": int, "init": str, "variant": str, "data_dir": str}
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
 
 
@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--limit-val", type=int, help="validate on the first N test images only")
     p.add_argument("--device", choices=training.DEVICES, help="auto (the GPU when the framework sees one; default), "
                                                                "cpu or gpu")
+    p.add_argument("--precision", choices=training.PRECISIONS,
+                   help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (default: bf16 where the device "
+                        "computes it natively, e.g. a recent GPU, else fp32)")
     p.add_argument("--seed", type=int, help=f"weights, shuffling and dropout (default {DEFAULTS['seed']})")
     p.add_argument("--init", choices=INITS, help="xavier (the chapter's; sits at loss 2.303 for a long time) or "
                                                  "kaiming (He-normal, zero biases; leaves that plateau much sooner)")

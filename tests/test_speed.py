@@ -1,0 +1,142 @@
+"""Precision in the trainers, ``nin bench`` and the speed benchmark: correctness only (speed is never asserted)."""
+import argparse
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import backends, bench, cli, machine, training
+from conftest import load_backend
+
+SIZE = 67  # the smallest image the chapter's network takes
+BF16 = ("torch", "tf")  # the backends that train in bf16 (MXNet 1.9 cannot: nin_mxnet.training.NO_BF16)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def impl(backend):
+    return importlib.import_module(f"nin_{backend.BACKEND}.training")
+
+
+def trainer(backend, precision, lr=0.05, seed=0):
+    return impl(backend).Trainer(impl(backend).build_model("cpu", seed=seed, init="kaiming", image_size=SIZE), lr,
+                                 "cpu", precision)
+
+
+def fixed_batch(n=4):
+    split = bench.synthetic_split(n, seed=3)
+    return split.images, split.labels
+
+
+def test_resolve_precision():
+    assert training.resolve_precision("auto", True, "torch") == "bf16"
+    assert training.resolve_precision("auto", False, "torch") == "fp32"
+    assert training.resolve_precision("fp32", True, "tf") == "fp32"
+    assert training.resolve_precision("bf16", False, "tf") == "bf16"  # asked for: slow where not native, still right
+    assert training.resolve_precision("auto", True, "mxnet", bf16_why_not="no") == "fp32"
+    with pytest.raises(ValueError, match="precision bf16 is not available in MXNet: no; use fp32"):
+        training.resolve_precision("bf16", True, "mxnet", bf16_why_not="no")
+    with pytest.raises(ValueError, match="expected precision to be one of auto, fp32, bf16, got 'float16'"):
+        training.resolve_precision("float16", True, "torch")
+
+
+def test_bad_precision_same_message_everywhere(all_backends):
+    for b in all_backends:
+        with pytest.raises(ValueError, match="expected precision to be one of auto, fp32, bf16, got 'fp16'"):
+            trainer(b, "fp16")
+
+
+def test_auto_is_bf16_only_where_the_cpu_computes_it(backend, monkeypatch):
+    """``auto`` follows the CPU's bf16 instructions (faked here); MXNet stays fp32 (it cannot train in bf16)."""
+    expected = {True: "bf16" if backend.BACKEND in BF16 else "fp32", False: "fp32"}
+    for native in (True, False):
+        monkeypatch.setattr(impl(backend), "cpu_bf16", lambda: native, raising=False)
+        assert trainer(backend, "auto").precision == expected[native]
+        assert trainer(backend, "fp32").precision == "fp32"
+
+
+def test_mxnet_refuses_bf16_saying_why(all_backends):
+    mxnet = next(b for b in all_backends if b.BACKEND == "mxnet")
+    with pytest.raises(ValueError, match="precision bf16 is not available in MXNet: MXNet 1.9's AMP converts only"):
+        trainer(mxnet, "bf16")
+
+
+@pytest.mark.parametrize("name", BF16)
+def test_bf16_computes_in_bfloat16_keeps_float32_weights_and_learns(name):
+    """Same weights, same images: bf16 losses differ from fp32 ones by bf16 rounding (so bf16 really runs) but
+    little; the weights stay float32 and canonical; a few steps on 4 images lower their loss."""
+    b = load_backend(name)
+    images, labels = fixed_batch()
+    fp32, bf16 = trainer(b, "fp32", lr=0.03), trainer(b, "bf16", lr=0.03)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    loss32, loss16 = fp32.eval_step(images, labels, SIZE)[0], bf16.eval_step(images, labels, SIZE)[0]
+    assert 0 < abs(loss16 - loss32) < 0.05 * loss32, (loss32, loss16)
+
+    bf16.reseed(1)
+    start = loss16 / 4
+    losses = [bf16.train_step(images, labels, SIZE)[0] / 4 for _ in range(15)]
+    end = bf16.eval_step(images, labels, SIZE)[0] / 4
+    assert np.all(np.isfinite(losses)), losses
+    assert end < 0.8 * start, (start, end, losses)
+    weights = b.export_weights(bf16.model)
+    assert {w.dtype for w in weights.values()} == {np.dtype(np.float32)}
+    moved = max(float(np.abs(weights[k] - v).max()) for k, v in b.export_weights(fp32.model).items())
+    assert moved > 0
+    # the model itself is left computing in float32 (its precision belongs to the trainer)
+    x = np.zeros((1, 1, SIZE, SIZE) if b.DATA_FORMAT == "NCHW" else (1, SIZE, SIZE, 1), np.float32)
+    assert b.predict(bf16.model, x).dtype == np.float32
+
+
+BENCH_KEYS = {"train_images_per_s", "infer_images_per_s", "latency_ms", "peak_memory_mb", "device", "precision",
+              "pipeline_images_per_s", "batch_size", "image_size", "framework"}
+
+
+def test_nin_bench_json_at_a_tiny_size(backend, capsys):
+    argv = ["bench", "--backend", backend.BACKEND, "--batch-size", "3", "--image-size", str(SIZE), "--steps", "2",
+            "--warmup", "1", "--latency-runs", "2", "--precision", "fp32", "--device", "cpu", "--json"]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert BENCH_KEYS <= set(result)
+    for key in ("train_images_per_s", "infer_images_per_s", "latency_ms", "peak_memory_mb", "pipeline_images_per_s"):
+        assert np.isfinite(result[key]) and result[key] > 0, key
+    assert (result["precision"], result["batch_size"], result["image_size"]) == ("fp32", 3, SIZE)
+    assert len(result["train_step_s"]) == 2 and result["backend"] == backend.BACKEND
+    assert result["peak_memory_mb"] == pytest.approx(result["peak_rss_mb"], rel=0.05)  # the CPU: resident memory
+    assert backends.FRAMEWORK[backend.BACKEND] in result["framework"]
+    text = bench.report(result)
+    assert "training" in text and "latency" in text and f"precision {result['precision']}" in text
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--steps", "0", "expected steps to be an integer >= 1, got 0"),
+    ("--image-size", "40", "expected image_size to be an integer >= 67, got 40"),
+    ("--latency-runs", "0", "expected latency_runs to be an integer >= 1, got 0"),
+])
+def test_nin_bench_bad_arguments(option, value, message, capsys):
+    assert cli.main(["bench", "--backend", "torch", option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_thread_defaults_leave_a_user_setting_alone(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert machine.thread_defaults() == {}
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert machine.thread_defaults() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_speed_benchmark_alternates_and_reports_every_target(backend, monkeypatch):
+    """One backend's measurement at a tiny size: the chapter's step and the project's, alternated."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(HERE), "benchmarks"))
+    speed = importlib.import_module("speed")
+    args = argparse.Namespace(batch_size=2, image_size=SIZE, warmup=1, rounds=2, device="cpu")
+    row = speed.measure(backend.BACKEND, args)
+    assert row["backend"] == backend.BACKEND and row["settings"]["rounds"] == 2
+    assert len(row["baseline"]["step_s"]) == len(row["default"]["step_s"]) == 2
+    assert row["default"]["ratio"] == pytest.approx(row["default"]["train_images_per_s"]
+                                                    / row["baseline"]["train_images_per_s"], rel=1e-2)
+    assert set(row["targets_met"]) == set(speed.TARGETS)
+    assert all(isinstance(v, bool) for v in row["targets_met"].values())
+    assert 0 < row["project_peak_rss_mb"] <= row["process_peak_rss_mb"]
