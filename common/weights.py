@@ -97,3 +97,22 @@ def load_npz(path: str):
         raise ValueError(f"expected plain numeric arrays in {os.fspath(path)}, got something that needs "
                          f"unpickling, which nin never does ({err})") from err
     return weights, meta
+
+
+def canonical_layers(spec: NetSpec, native_layers, block_convs) -> list:
+    """(canonical prefix, native layer) of every layer with parameters, in network order.
+
+    ``native_layers`` are a backend's top-level layers (parallel to ``spec.layers``);
+    ``block_convs(native_block)`` lists a native block's convolution layers in order.
+    """
+    from .spec import Block, Dense
+
+    out, b, d = [], 0, 0
+    for layer, native in zip(spec.layers, native_layers):
+        if isinstance(layer, Block):
+            out += [(f"block{b}.conv{c}", conv) for c, conv in enumerate(block_convs(native))]
+            b += 1
+        elif isinstance(layer, Dense):
+            out.append((f"dense{d}", native))
+            d += 1
+    return out

@@ -13,7 +13,7 @@ from tensorflow import keras  # noqa: E402
 from common import checks, shapes
 from common import spec as S
 from common.model import model_config
-from common.weights import check_weights
+from common.weights import canonical_layers, check_weights
 
 BACKEND = "tf"
 DATA_FORMAT = "NHWC"
@@ -132,16 +132,8 @@ class NiN(keras.Model):
 
 def parametrized_layers(model: NiN) -> List[Tuple[str, keras.layers.Layer]]:
     """(canonical prefix, native layer) of every layer with parameters, in network order."""
-    out, b, d = [], 0, 0
-    for layer, native in zip(model.spec.layers, model.net.layers):
-        if isinstance(layer, S.Block):
-            convs = [l for l in native.layers if isinstance(l, keras.layers.Conv2D)]
-            out += [(f"block{b}.conv{c}", conv) for c, conv in enumerate(convs)]
-            b += 1
-        elif isinstance(layer, S.Dense):
-            out.append((f"dense{d}", native))
-            d += 1
-    return out
+    return canonical_layers(model.spec, model.net.layers,
+                            lambda blk: [m for m in blk.layers if isinstance(m, keras.layers.Conv2D)])
 
 
 def _dense_input_chw(model: NiN, dense_index: int) -> Tuple[int, ...]:

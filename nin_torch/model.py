@@ -11,7 +11,7 @@ from torch import nn
 from common import checks, shapes
 from common import spec as S
 from common.model import model_config
-from common.weights import check_weights
+from common.weights import canonical_layers, check_weights
 
 BACKEND = "torch"
 DATA_FORMAT = "NCHW"
@@ -82,15 +82,7 @@ class NiN(nn.Module):
 
 def parametrized_layers(model: NiN) -> List[Tuple[str, nn.Module]]:
     """(canonical prefix, native layer) of every layer with parameters, in network order."""
-    out, b, d = [], 0, 0
-    for layer, native in zip(model.spec.layers, model.net):
-        if isinstance(layer, S.Block):
-            out += [(f"block{b}.conv{c}", native[2 * c]) for c in range(len(layer.convs))]
-            b += 1
-        elif isinstance(layer, S.Dense):
-            out.append((f"dense{d}", native))
-            d += 1
-    return out
+    return canonical_layers(model.spec, model.net, lambda blk: [m for m in blk if isinstance(m, nn.Conv2d)])
 
 
 def export_weights(model: NiN) -> Dict[str, np.ndarray]:
