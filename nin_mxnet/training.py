@@ -16,8 +16,7 @@ from common.files import atomic_path
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.npz"
-# MXNet 1.9's AMP (mxnet.contrib.amp, target_dtype="bfloat16") converts the legacy operators only: the
-# numpy-interface operators this model runs (npx.convolution, ...) stay float32 under it
+# why precision bf16 is refused (mxnet.contrib.amp with target_dtype="bfloat16" was tried)
 NO_BF16 = ("MXNet 1.9's AMP converts only legacy operators, not the numpy-interface ones this model runs "
            "(measured: npx.convolution stays float32 under amp.init(target_dtype='bfloat16'))")
 
