@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common.shapes import feature_shapes  # noqa: E402
+from common.resources import resources  # noqa: E402
 from nin_torch import NiN  # noqa: E402
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s.
@@ -33,20 +33,8 @@ def peak_for(name: str):
 
 
 def macs_per_image(model, size: int) -> int:
-    """Forward multiply-adds of one image, from the spec (convolutions dominate)."""
-    spec, total, (c, h, w) = model.spec, 0, (model.spec.in_channels, size, size)
-    from common.shapes import conv_out
-    from common.spec import Block
-    for layer, out in zip(spec.layers, feature_shapes(spec, size)):
-        if isinstance(layer, Block):
-            for conv in layer.convs:
-                h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
-                w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
-                total += conv.out_channels * c * conv.kernel_size ** 2 * h * w
-                c = conv.out_channels
-        elif len(out) == 3:
-            c, h, w = out
-    return total
+    """Forward multiply-adds of one image, from the spec."""
+    return resources(model.spec, size).totals["macs"]
 
 
 def main() -> int:
