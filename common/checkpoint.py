@@ -38,3 +38,30 @@ def backend_of(path) -> str:
         if os.fspath(path).endswith(suffix):
             return name
     raise ValueError(f"expected a checkpoint ending in one of {', '.join(NATIVE_SUFFIX.values())}, got {path}")
+
+
+def save(backend, model, path, write) -> None:
+    """Write a native checkpoint atomically with ``write(model, tmp_path)``, then its description."""
+    from .files import atomic_path
+
+    with atomic_path(path, NATIVE_SUFFIX[backend.BACKEND]) as tmp:
+        write(model, tmp)
+    write_config(path, backend.BACKEND, model.config.kwargs)
+
+
+def load(backend, path, model, read, errors):
+    """Read a native checkpoint into ``model`` (or a new model built from its description).
+
+    ``read(fresh_model, path)`` is the framework's own loader; it fills a fresh model built from the
+    checkpoint's description, and ``errors`` are its exceptions for a file that does not fit.  Nothing in
+    ``model`` changes unless the whole checkpoint fits it.
+    """
+    fresh = backend.NiN(**read_config(path)["model"])
+    try:
+        read(fresh, os.fspath(path))
+    except errors as err:
+        raise ValueError(f"checkpoint {path} does not fit its own description: {err}") from err
+    if model is None:
+        return fresh
+    backend.import_weights(model, backend.export_weights(fresh))
+    return model
