@@ -1,13 +1,17 @@
 """The project's training speed against the chapter's code, side by side, per backend; appends to a results file.
 
-Not a test.  Each backend runs in a fresh process of its own, which:
+Not a test.  For each backend two processes are started, so that each side runs as its users run it:
 
-1. builds the project's trainer (default precision, and fp32 when the default is another), runs its warm-up
-   steps and reads the process's peak resident memory: the project alone, before the baseline exists;
-2. times the input pipelines alone (the project's ``Trainer.prepare``; the chapter's resizing);
-3. builds the chapter-style step (``chapter_baseline.py``), warms it up, then times baseline and project
-   steps ALTERNATELY (ABBA order), so the load of a shared machine weighs on both alike;
-4. prints images/s of each and the ratio (total over the rounds, and the median of the per-round ratios).
+- the chapter's side (``chapter_baseline.py``) in a plain Python process: the framework imported as the
+  chapter imports it, with its default threads and memory allocator;
+- the project's side through its ``Trainer`` (default precision, and fp32 when the default is another), which
+  is what ``nin train`` and ``fit`` run, with the settings the library makes (``common.machine``,
+  ``nin_mxnet._mx``).
+
+Each process builds its side, warms it up and times its input pipeline alone; then this script asks them for
+one training step at a time, ALTERNATELY (ABBA order), so the load of a shared machine weighs on both alike,
+and prints images/s of each and the ratio (total over the rounds, and the median of the per-round ratios).
+Both processes inherit the ``nin`` command's thread defaults (``OMP_WAIT_POLICY=PASSIVE``).
 
     python benchmarks/speed.py                                   # all backends, batch 128 at 224
     python benchmarks/speed.py --backend torch --rounds 3        # fewer steps
@@ -37,63 +41,133 @@ from common.machine import describe, git_commit, load_average, peak_rss_mb, thre
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
 TARGETS = {"default_ratio": 2.5, "fp32_ratio": 1.3, "pipeline_over_training": 5.0, "peak_rss_mb_below": 4096}
+REPLY = "@speed "  # marks the lines of the protocol on a side's stdout (frameworks may print there too)
+SIDES = ("baseline", "project")
+
+
+def _say(message: dict) -> None:
+    print(REPLY + json.dumps(message), flush=True)
+
+
+def serve(side: str, backend: str, args) -> None:
+    """One side, in this process: build and warm up, report, then run the steps asked for on stdin.
+
+    Replies (one ``REPLY`` line each): first ``{"paths": {name: precision}, "pipeline_images_per_s": {name:
+    rate}, "device", "machine", "framework"}``; then ``{"seconds": s}`` for each ``{"step": name, "seed": k}`` asked; last,
+    for ``{"step": null}``, ``{"peak_rss_mb": m}`` and the process exits.
+    """
+    from common import bench
+
+    bs, size = args.batch_size, args.image_size
+    if side == "baseline":
+        from chapter_baseline import make_step, prepare_batch
+        prepare = lambda images, labels: prepare_batch(backend, images, size)  # noqa: E731
+        bench.seconds_each(prepare, bench.full_batches(bs, 1, seed=2))
+        pipeline = {"baseline": bench.rate(bs, bench.seconds_each(prepare, bench.full_batches(bs, 3, seed=3)))}
+        steps, paths, device = {"baseline": make_step(backend, bs, size)}, {"baseline": "fp32"}, "chapter's default"
+    else:
+        project = {"default": bench.make_trainer(backend, size, args.device, "auto")}
+        if project["default"].precision != "fp32":
+            project["fp32"] = bench.make_trainer(backend, size, args.device, "fp32")
+        steps = {name: (lambda tr: lambda images, labels: tr.train_step(images, labels, size))(trainer)
+                 for name, trainer in project.items()}
+        pipeline = {name: bench.pipeline_rate(t, bs, size) for name, t in project.items()}
+        paths = {name: t.precision for name, t in project.items()}
+        device = project["default"].device_name
+    for step in steps.values():
+        bench.seconds_each(step, bench.full_batches(bs, args.warmup, seed=1))
+    _say(dict(paths=paths, pipeline_images_per_s=pipeline, device=device, machine=describe(),
+              framework=backends.framework_version(backend)))
+    for line in sys.stdin:
+        ask = json.loads(line)
+        if ask["step"] is None:
+            break
+        _say({"seconds": bench.seconds_each(steps[ask["step"]], bench.full_batches(bs, 1, seed=ask["seed"]))[0]})
+    _say({"peak_rss_mb": peak_rss_mb()})
+
+
+class Side:
+    """A side's process, driven over its stdin and stdout."""
+
+    def __init__(self, side: str, backend: str, args):
+        self.side = side
+        forwarded = [f"--batch-size={args.batch_size}", f"--image-size={args.image_size}",
+                     f"--warmup={args.warmup}", f"--device={args.device}"]
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), f"--serve={side}",
+                                      f"--backend={backend}", *forwarded],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.hello = self._read()
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        raise RuntimeError(f"the {self.side} process ended without replying (exit {self.proc.wait()})")
+
+    def ask(self, step, seed: int = 0) -> dict:
+        self.proc.stdin.write(json.dumps({"step": step, "seed": seed}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> dict:
+        reply = self.ask(None)
+        self.proc.stdin.close()
+        self.proc.wait()
+        return reply
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def measure(backend: str, args) -> dict:
-    """Everything for one backend, in this process (frameworks are imported here)."""
-    from common import bench
-    from chapter_baseline import make_step, prepare_batch
+    """Everything for one backend: its two sides in processes of their own (this one imports no framework)."""
+    sides = {}
+    try:
+        for side in SIDES:  # one after the other: building and warming up do not overlap
+            sides[side] = Side(side, backend, args)
+        runners = [(sides[side], name) for side in SIDES for name in sides[side].hello["paths"]]
+        times = {name: [] for _, name in runners}
+        load = [load_average()]
+        for r in range(args.rounds):
+            for side, name in (runners if r % 2 == 0 else runners[::-1]):  # ABBA: load drift weighs on both
+                times[name].append(side.ask(name, seed=10 + r)["seconds"])
+            load.append(load_average())
+        peak = {side: sides[side].close()["peak_rss_mb"] for side in SIDES}
+    finally:
+        for side in sides.values():
+            side.kill()
 
-    bs, size = args.batch_size, args.image_size
-    project = {"default": bench.make_trainer(backend, size, args.device, "auto")}
-    if project["default"].precision != "fp32":
-        project["fp32"] = bench.make_trainer(backend, size, args.device, "fp32")
-    steps = {name: (lambda tr: lambda images, labels: tr.train_step(images, labels, size))(trainer)
-             for name, trainer in project.items()}
-    for step in steps.values():
-        bench.seconds_each(step, bench.full_batches(bs, args.warmup, seed=1))
-    rss_project = peak_rss_mb()  # the project's training alone: no baseline built yet
-    pipeline = {name: bench.pipeline_rate(t, bs, size) for name, t in project.items()}
-    chapter_prepare = lambda images, labels: prepare_batch(backend, images, size)  # noqa: E731
-    bench.seconds_each(chapter_prepare, bench.full_batches(bs, 1, seed=2))
-    baseline_pipeline = bench.rate(bs, bench.seconds_each(chapter_prepare, bench.full_batches(bs, 3, seed=3)))
-
-    baseline = make_step(backend, bs, size)
-    bench.seconds_each(baseline, bench.full_batches(bs, args.warmup, seed=1))
-    runners = [("baseline", baseline)] + list(steps.items())
-    times = {name: [] for name, _ in runners}
-    load = [load_average()]
-    for r in range(args.rounds):
-        order = runners if r % 2 == 0 else runners[::-1]  # ABBA: drift in the load weighs on both
-        for name, step in order:
-            times[name] += bench.seconds_each(step, bench.full_batches(bs, 1, seed=10 + r))
-        load.append(load_average())
-
-    rates = {name: bench.rate(bs, t) for name, t in times.items()}
+    bs = args.batch_size
+    base, proj = sides["baseline"].hello, sides["project"].hello
+    rates = {name: bs * len(t) / sum(t) for name, t in times.items()}
     paths = {}
-    for name, trainer in project.items():
+    for name, precision in proj["paths"].items():
         per_round = [b / p for b, p in zip(times["baseline"], times[name])]
-        paths[name] = dict(precision=trainer.precision, train_images_per_s=round(rates[name], 2),
+        pipeline = proj["pipeline_images_per_s"][name]
+        paths[name] = dict(precision=precision, train_images_per_s=round(rates[name], 2),
                            ratio=round(rates[name] / rates["baseline"], 3),
                            ratio_median_of_rounds=round(statistics.median(per_round), 3),
                            ratio_rounds=[round(x, 3) for x in per_round], step_s=[round(t, 3) for t in times[name]],
-                           pipeline_images_per_s=round(pipeline[name], 1),
-                           pipeline_over_training=round(pipeline[name] / rates[name], 1))
+                           pipeline_images_per_s=round(pipeline, 1),
+                           pipeline_over_training=round(pipeline / rates[name], 1))
     paths.setdefault("fp32", paths["default"])
     met = {"default_ratio": paths["default"]["ratio"] >= TARGETS["default_ratio"],
            "fp32_ratio": paths["fp32"]["ratio"] >= TARGETS["fp32_ratio"],
            "pipeline_over_training": min(p["pipeline_over_training"] for p in paths.values())
            >= TARGETS["pipeline_over_training"],
-           "peak_rss_mb_below": rss_project < TARGETS["peak_rss_mb_below"]}
+           "peak_rss_mb_below": peak["project"] < TARGETS["peak_rss_mb_below"]}
     return dict(
         backend=backend, date=datetime.datetime.now().isoformat(timespec="seconds"),
-        framework=backends.framework_version(backend), device=project["default"].device_name,
-        settings=dict(batch_size=bs, image_size=size, warmup=args.warmup, rounds=args.rounds, device=args.device),
+        framework=proj["framework"], device=proj["device"],
+        settings=dict(batch_size=bs, image_size=args.image_size, warmup=args.warmup, rounds=args.rounds,
+                      device=args.device, processes="separate"),
         baseline=dict(train_images_per_s=round(rates["baseline"], 2), step_s=[round(t, 3) for t in times["baseline"]],
-                      pipeline_images_per_s=round(baseline_pipeline, 1)),
-        default=paths["default"], fp32=paths["fp32"], project_peak_rss_mb=round(rss_project, 1),
-        process_peak_rss_mb=round(peak_rss_mb(), 1), load_avg_during=load, targets=TARGETS, targets_met=met,
-        commit=git_commit(ROOT), machine=describe())
+                      pipeline_images_per_s=round(base["pipeline_images_per_s"]["baseline"], 1),
+                      peak_rss_mb=round(peak["baseline"], 1), machine=base["machine"]),
+        default=paths["default"], fp32=paths["fp32"], project_peak_rss_mb=round(peak["project"], 1),
+        load_avg_during=load, targets=TARGETS, targets_met=met, commit=git_commit(ROOT), machine=proj["machine"])
 
 
 def summary(row: dict) -> str:
@@ -121,26 +195,23 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="timed steps of each path, alternating (default 5)")
     p.add_argument("--device", default="auto", choices=training.DEVICES)
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # measure one backend, print JSON
+    p.add_argument("--serve", choices=SIDES, help=argparse.SUPPRESS)  # run one side, driven over stdin/stdout
     args = p.parse_args(argv)
     names = backends.parse_list(args.backend)
-    if args.child:
-        print(json.dumps(measure(names[0], args), sort_keys=True))
+    if args.serve:
+        serve(args.serve, names[0], args)
         return 0
-    thread_defaults()  # inherited by each backend's process: baseline and project run under the same settings
+    thread_defaults()  # inherited by both sides' processes
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
-    forwarded = [f"--batch-size={args.batch_size}", f"--image-size={args.image_size}", f"--warmup={args.warmup}",
-                 f"--rounds={args.rounds}", f"--device={args.device}"]
     status = 0
     for name in names:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", f"--backend={name}", *forwarded],
-                              stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            print(f"{name}: failed (exit {proc.returncode})", file=sys.stderr)
+        try:
+            row = measure(name, args)
+        except RuntimeError as err:
+            print(f"{name}: failed ({err})", file=sys.stderr)
             status = 1
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
         row["seconds"] = round(time.perf_counter() - start, 1)
         with open(args.results, "a") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")

@@ -12,6 +12,7 @@ from mxnet import autograd, gluon, npx
 
 from common import training
 from common.files import atomic_path
+from common.machine import keep_freed_memory
 
 from .model import BACKEND, NiN
 
@@ -54,6 +55,7 @@ class Trainer:
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+        keep_freed_memory()  # as the other backends do (MXNet pools its own memory: little effect here)
         self.ctx = select_device(device)
         self.precision = training.resolve_precision(precision, False, BACKEND, bf16_why_not=NO_BF16)
         self.model = model

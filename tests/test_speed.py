@@ -127,6 +127,44 @@ def test_thread_defaults_leave_a_user_setting_alone(monkeypatch):
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
+def test_physical_cores_counts_hyper_threads_once(tmp_path):
+    section = "processor\t: {}\nphysical id\t: {}\ncore id\t\t: {}\nflags\t\t: avx2\n\n"
+    # two sockets, two cores each, two hyper-threads per core: CPUs 0-3 on socket 0, 4-7 on socket 1
+    text = "".join(section.format(cpu, cpu // 4, cpu % 2) for cpu in range(8))
+    (tmp_path / "cpuinfo").write_text(text)
+    assert machine.physical_cores(str(tmp_path / "cpuinfo"), allowed=set(range(8))) == 4
+    assert machine.physical_cores(str(tmp_path / "cpuinfo"), allowed={0, 2, 4}) == 2  # 0 and 2 share a core
+    (tmp_path / "empty").write_text("processor\t: 0\n\n")  # no core ids (some VMs, ARM)
+    assert machine.physical_cores(str(tmp_path / "empty")) == machine.available_cpus()
+    assert 1 <= machine.physical_cores() <= machine.available_cpus()
+
+
+def test_keep_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch):
+    import platform
+    monkeypatch.setenv("NIN_KEEP_FREED_MEMORY", "0")
+    assert machine.keep_freed_memory() is False
+    monkeypatch.delenv("NIN_KEEP_FREED_MEMORY")
+    assert machine.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    assert machine.keep_freed_memory() is machine.keep_freed_memory()  # idempotent
+
+
+@pytest.mark.parametrize("preset", [None, "3"])
+def test_importing_nin_mxnet_leaves_omp_num_threads_as_it_found_it(preset):
+    """MXNet is imported with OMP_NUM_THREADS set to the physical cores, unless the user set it; then it is
+    removed again (a fresh process: MXNet is imported once per process)."""
+    import subprocess
+    import sys
+    load_backend("mxnet")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if preset:
+        env["OMP_NUM_THREADS"] = preset
+    code = "import os, nin_mxnet; print(os.environ.get('OMP_NUM_THREADS'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(HERE), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(preset)
+
+
 def test_speed_benchmark_alternates_and_reports_every_target(backend, monkeypatch):
     """One backend's measurement at a tiny size: the chapter's step and the project's, alternated."""
     monkeypatch.syspath_prepend(os.path.join(os.path.dirname(HERE), "benchmarks"))
@@ -139,4 +177,7 @@ def test_speed_benchmark_alternates_and_reports_every_target(backend, monkeypatc
                                                     / row["baseline"]["train_images_per_s"], rel=1e-2)
     assert set(row["targets_met"]) == set(speed.TARGETS)
     assert all(isinstance(v, bool) for v in row["targets_met"].values())
-    assert 0 < row["project_peak_rss_mb"] <= row["process_peak_rss_mb"]
+    assert row["project_peak_rss_mb"] > 0 and row["baseline"]["peak_rss_mb"] > 0
+    # each side ran in its own process: only the project's made the library's allocator setting
+    assert row["machine"]["keep_freed_memory"] == machine.keep_freed_memory()
+    assert row["baseline"]["machine"]["keep_freed_memory"] is False
