@@ -41,7 +41,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .shapes import Feature, conv_out, feature_shapes, layer_name, layer_params
+from .shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
 from .spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 BYTES = 4  # float32
@@ -71,14 +71,10 @@ def ops(spec: NetSpec, image_size: int) -> List[Op]:
     shape: Feature = (spec.in_channels, image_size, image_size)
     for i, (layer, feat) in enumerate(zip(spec.layers, feature_shapes(spec, image_size))):
         if isinstance(layer, Block):
-            c, h, w = shape
-            for conv in layer.convs:
-                h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
-                w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
-                conv_shape = (conv.out_channels, h, w)
-                macs = math.prod(conv_shape) * c * conv.kernel_size ** 2
+            for conv, conv_shape in zip(layer.convs, conv_shapes(layer, shape)):
+                macs = math.prod(conv_shape) * shape[0] * conv.kernel_size ** 2
                 out += [Op(i, "conv", shape, conv_shape, macs), Op(i, "relu", conv_shape, conv_shape)]
-                shape, c = conv_shape, conv.out_channels
+                shape = conv_shape
             continue
         if isinstance(layer, Dense):
             out.append(Op(i, "dense", shape, feat, math.prod(shape) * layer.out_features))

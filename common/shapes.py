@@ -15,6 +15,17 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def conv_shapes(block: Block, shape: Feature) -> List[Feature]:
+    """The output shape of each convolution of ``block``, given the block's input ``shape`` (C, H, W)."""
+    _, h, w = shape
+    out = []
+    for conv in block.convs:
+        h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
+        w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
+        out.append((conv.out_channels, h, w))
+    return out
+
+
 def pool_out(size: int, kernel: int, stride: int, ceil_mode: bool = False) -> int:
     if ceil_mode:
         out = -(-(size - kernel) // stride) + 1
@@ -41,11 +52,7 @@ def feature_shapes(spec: NetSpec, height: int, width: int | None = None,
     out = []
     for layer in spec.layers:
         if isinstance(layer, Block):
-            c, h, w = shape
-            for conv in layer.convs:
-                h = conv_out(h, conv.kernel_size, conv.stride, conv.padding)
-                w = conv_out(w, conv.kernel_size, conv.stride, conv.padding)
-            shape = (layer.out_channels, h, w)
+            shape = conv_shapes(layer, shape)[-1]
         elif isinstance(layer, (MaxPool, AvgPool)):
             c, h, w = shape
             shape = (c, pool_out(h, layer.size, layer.stride, layer.ceil_mode),
