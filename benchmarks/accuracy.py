@@ -26,8 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
-from common import backends, training  # noqa: E402
-from common.machine import describe, git_commit, thread_defaults  # noqa: E402
+from common.engine import registry, training  # noqa: E402
+from common.util.machine import describe, git_commit, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
@@ -55,7 +55,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
     return dict(
         label="full" if full else "reduced", backend=backend,
         date=datetime.datetime.now().isoformat(timespec="seconds"),
-        framework=backends.framework_version(backend),
+        framework=registry.framework_version(backend),
         device=rows[-1]["device"], precision=rows[-1]["precision"], settings=dict(settings, seed=args.seed),
         n_train=rows[-1]["n_train"],
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                     precision=args.precision)
     thread_defaults()  # before the first framework import
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
-    for backend in backends.parse_list(args.backend):
+    for backend in registry.parse_list(args.backend):
         result = run_one(backend, settings, args)
         with open(args.results, "a") as f:
             f.write(json.dumps(result, sort_keys=True) + "\n")

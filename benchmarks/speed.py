@@ -5,7 +5,7 @@ Not a test.  For each backend two processes are started, so that each side runs 
 - the chapter's side (``chapter_baseline.py``) in a plain Python process: the framework imported as the
   chapter imports it, with its default threads and memory allocator;
 - the project's side through its ``Trainer`` (default precision, and fp32 when the default is another), which
-  is what ``nin train`` and ``fit`` run, with the settings the library makes (``common.machine``,
+  is what ``nin train`` and ``fit`` run, with the settings the library makes (``common.util.machine``,
   ``nin_mxnet._mx``).
 
 Each process builds its side, warms it up and times its input pipeline alone; then this script asks them for
@@ -36,8 +36,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 sys.path.insert(0, HERE)
 
-from common import backends, training  # noqa: E402
-from common.machine import describe, git_commit, load_average, peak_rss_mb, thread_defaults  # noqa: E402
+from common.engine import registry, training  # noqa: E402
+from common.util.machine import describe, git_commit, load_average, peak_rss_mb, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
 TARGETS = {"default_ratio": 2.5, "fp32_ratio": 1.3, "pipeline_over_training": 5.0, "peak_rss_mb_below": 4096}
@@ -56,7 +56,7 @@ def serve(side: str, backend: str, args) -> None:
     rate}, "device", "machine", "framework"}``; then ``{"seconds": s}`` for each ``{"step": name, "seed": k}`` asked; last,
     for ``{"step": null}``, ``{"peak_rss_mb": m}`` and the process exits.
     """
-    from common import bench
+    from common.tools import bench
 
     bs, size = args.batch_size, args.image_size
     if side == "baseline":
@@ -77,7 +77,7 @@ def serve(side: str, backend: str, args) -> None:
     for step in steps.values():
         bench.seconds_each(step, bench.full_batches(bs, args.warmup, seed=1))
     _say(dict(paths=paths, pipeline_images_per_s=pipeline, device=device, machine=describe(),
-              framework=backends.framework_version(backend)))
+              framework=registry.framework_version(backend)))
     for line in sys.stdin:
         ask = json.loads(line)
         if ask["step"] is None:
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
     p.add_argument("--serve", choices=SIDES, help=argparse.SUPPRESS)  # run one side, driven over stdin/stdout
     args = p.parse_args(argv)
-    names = backends.parse_list(args.backend)
+    names = registry.parse_list(args.backend)
     if args.serve:
         serve(args.serve, names[0], args)
         return 0

@@ -15,7 +15,7 @@ import os
 
 import numpy
 
-from common.machine import physical_cores
+from common.util.machine import physical_cores
 
 if "bool" not in numpy.__dict__:  # hasattr() would warn on numpy 1.24-1.26
     numpy.bool = numpy.bool_

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ._mx import mx
-from common import checkpoint as ck
+from common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import BACKEND, NiN

@@ -8,10 +8,10 @@ import numpy as np
 from ._mx import array, mx
 from mxnet.gluon import nn
 
-from common import checks, shapes
-from common import spec as S
-from common.model import model_config
-from common.weights import canonical_layers, check_weights
+from common.arch import checks, shapes
+from common.arch import spec as S
+from common.arch.config import model_config
+from common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "mxnet"
 DATA_FORMAT = "NCHW"

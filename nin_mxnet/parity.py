@@ -1,4 +1,4 @@
-"""MXNet's side of the parity checks (``common.parity``): layer outputs, loss and gradients, SGD steps."""
+"""MXNet's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,8 @@ import numpy as np
 from ._mx import array
 from mxnet import autograd, gluon
 
-from common import checks
-from common import spec as S
+from common.arch import checks
+from common.arch import spec as S
 
 from .model import DATA_FORMAT, NiN, context_of, export_weights, import_weights, parametrized_layers
 

@@ -1,4 +1,4 @@
-"""Training NiN in MXNet Gluon: the adapter ``common.training`` drives, and ``fit``."""
+"""Training NiN in MXNet Gluon: the adapter ``common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ import numpy as np
 from ._mx import mx
 from mxnet import autograd, gluon, npx
 
-from common import training
-from common.files import atomic_path
-from common.machine import keep_freed_memory
+from common.engine import training
+from common.util.files import atomic_path
+from common.util.machine import keep_freed_memory
 
 from .model import BACKEND, NiN
 

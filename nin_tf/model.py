@@ -10,10 +10,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
-from common import checks, shapes
-from common import spec as S
-from common.model import model_config
-from common.weights import canonical_layers, check_weights
+from common.arch import checks, shapes
+from common.arch import spec as S
+from common.arch.config import model_config
+from common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "tf"
 DATA_FORMAT = "NHWC"

@@ -1,11 +1,11 @@
-"""Measured memory of a NiN in TensorFlow, to check ``common.resources`` against.
+"""Measured memory of a NiN in TensorFlow, to check ``common.tools.resources`` against.
 
 TensorFlow's CPU allocator keeps no statistics (its BFC allocator, ``TF_CPU_ALLOCATOR_USE_BFC=
 true``, does, but counts whole reused chunks, which made its figures wander by 15 % between
 runs).  So this measures the process's resident memory, which Linux reports in
 /proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
-environment when Python starts, ``common.resources.MEASURE_ENV``), so that a freed tensor
+environment when Python starts, ``common.tools.resources.MEASURE_ENV``), so that a freed tensor
 leaves at once.  ``nin resources --measure`` starts such a process.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.resources import BYTES, MEASURE_ENV, Execution, Measured, batch_shape, check_options, run_measurement
+from common.tools.resources import BYTES, MEASURE_ENV, Execution, Measured, batch_shape, check_options, run_measurement
 from .model import DATA_FORMAT, NiN
 
 # Keras adds a convolution's bias as a separate operation, and a Sequential runs as a functional

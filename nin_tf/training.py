@@ -1,4 +1,4 @@
-"""Training NiN in TensorFlow Keras: the adapter ``common.training`` drives, and ``fit``."""
+"""Training NiN in TensorFlow Keras: the adapter ``common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common import training
-from common.files import atomic_path
-from common.machine import cpu_bf16, keep_freed_memory
+from common.engine import training
+from common.util.files import atomic_path
+from common.util.machine import cpu_bf16, keep_freed_memory
 
 from .model import BACKEND, NiN
 
@@ -73,7 +73,7 @@ class Trainer:
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
     ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.  Building a
-    Trainer calls ``common.machine.keep_freed_memory()``.
+    Trainer calls ``common.util.machine.keep_freed_memory()``.
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from common import checkpoint as ck
+from common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import BACKEND, NiN

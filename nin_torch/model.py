@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import checks, shapes
-from common import spec as S
-from common.model import model_config
-from common.weights import canonical_layers, check_weights
+from common.arch import checks, shapes
+from common.arch import spec as S
+from common.arch.config import model_config
+from common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "torch"
 DATA_FORMAT = "NCHW"

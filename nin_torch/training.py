@@ -1,4 +1,4 @@
-"""Training NiN in PyTorch: the adapter ``common.training`` drives, and ``fit``."""
+"""Training NiN in PyTorch: the adapter ``common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import training
-from common.files import atomic_path
-from common.machine import cpu_bf16, keep_freed_memory
+from common.engine import training
+from common.util.files import atomic_path
+from common.util.machine import cpu_bf16, keep_freed_memory
 
 from .model import BACKEND, NiN
 
@@ -46,7 +46,7 @@ class Trainer:
     layout cuDNN's tensor-core convolutions use.  On a CPU they stay NCHW: oneDNN's 5x5 convolution, half of
     the network's work, runs faster in it (measured 21.7 vs 20.1 images/s at batch 128/224 on a 2-core
     EPYC).  ``bf16`` runs the network under ``torch.autocast`` (bfloat16 convolutions, float32 weights,
-    optimizer and loss).  Building a Trainer calls ``common.machine.keep_freed_memory()``.
+    optimizer and loss).  Building a Trainer calls ``common.util.machine.keep_freed_memory()``.
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):

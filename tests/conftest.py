@@ -8,21 +8,21 @@ import os
 import numpy as np
 import pytest
 
-from common import backends
+from common.engine import registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
 
 
 def load_backend(name):
     try:
-        return backends.load(name)
-    except backends.BackendUnavailable as err:
+        return registry.load(name)
+    except registry.BackendUnavailable as err:
         if REQUIRED == "all" or name in REQUIRED.split(","):
             pytest.fail(f"NIN_REQUIRE_BACKENDS={REQUIRED} but {err}", pytrace=False)
         pytest.skip(str(err))
 
 
-@pytest.fixture(params=backends.BACKENDS)
+@pytest.fixture(params=registry.BACKENDS)
 def backend(request):
     """The backend module (nin_torch, nin_mxnet or nin_tf)."""
     return load_backend(request.param)
@@ -31,7 +31,7 @@ def backend(request):
 @pytest.fixture
 def all_backends():
     """All three backend modules (for cross-backend checks)."""
-    return [load_backend(name) for name in backends.BACKENDS]
+    return [load_backend(name) for name in registry.BACKENDS]
 
 
 def to_layout(x_nchw, data_format):
@@ -49,7 +49,7 @@ DENSE_SIZE = 32
 
 def dense_head(num_classes=10, in_channels=1):
     """A small net with a fully connected head: Flatten of a 3x3 map (C, H, W order matters), ceil-mode pooling."""
-    from common import spec as S
+    from common.arch import spec as S
     return S.NetSpec(in_channels, (
         S.nin_stage(8, 5, 2, 0), S.MaxPool(3, 2),
         S.nin_stage(12, 3, 1, 1), S.MaxPool(3, 2, ceil_mode=True),
@@ -60,6 +60,6 @@ def dense_head(num_classes=10, in_channels=1):
 @pytest.fixture
 def dense_variant(monkeypatch):
     """Register ``dense_head`` as a variant for one test: pass the result to NiN (variant, image_size)."""
-    from common.variants import VARIANTS
+    from common.arch.variants import VARIANTS
     monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
     return dict(variant="dense_head", image_size=DENSE_SIZE)

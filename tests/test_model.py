@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from common import shapes
-from common.spec import chapter
+from common.arch import shapes
+from common.arch.spec import chapter
 from conftest import load_backend, shape_in, to_layout
 
 CHAPTER_NAMES = {

@@ -6,9 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from common import cli, parity, reference
-from common import spec as S
-from common.model import model_config
+from common import cli
+from common.tools import parity
+from common.arch import reference
+from common.arch import spec as S
+from common.arch.config import model_config
 from conftest import load_backend
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px

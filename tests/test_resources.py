@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from common import resources as R
-from common import shapes
-from common import spec as S
-from common.backends import BACKENDS
-from common.variants import VARIANTS, build_spec, default_input
+from common.tools import resources as R
+from common.arch import shapes
+from common.arch import spec as S
+from common.engine.registry import BACKENDS
+from common.arch.variants import VARIANTS, build_spec, default_input
 
 # A tiny network whose every tensor can be counted by hand: 1x4x4 input.
 TINY = S.NetSpec(1, (S.Block((S.Conv(2, 1), S.Conv(2, 1))), S.MaxPool(2, 2), S.Dropout(0.5),

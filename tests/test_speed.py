@@ -7,7 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from common import backends, bench, cli, machine, training
+from common.engine import registry, training
+from common.tools import bench
+from common import cli
+from common.util import machine
 from conftest import load_backend
 
 SIZE = 67  # the smallest image the chapter's network takes
@@ -103,7 +106,7 @@ def test_nin_bench_json_at_a_tiny_size(backend, capsys):
     assert (result["precision"], result["batch_size"], result["image_size"]) == ("fp32", 3, SIZE)
     assert len(result["train_step_s"]) == 2 and result["backend"] == backend.BACKEND
     assert result["peak_memory_mb"] == pytest.approx(result["peak_rss_mb"], rel=0.05)  # the CPU: resident memory
-    assert backends.FRAMEWORK[backend.BACKEND] in result["framework"]
+    assert registry.FRAMEWORK[backend.BACKEND] in result["framework"]
     text = bench.report(result)
     assert "training" in text and "latency" in text and f"precision {result['precision']}" in text
 

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from common import backends, cli, data, training
-from common.weights import load_npz
+from common.engine import registry, data, training
+from common import cli
+from common.arch.weights import load_npz
 
 SIZE = 67  # the smallest image the chapter's network takes
 SMALL = dict(image_size=SIZE, batch_size=16, limit_train=48, limit_val=32, init="kaiming", progress=False)
@@ -29,7 +30,7 @@ def fashion_mnist():
 def device(request, backend):
     """``cpu``, and ``gpu`` where the framework sees one (skipped with the reason otherwise)."""
     if request.param == "gpu" and impl(backend).gpu_count() == 0:
-        pytest.skip(f"{backends.FRAMEWORK[backend.BACKEND]} sees no GPU")
+        pytest.skip(f"{registry.FRAMEWORK[backend.BACKEND]} sees no GPU")
     return request.param
 
 
@@ -70,7 +71,7 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 and row["images_per_s"] > 0
     assert (row["epoch"], row["step"], row["n_train"], row["n_val"]) == (1, STEPS_PER_EPOCH, 48, 32)
     # the device is printed, then one line per epoch
-    assert f"{backends.FRAMEWORK[backend.BACKEND]} on {row['device']}" in printed
+    assert f"{registry.FRAMEWORK[backend.BACKEND]} on {row['device']}" in printed
     assert training.epoch_line(row) in printed
     assert ("cuda" in row["device"] or "gpu" in row["device"].lower()) == (device == "gpu")
     # metrics.jsonl, curves.png, checkpoint/
@@ -203,7 +204,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
         assert cli.main(["evaluate", "--backend", b.BACKEND, "--checkpoint", run, "--limit", "32", "--json",
                          "--device", "cpu", "--no-progress"]) == 0
         results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
-    assert [r["backend"] for r in results] == list(backends.BACKENDS)
+    assert [r["backend"] for r in results] == list(registry.BACKENDS)
     assert max(abs(r["loss"] - results[0]["loss"]) for r in results) < 1e-4
     assert len({r["acc"] for r in results}) == 1
 
@@ -211,7 +212,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
 def test_device_gpu_without_one_is_a_clear_error(backend):
     tr = impl(backend)
     if tr.gpu_count() == 0:
-        with pytest.raises(ValueError, match=f"--device gpu: {backends.FRAMEWORK[backend.BACKEND]} sees no GPU"):
+        with pytest.raises(ValueError, match=f"--device gpu: {registry.FRAMEWORK[backend.BACKEND]} sees no GPU"):
             tr.select_device("gpu")
         with pytest.raises(ValueError, match="sees no GPU"):
             tr.fit(epochs=1, device="gpu", **SMALL)

@@ -4,9 +4,9 @@ import itertools
 import numpy as np
 import pytest
 
-from common import shapes
-from common import spec as S
-from common.variants import VARIANTS, VGG_STAGES, build_spec, default_input, describe
+from common.arch import shapes
+from common.arch import spec as S
+from common.arch.variants import VARIANTS, VGG_STAGES, build_spec, default_input, describe
 from conftest import shape_in, to_layout
 
 

@@ -4,10 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from common import cli, shapes
-from common.checkpoint import NATIVE_SUFFIX
-from common import spec as S
-from common.weights import initial_weights, load_npz, save_npz
+from common import cli
+from common.arch import shapes
+from common.engine.checkpoint import NATIVE_SUFFIX
+from common.arch import spec as S
+from common.arch.weights import initial_weights, load_npz, save_npz
 from conftest import DENSE_SIZE, to_layout
 
 
@@ -123,8 +124,8 @@ def test_npz_never_unpickles(tmp_path):
 
 def load_plainly(name, path, kwargs):
     """Read a native checkpoint with the framework's plain API (not nin's load_native)."""
-    from common import backends
-    mod = backends.load(name)
+    from common.engine import registry
+    mod = registry.load(name)
     model = mod.NiN(**kwargs)
     if name == "torch":
         import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import json
 
-from .. import backends, data, training
+from common.engine import registry, data, training
 
 
 def add_parser(sub) -> None:
@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a run folder (or its checkpoint/), a native file (model.pt, model.params, "
                         "model.weights.h5) or a canonical model.npz")
-    p.add_argument("--backend", choices=backends.BACKENDS,
+    p.add_argument("--backend", choices=registry.BACKENDS,
                    help="framework to evaluate with (default: the one that wrote the checkpoint; another one "
                         "loads the canonical model.npz)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -40,7 +40,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
-        print(f"nin evaluate: {backends.FRAMEWORK[mod.BACKEND]} on {trainer.device_name}: {len(split):,} test "
+        print(f"nin evaluate: {registry.FRAMEWORK[mod.BACKEND]} on {trainer.device_name}: {len(split):,} test "
               f"images at {image_size}x{image_size}: loss {loss:.4f}, accuracy {acc:.4f} "
               f"({result['images_per_s']:,.0f} img/s)")
     return 0

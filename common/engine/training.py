@@ -37,12 +37,12 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from . import backends, data
-from .checkpoint import NATIVE_SUFFIX
-from .files import read_json, write_json, atomic_path
-from .shapes import min_image_size
-from .variants import build_spec
-from .weights import INITS, load_npz, save_npz
+from common.engine import registry, data
+from common.engine.checkpoint import NATIVE_SUFFIX
+from common.util.files import read_json, write_json, atomic_path
+from common.arch.shapes import min_image_size
+from common.arch.variants import build_spec
+from common.arch.weights import INITS, load_npz, save_npz
 
 DEVICES = ("auto", "cpu", "gpu")
 # "fp32": everything in float32.  "bf16": mixed precision, bfloat16 compute with float32 master weights (the
@@ -71,7 +71,7 @@ def choose_device(requested: str, gpus: int, backend: str) -> str:
     if requested not in DEVICES:
         raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {requested!r}")
     if requested == "gpu" and gpus < 1:
-        raise ValueError(f"--device gpu: {backends.FRAMEWORK[backend]} sees no GPU (no GPU, no driver, or a "
+        raise ValueError(f"--device gpu: {registry.FRAMEWORK[backend]} sees no GPU (no GPU, no driver, or a "
                          f"CPU-only build of the framework); use --device cpu or --device auto")
     return "gpu" if requested != "cpu" and gpus > 0 else "cpu"
 
@@ -89,7 +89,7 @@ def resolve_precision(precision: str, bf16_native: bool, backend: str, bf16_why_
     check_precision(precision)
     if bf16_why_not is not None:
         if precision == "bf16":
-            raise ValueError(f"precision bf16 is not available in {backends.FRAMEWORK[backend]}: {bf16_why_not}; "
+            raise ValueError(f"precision bf16 is not available in {registry.FRAMEWORK[backend]}: {bf16_why_not}; "
                              f"use fp32")
         return "fp32"
     if precision == "auto":
@@ -258,7 +258,7 @@ def resume_settings(path) -> dict:
 
 def write_metrics(out: str, rows: List[dict], title: str) -> None:
     """``metrics.jsonl`` (one object per epoch) and ``curves.png``, both rewritten atomically."""
-    from .plots import plot_curves
+    from common.tools.plots import plot_curves
 
     with atomic_path(os.path.join(out, "metrics.jsonl")) as tmp, open(tmp, "w") as f:
         for row in rows:
@@ -269,7 +269,7 @@ def write_metrics(out: str, rows: List[dict], title: str) -> None:
 # ---------------------------------------------------------------- fit
 
 def _backend_impl(backend: str):
-    mod = backends.load(backend)
+    mod = registry.load(backend)
     return mod, importlib.import_module(f"nin_{backend}.training")
 
 
@@ -338,7 +338,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         trainer.set_lr(settings["lr"])
         rows, start_epoch, step, elapsed_before = state["rows"], state["epoch"], state["step"], state["elapsed_s"]
 
-    framework = backends.FRAMEWORK[backend]
+    framework = registry.FRAMEWORK[backend]
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
          f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
          f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
@@ -393,7 +393,7 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
                    progress=progress)
 
     fit.__module__, fit.__qualname__ = f"nin_{backend}.training", "fit"
-    fit.__doc__ = f"""Train NiN on Fashion-MNIST with {backends.FRAMEWORK[backend]}; returns the per-epoch metrics rows.
+    fit.__doc__ = f"""Train NiN on Fashion-MNIST with {registry.FRAMEWORK[backend]}; returns the per-epoch metrics rows.
 
     The defaults are the chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, cross-entropy,
     the 10k test split as validation.  ``init="kaiming"`` (He-normal, zero biases) leaves the loss plateau
@@ -418,7 +418,7 @@ def load_checkpoint(path, backend: Optional[str] = None):
     A folder or ``.npz`` can be loaded into any backend (through the canonical weights); a native file
     only into the backend that wrote it.
     """
-    from .checkpoint import backend_of
+    from common.engine.checkpoint import backend_of
 
     path = os.fspath(path)
     image_size = None
@@ -434,7 +434,7 @@ def load_checkpoint(path, backend: Optional[str] = None):
         weights, meta = load_npz(path)
         if "model" not in meta:
             raise ValueError(f"expected {path} to hold the model description (written by nin train), it has none")
-        mod = backends.load(backend or meta["backend"])
+        mod = registry.load(backend or meta["backend"])
         model = mod.NiN(**json.loads(meta["model"]))
         mod.import_weights(model, weights)
         return mod, model, image_size or model.image_size
@@ -442,6 +442,6 @@ def load_checkpoint(path, backend: Optional[str] = None):
     if backend not in (None, written_by):
         raise ValueError(f"expected a {backend} checkpoint, {path} was written by {written_by}; pass its run "
                          f"folder or model.npz (canonical weights) to evaluate it with {backend}")
-    mod = backends.load(written_by)
+    mod = registry.load(written_by)
     model = mod.load_native(path)
     return mod, model, image_size or model.image_size

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import backends, bench, training
+from common.engine import registry, training
+from common.tools import bench
 
 
 def add_parser(sub) -> None:
@@ -12,7 +13,7 @@ def add_parser(sub) -> None:
                        description="Time the project's training step, inference and input pipeline on synthetic "
                                    "Fashion-MNIST-shaped batches. The nin command sets OMP_WAIT_POLICY=PASSIVE "
                                    "unless you set it (see the README's Speed section).")
-    p.add_argument("--backend", required=True, choices=backends.BACKENDS)
+    p.add_argument("--backend", required=True, choices=registry.BACKENDS)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--steps", type=int, default=5, help="timed training steps (and inference batches); default 5")

@@ -4,9 +4,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .. import backends, shapes
-from ..checks import check_input_shape
-from ..variants import VARIANTS, build_spec
+from common.engine import registry
+from common.arch import shapes
+from common.arch.checks import check_input_shape
+from common.arch.variants import VARIANTS, build_spec
 
 
 def add_parser(sub) -> None:
@@ -24,10 +25,10 @@ def input_shape(data_format: str, in_channels: int, size: int, batch: int = 1):
 
 
 def run(args) -> int:
-    names = backends.parse_list(args.backend)
+    names = registry.parse_list(args.backend)
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
     check_input_shape(spec, input_shape("NCHW", args.in_channels, args.image_size), "NCHW")
-    mods = [backends.load(n) for n in names]  # fail early, naming the extra to install
+    mods = [registry.load(n) for n in names]  # fail early, naming the extra to install
     params = shapes.layer_params(spec, args.image_size)
     table = Table(title=f"NiN ({args.variant}), {args.in_channels}x{args.image_size}x{args.image_size} input, "
                         f"{args.num_classes} classes")
@@ -49,7 +50,7 @@ def run(args) -> int:
         table.add_row(*cells, f"{count:,}")
     total = [""]
     for mod, _, n in columns:
-        total += ["total", f"{n:,} (counted by {backends.FRAMEWORK[mod.BACKEND]})"]
+        total += ["total", f"{n:,} (counted by {registry.FRAMEWORK[mod.BACKEND]})"]
     table.add_row(*total, f"{sum(params):,}", end_section=True)
     Console(width=200).print(table)
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .files import atomic_path
+from common.util.files import atomic_path
 
 CURVES = (("train_loss", "train loss", "-"), ("val_loss", "val loss", "--"),
           ("train_acc", "train acc", "-."), ("val_acc", "val acc", ":"))

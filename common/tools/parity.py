@@ -33,11 +33,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import reference
-from . import spec as S
-from .model import model_config
-from .shapes import feature_shapes, layer_name
-from .weights import Weights
+from common.arch import reference
+from common.arch import spec as S
+from common.arch.config import model_config
+from common.arch.shapes import feature_shapes, layer_name
+from common.arch.weights import Weights
 
 CHECKS = ("forward", "layers", "grads", "steps")
 PAIRWISE = ("grads", "steps")  # checks that compare backends with each other only

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import os
 
-from .. import backends
-from .. import checkpoint as ck
-from ..weights import check_weights, load_npz, save_npz
-from ..model import model_config
+from common.engine import registry
+from common.engine import checkpoint as ck
+from common.arch.weights import check_weights, load_npz, save_npz
+from common.arch.config import model_config
 
 NPZ = "npz"
-TARGETS = backends.BACKENDS + (NPZ,)
+TARGETS = registry.BACKENDS + (NPZ,)
 NPZ_FORMAT = "nin-canonical-1"
 
 
@@ -46,7 +46,7 @@ def read_canonical(path: str):
         kwargs = json.loads(str(meta["model"]))
         check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
         return weights, kwargs
-    mod = backends.load(source)
+    mod = registry.load(source)
     model = mod.load_native(path)
     return mod.export_weights(model), dict(model.config.kwargs)
 
@@ -57,7 +57,7 @@ def write_canonical(weights, kwargs: dict, target: str, out: str) -> None:
         check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
         save_npz(out, weights, model=json.dumps(kwargs, sort_keys=True), format=NPZ_FORMAT)
         return
-    mod = backends.load(target)
+    mod = registry.load(target)
     model = mod.NiN(**kwargs)
     mod.import_weights(model, weights)
     mod.save_native(model, out)

@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from .files import atomic_path
+from common.util.files import atomic_path
 
 FILES = {  # split -> (images file, labels file)
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,6 +1,6 @@
 """How fast the project trains and predicts in one backend, written once for all three: what ``nin bench`` runs.
 
-Everything goes through the training adapter (``common.training``'s contract): ``Trainer.train_step`` for
+Everything goes through the training adapter (``common.engine.training``'s contract): ``Trainer.train_step`` for
 training (one host-device synchronisation a step, for its loss and accuracy), ``eval_step`` for inference
 (dropout off), ``prepare`` for the input pipeline alone.  The images are synthetic Fashion-MNIST-shaped
 batches (uint8 28x28, random), cut by ``data.batches`` as in training, so nothing needs downloading and the
@@ -15,9 +15,10 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from . import backends, data, machine, training
-from .shapes import min_image_size
-from .variants import build_spec
+from common.engine import registry, data, training
+from common.util import machine
+from common.arch.shapes import min_image_size
+from common.arch.variants import build_spec
 
 LR = 0.05  # the chapter's learning rate
 
@@ -68,7 +69,7 @@ def pipeline_rate(trainer, batch_size: int, image_size: int, batches: int = 10) 
 
 def check_args(backend: str, batch_size: int, image_size: int, steps: int, warmup: int, device: str,
                precision: str, latency_runs: int = 1) -> None:
-    backends.load(backend)  # names the extra to install when the framework is missing
+    registry.load(backend)  # names the extra to install when the framework is missing
     for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 1), ("warmup", warmup, 0),
                                ("latency_runs", latency_runs, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -109,7 +110,7 @@ def run(backend: str, batch_size: int = 128, image_size: int = 224, steps: int =
     pipeline = pipeline_rate(trainer, batch_size, image_size)
     peak = trainer.peak_memory_mb()
     return dict(
-        backend=backend, framework=backends.framework_version(backend), device=trainer.device_name,
+        backend=backend, framework=registry.framework_version(backend), device=trainer.device_name,
         precision=trainer.precision, requested_precision=precision, batch_size=batch_size, image_size=image_size,
         steps=steps, warmup=warmup, train_images_per_s=rate(batch_size, train_s),
         train_step_s=[round(t, 4) for t in train_s], infer_images_per_s=rate(batch_size, infer_s),

@@ -13,9 +13,9 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from .files import atomic_path
-from .shapes import param_shapes
-from .spec import NetSpec
+from common.util.files import atomic_path
+from common.arch.shapes import param_shapes
+from common.arch.spec import NetSpec
 
 Weights = Dict[str, np.ndarray]
 INITS = ("xavier", "kaiming")
@@ -105,7 +105,7 @@ def canonical_layers(spec: NetSpec, native_layers, block_convs) -> list:
     ``native_layers`` are a backend's top-level layers (parallel to ``spec.layers``);
     ``block_convs(native_block)`` lists a native block's convolution layers in order.
     """
-    from .spec import Block, Dense
+    from common.arch.spec import Block, Dense
 
     out, b, d = [], 0, 0
     for layer, native in zip(spec.layers, native_layers):

@@ -5,9 +5,9 @@ import importlib
 import inspect
 import sys
 
-from .. import backends, training
-from ..variants import VARIANTS
-from ..weights import INITS
+from common.engine import registry, training
+from common.arch.variants import VARIANTS
+from common.arch.weights import INITS
 
 # fit's arguments the command offers, with their option names; defaults come from fit itself
 OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "limit_train": int, "limit_val": int,
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
                        description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
                                    "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left "
                                    "out are taken from the run being resumed.")
-    p.add_argument("--backend", choices=backends.BACKENDS, help="torch, mxnet or tf (with --resume: the run's)")
+    p.add_argument("--backend", choices=registry.BACKENDS, help="torch, mxnet or tf (with --resume: the run's)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
     p.add_argument("--lr", type=float, help=f"SGD learning rate (default {DEFAULTS['lr']})")
@@ -54,7 +54,7 @@ def run(args) -> int:
     for name in OPTIONS:
         given = getattr(args, name)
         kwargs[name] = given if given is not None else stored.get(name, DEFAULTS[name])
-    backends.load(backend)  # names the extra to install when the framework is missing
+    registry.load(backend)  # names the extra to install when the framework is missing
     fit = importlib.import_module(f"nin_{backend}.training").fit
     if args.out is None and args.resume is None:
         print("nin train: no --out given: metrics and checkpoints are not saved", file=sys.stderr)

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
-from . import backends
-from .files import atomic_path
-from .resources import resources
-from .variants import build_spec, check_variant, describe
+from common.engine import registry
+from common.util.files import atomic_path
+from common.tools.resources import resources
+from common.arch.variants import build_spec, check_variant, describe
 
 
 @dataclass
@@ -48,7 +48,7 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
     """Train every (variant, backend) with the same settings; each run writes to ``out/runs/<variant>-<backend>``."""
     for v in variants:
         check_variant(v)
-    mods = [backends.load(n) for n in names]  # fail before any training when a framework is missing
+    mods = [registry.load(n) for n in names]  # fail before any training when a framework is missing
     runs = []
     for variant in variants:
         macs = resources(build_spec(variant), image_size).totals["macs"]

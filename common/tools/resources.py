@@ -41,8 +41,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
-from .spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from common.arch.shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
+from common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 BYTES = 4  # float32
 OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}  # state buffers per parameter
@@ -324,7 +324,7 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
     env = dict(os.environ, **MEASURE_ENV.get(backend, {}))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    res = subprocess.run([sys.executable, "-c", "from common.resources import _worker; _worker()",
+    res = subprocess.run([sys.executable, "-c", "from common.tools.resources import _worker; _worker()",
                           json.dumps(request)], capture_output=True, text=True, env=env, timeout=timeout)
     lines = res.stdout.strip().splitlines()
     if res.returncode != 0 or not lines:
@@ -335,7 +335,7 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
     request = json.loads(sys.argv[-1])
-    from .backends import load
+    from common.engine.registry import load
     backend = load(request["backend"])
     measuring = importlib.import_module(f"nin_{request['backend']}.resources")
     model = backend.NiN(**request["model"])

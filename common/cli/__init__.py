@@ -6,8 +6,8 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .backends import BackendUnavailable
-from .machine import thread_defaults
+from common.engine.registry import BackendUnavailable
+from common.util.machine import thread_defaults
 
 # subcommand -> module in common.commands
 COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare", "bench"]
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "MXNet and TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"common.commands.{name}").add_parser(sub)
+        importlib.import_module(f"common.cli.{name}").add_parser(sub)
     return parser
 
 

@@ -1,9 +1,10 @@
 """``nin compare``: train variants in every backend on the same data and write a side-by-side report."""
 from __future__ import annotations
 
-from .. import backends, compare, training
-from ..variants import VARIANTS, check_variant
-from ..weights import INITS
+from common.engine import registry, training
+from common.tools import study
+from common.arch.variants import VARIANTS, check_variant
+from common.arch.weights import INITS
 
 
 def add_parser(sub) -> None:
@@ -28,13 +29,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    names = backends.parse_list(args.backends)
+    names = registry.parse_list(args.backends)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         check_variant(v)
     settings = dict(epochs=args.epochs, image_size=args.image_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, batch_size=args.batch_size, lr=args.lr, init=args.init,
                     seed=args.seed, device=args.device)
-    runs = compare.run_all(names, variants, args.out, progress=not args.no_progress, **settings)
-    print(f"report: {compare.write(runs, args.out, settings)}")
+    runs = study.run_all(names, variants, args.out, progress=not args.no_progress, **settings)
+    print(f"report: {study.write(runs, args.out, settings)}")
     return 0

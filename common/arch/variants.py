@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Dict, Tuple
 
-from .spec import (AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec, chapter,
+from common.arch.spec import (AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec, chapter,
                    nin_stage)
 
 # VGG's convolutions per stage (Simonyan & Zisserman, configurations A, D and E); channels 64..512.

@@ -6,8 +6,9 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from .. import backends, parity
-from ..variants import VARIANTS
+from common.engine import registry
+from common.tools import parity
+from common.arch.variants import VARIANTS
 
 
 def add_parser(sub) -> None:
@@ -42,7 +43,7 @@ def _num(value: float) -> str:
 
 
 def run(args) -> int:
-    names = backends.parse_list(args.backends)
+    names = registry.parse_list(args.backends)
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
     for name, value in (("--batch", args.batch), ("--steps", args.steps)):
@@ -51,7 +52,7 @@ def run(args) -> int:
     for name, value in (("--lr", args.lr), ("--tolerance-scale", args.tolerance_scale)):
         if not value > 0:
             raise ValueError(f"expected {name} to be a positive number, got {value}")
-    mods = [backends.load(n) for n in names]  # fail early, naming the framework to install
+    mods = [registry.load(n) for n in names]  # fail early, naming the framework to install
     diffs = parity.run_checks(mods, checks, image_size=args.image_size, batch=args.batch, seed=args.seed,
                               steps=args.steps, lr=args.lr, init=args.init,
                               tolerance_scale=args.tolerance_scale, grad_dtype=args.grad_dtype, variant=args.variant,

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .shapes import min_image_size
-from .spec import NetSpec
-from .variants import build_spec
-from .weights import INITS, Weights, initial_weights
+from common.arch.shapes import min_image_size
+from common.arch.spec import NetSpec
+from common.arch.variants import build_spec
+from common.arch.weights import INITS, Weights, initial_weights
 
 
 @dataclass(frozen=True)

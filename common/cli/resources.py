@@ -9,10 +9,10 @@ from typing import Dict, List, Optional
 from rich.console import Console
 from rich.table import Table
 
-from .. import backends
-from .. import resources as R
-from ..checks import check_input_shape
-from ..variants import VARIANTS, build_spec, default_input
+from common.engine import registry
+from common.tools import resources as R
+from common.arch.checks import check_input_shape
+from common.arch.variants import VARIANTS, build_spec, default_input
 
 TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
 
@@ -41,7 +41,7 @@ def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dic
                   image_size=args.image_size, seed=0)
     analytic = R.memory(spec, args.image_size, args.batch_size, args.optimizer)
     for name in names:
-        mod = backends.load(name)
+        mod = registry.load(name)
         measuring = importlib.import_module(f"nin_{name}.resources")
         model = mod.NiN(**kwargs)
         params = mod.num_params(model)
@@ -59,7 +59,7 @@ def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dic
 
 
 def run(args) -> int:
-    names = backends.parse_list(args.backend)
+    names = registry.parse_list(args.backend)
     channels, size = default_input(args.variant)
     args.in_channels = channels if args.in_channels is None else args.in_channels
     args.image_size = size if args.image_size is None else args.image_size
@@ -67,7 +67,7 @@ def run(args) -> int:
     check_input_shape(spec, R.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
     R.check_options(args.batch_size, args.optimizer)
     for name in names:  # fail early, naming the extra to install
-        backends.load(name)
+        registry.load(name)
     res = R.resources(spec, args.image_size, args.batch_size, args.optimizer, variant=args.variant)
     try:
         checks = backend_checks(names, spec, args, args.measure)
@@ -94,7 +94,7 @@ def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Cons
     t.add_row("", "total", "", f"{res.totals['params']:,}", f"{res.totals['macs']:,}",
               f"{res.totals['activations']:,}", end_section=True)
     console.print(t)
-    counts = ", ".join(f"{backends.FRAMEWORK[n]} {c['params']:,} {'(matches)' if c['params_match'] else '(DIFFERS)'}"
+    counts = ", ".join(f"{registry.FRAMEWORK[n]} {c['params']:,} {'(matches)' if c['params_match'] else '(DIFFERS)'}"
                        for n, c in checks.items())
     console.print(f"Parameters counted by the frameworks: {counts}.")
     console.print(f"Multiply-adds per batch of {args.batch_size}: {res.totals['macs_per_batch']:,} "

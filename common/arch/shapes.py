@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Tuple
 
-from .spec import AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from common.arch.spec import AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 # A feature shape without the batch axis, in the canonical (channels-first) order:
 # (C, H, W) for images, (F,) for flat features.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .files import read_json, write_json
+from common.util.files import read_json, write_json
 
 NATIVE_SUFFIX = {"torch": ".pt", "mxnet": ".params", "tf": ".weights.h5"}
 
@@ -42,7 +42,7 @@ def backend_of(path) -> str:
 
 def save(backend, model, path, write) -> None:
     """Write a native checkpoint atomically with ``write(model, tmp_path)``, then its description."""
-    from .files import atomic_path
+    from common.util.files import atomic_path
 
     with atomic_path(path, NATIVE_SUFFIX[backend.BACKEND]) as tmp:
         write(model, tmp)

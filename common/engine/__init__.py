@@ -1,0 +1,1 @@
+"""What drives the backends: the registry, the contract, data, the training loop, checkpoints."""

@@ -1,0 +1,1 @@
+"""Tools built on the engine: parity, resources, bench, the variant study, plots."""

@@ -1,0 +1,1 @@
+"""Lowest layer: files and the machine; imports nothing of the project."""
