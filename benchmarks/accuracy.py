@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import inspect
 import json
 import math
@@ -26,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
-from common.engine import registry, training  # noqa: E402
+from common.engine import precision, registry, training  # noqa: E402
 from common.util.machine import describe, git_commit, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
@@ -44,7 +43,7 @@ def stalled(final_train_loss: float) -> bool:
 
 
 def run_one(backend: str, settings: dict, args) -> dict:
-    fit = importlib.import_module(f"nin_{backend}.training").fit
+    fit = registry.part(backend, "training").fit
     out = os.path.join(args.out_root, backend) if args.out_root else None
     start = time.perf_counter()
     rows = fit(device=args.device, seed=args.seed, data_dir=args.data_dir, out=out, progress=not args.no_progress,
@@ -76,8 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-val", type=int)
     p.add_argument("--init", default=RECIPE["init"], choices=("xavier", "kaiming"))
-    p.add_argument("--device", default="auto", choices=training.DEVICES)
-    p.add_argument("--precision", default=DEFAULTS["precision"], choices=training.PRECISIONS,
+    p.add_argument("--device", default="auto", choices=precision.DEVICES)
+    p.add_argument("--precision", default=DEFAULTS["precision"], choices=precision.PRECISIONS,
                    help="fp32, bf16 (bfloat16 compute, float32 weights) or auto (bf16 where native; default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")

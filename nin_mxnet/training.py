@@ -11,6 +11,7 @@ from ._mx import mx
 from mxnet import autograd, gluon, npx
 
 from common.engine import training
+from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import keep_freed_memory
 
@@ -30,7 +31,7 @@ def select_device(device: str = "auto"):
     """``auto|cpu|gpu`` -> an MXNet context (``gpu(0)`` when chosen); ``gpu`` without one is a ValueError."""
     if isinstance(device, mx.Context):
         return device
-    return mx.gpu(0) if training.choose_device(device, gpu_count(), BACKEND) == "gpu" else mx.cpu()
+    return mx.gpu(0) if choose_device(device, gpu_count(), BACKEND) == "gpu" else mx.cpu()
 
 
 def build_model(device: str = "auto", **kwargs) -> NiN:
@@ -57,7 +58,7 @@ class Trainer:
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         keep_freed_memory()  # as the other backends do (MXNet pools its own memory: little effect here)
         self.ctx = select_device(device)
-        self.precision = training.resolve_precision(precision, False, BACKEND, bf16_why_not=NO_BF16)
+        self.precision = resolve_precision(precision, False, BACKEND, bf16_why_not=NO_BF16)
         self.model = model
         model.collect_params().reset_ctx(self.ctx)
         model.hybridize(static_alloc=True, static_shape=True)

@@ -6,8 +6,6 @@ from common.engine import checkpoint as ck
 from . import model as _model
 from .model import BACKEND, NiN
 
-SUFFIX = ck.NATIVE_SUFFIX[BACKEND]
-
 
 def save_native(model: NiN, path) -> None:
     """Write ``model.save_weights`` (and its description ``<path>.json``) atomically."""

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from common.engine import training
+from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16, keep_freed_memory
 
@@ -26,7 +27,7 @@ def select_device(device: str = "auto") -> str:
     """``auto|cpu|gpu`` -> a TensorFlow device name (``/GPU:0`` when chosen); ``gpu`` without one is a ValueError."""
     if isinstance(device, str) and device.startswith("/"):
         return device
-    return "/GPU:0" if training.choose_device(device, gpu_count(), BACKEND) == "gpu" else "/CPU:0"
+    return "/GPU:0" if choose_device(device, gpu_count(), BACKEND) == "gpu" else "/CPU:0"
 
 
 def build_model(device: str = "auto", **kwargs) -> NiN:
@@ -79,7 +80,7 @@ class Trainer:
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         keep_freed_memory()
         self.device = select_device(device)
-        self.precision = training.resolve_precision(precision, bf16_native(self.device), BACKEND)
+        self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.policy = "mixed_bfloat16" if self.precision == "bf16" else None
         self.model = model
         with tf.device(self.device):

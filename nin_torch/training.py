@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from common.engine import training
+from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16, keep_freed_memory
 
@@ -26,7 +27,7 @@ def select_device(device: str = "auto") -> torch.device:
     """``auto|cpu|gpu`` -> a torch device (``cuda`` when chosen); ``gpu`` without one is a ValueError."""
     if isinstance(device, torch.device):
         return device
-    return torch.device("cuda" if training.choose_device(device, gpu_count(), BACKEND) == "gpu" else "cpu")
+    return torch.device("cuda" if choose_device(device, gpu_count(), BACKEND) == "gpu" else "cpu")
 
 
 def build_model(device: str = "auto", **kwargs) -> NiN:
@@ -52,7 +53,7 @@ class Trainer:
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         keep_freed_memory()
         self.device = select_device(device)
-        self.precision = training.resolve_precision(precision, bf16_native(self.device), BACKEND)
+        self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from common.engine import registry, training
+from common.engine import precision, registry, training
 from common.tools import bench
 from common import cli
 from common.util import machine
@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def impl(backend):
-    return importlib.import_module(f"nin_{backend.BACKEND}.training")
+    return registry.part(backend.BACKEND, "training")
 
 
 def trainer(backend, precision, lr=0.05, seed=0):
@@ -33,15 +33,15 @@ def fixed_batch(n=4):
 
 
 def test_resolve_precision():
-    assert training.resolve_precision("auto", True, "torch") == "bf16"
-    assert training.resolve_precision("auto", False, "torch") == "fp32"
-    assert training.resolve_precision("fp32", True, "tf") == "fp32"
-    assert training.resolve_precision("bf16", False, "tf") == "bf16"  # asked for: slow where not native, still right
-    assert training.resolve_precision("auto", True, "mxnet", bf16_why_not="no") == "fp32"
+    assert precision.resolve_precision("auto", True, "torch") == "bf16"
+    assert precision.resolve_precision("auto", False, "torch") == "fp32"
+    assert precision.resolve_precision("fp32", True, "tf") == "fp32"
+    assert precision.resolve_precision("bf16", False, "tf") == "bf16"  # asked for: slow where not native, still right
+    assert precision.resolve_precision("auto", True, "mxnet", bf16_why_not="no") == "fp32"
     with pytest.raises(ValueError, match="precision bf16 is not available in MXNet: no; use fp32"):
-        training.resolve_precision("bf16", True, "mxnet", bf16_why_not="no")
+        precision.resolve_precision("bf16", True, "mxnet", bf16_why_not="no")
     with pytest.raises(ValueError, match="expected precision to be one of auto, fp32, bf16, got 'float16'"):
-        training.resolve_precision("float16", True, "torch")
+        precision.resolve_precision("float16", True, "torch")
 
 
 def test_bad_precision_same_message_everywhere(all_backends):
@@ -106,7 +106,7 @@ def test_nin_bench_json_at_a_tiny_size(backend, capsys):
     assert (result["precision"], result["batch_size"], result["image_size"]) == ("fp32", 3, SIZE)
     assert len(result["train_step_s"]) == 2 and result["backend"] == backend.BACKEND
     assert result["peak_memory_mb"] == pytest.approx(result["peak_rss_mb"], rel=0.05)  # the CPU: resident memory
-    assert registry.FRAMEWORK[backend.BACKEND] in result["framework"]
+    assert registry.framework(backend.BACKEND) in result["framework"]
     text = bench.report(result)
     assert "training" in text and "latency" in text and f"precision {result['precision']}" in text
 

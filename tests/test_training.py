@@ -1,5 +1,4 @@
 """Training in every backend on a small real subset of Fashion-MNIST at 67x67, on the CPU and (``gpu``) the GPU."""
-import importlib
 import inspect
 import json
 import os
@@ -7,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from common.engine import registry, data, training
+from common.engine import data, registry, runs, training
 from common import cli
 from common.arch.weights import load_npz
 
@@ -30,12 +29,12 @@ def fashion_mnist():
 def device(request, backend):
     """``cpu``, and ``gpu`` where the framework sees one (skipped with the reason otherwise)."""
     if request.param == "gpu" and impl(backend).gpu_count() == 0:
-        pytest.skip(f"{registry.FRAMEWORK[backend.BACKEND]} sees no GPU")
+        pytest.skip(f"{registry.framework(backend.BACKEND)} sees no GPU")
     return request.param
 
 
 def impl(backend):
-    return importlib.import_module(f"nin_{backend.BACKEND}.training")
+    return registry.part(backend.BACKEND, "training")
 
 
 def npz_weights(run_dir):
@@ -55,8 +54,8 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
                                         "data_dir", "out", "resume", "progress"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
-    for b in all_backends:
-        assert impl(b).fit.__module__ == f"nin_{b.BACKEND}.training"
+    with pytest.raises(TypeError, match="epoch"):
+        impl(all_backends[0]).fit(epoch=1)  # a misspelt setting is refused, not ignored
 
 
 def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, capsys):
@@ -71,7 +70,7 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 and row["images_per_s"] > 0
     assert (row["epoch"], row["step"], row["n_train"], row["n_val"]) == (1, STEPS_PER_EPOCH, 48, 32)
     # the device is printed, then one line per epoch
-    assert f"{registry.FRAMEWORK[backend.BACKEND]} on {row['device']}" in printed
+    assert f"{registry.framework(backend.BACKEND)} on {row['device']}" in printed
     assert training.epoch_line(row) in printed
     assert ("cuda" in row["device"] or "gpu" in row["device"].lower()) == (device == "gpu")
     # metrics.jsonl, curves.png, checkpoint/
@@ -79,7 +78,7 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert [json.loads(line) for line in lines] == rows
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = run / "checkpoint"
-    native = ckpt / training.native_name(backend.BACKEND)
+    native = ckpt / runs.native_name(backend.BACKEND)
     assert native.is_file() and (ckpt / (native.name + ".json")).is_file()
     state = json.loads((ckpt / "state.json").read_text())
     assert (state["epoch"], state["backend"], state["rows"]) == (1, backend.BACKEND, rows)
@@ -212,7 +211,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
 def test_device_gpu_without_one_is_a_clear_error(backend):
     tr = impl(backend)
     if tr.gpu_count() == 0:
-        with pytest.raises(ValueError, match=f"--device gpu: {registry.FRAMEWORK[backend.BACKEND]} sees no GPU"):
+        with pytest.raises(ValueError, match=f"--device gpu: {registry.framework(backend.BACKEND)} sees no GPU"):
             tr.select_device("gpu")
         with pytest.raises(ValueError, match="sees no GPU"):
             tr.fit(epochs=1, device="gpu", **SMALL)

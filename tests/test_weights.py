@@ -6,9 +6,9 @@ import pytest
 
 from common import cli
 from common.arch import shapes
-from common.engine.checkpoint import NATIVE_SUFFIX
 from common.arch import spec as S
 from common.arch.weights import initial_weights, load_npz, save_npz
+from common.engine import registry
 from conftest import DENSE_SIZE, to_layout
 
 
@@ -171,7 +171,7 @@ def test_convert_errors_exit_2(backend, tmp_path, capsys):
     assert cli.main(["convert", str(missing), "--to", "tf", "--out", str(tmp_path / "a.weights.h5")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
     model = backend.NiN(seed=0)
-    path = tmp_path / f"m{NATIVE_SUFFIX[backend.BACKEND]}"
+    path = tmp_path / f"m{registry.info(backend.BACKEND).native_suffix}"
     backend.save_native(model, path)
     assert cli.main(["convert", str(path), "--to", "tf", "--out", str(tmp_path / "a.h5")]) == 2
     assert "expected --out to end with .weights.h5 for --to tf" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from common.engine import registry, training
+from common.engine import precision, registry
 from common.tools import bench
 
 
@@ -19,10 +19,10 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=5, help="timed training steps (and inference batches); default 5")
     p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
     p.add_argument("--latency-runs", type=int, default=10, help="single images timed for the latency (default 10)")
-    p.add_argument("--precision", choices=training.PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=precision.PRECISIONS, default="auto",
                    help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (default: bf16 where the "
                         "device computes it natively, else fp32)")
-    p.add_argument("--device", choices=training.DEVICES, default="auto")
+    p.add_argument("--device", choices=precision.DEVICES, default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(run=run)
 

@@ -1,7 +1,7 @@
 """``nin compare``: train variants in every backend on the same data and write a side-by-side report."""
 from __future__ import annotations
 
-from common.engine import registry, training
+from common.engine import precision, registry
 from common.tools import study
 from common.arch.variants import VARIANTS, check_variant
 from common.arch.weights import INITS
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--init", choices=INITS, default="kaiming")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=training.DEVICES, default="auto")
+    p.add_argument("--device", choices=precision.DEVICES, default="auto")
     p.add_argument("--out", required=True, help="folder for report.md, the plots and each run's files")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 
 def suffix_of(target: str) -> str:
-    return ".npz" if target == NPZ else ck.NATIVE_SUFFIX[target]
+    return ".npz" if target == NPZ else registry.info(target).native_suffix
 
 
 def source_of(path: str) -> str:

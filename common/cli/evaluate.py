@@ -1,10 +1,9 @@
 """``nin evaluate``: loss and accuracy of a checkpoint on Fashion-MNIST's 10k test images."""
 from __future__ import annotations
 
-import importlib
 import json
 
-from common.engine import registry, data, training
+from common.engine import data, precision, registry, runs, training
 
 
 def add_parser(sub) -> None:
@@ -18,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--image-size", type=int, help="default: the size the model was trained at")
     p.add_argument("--limit", type=int, help="the first N test images only")
-    p.add_argument("--device", choices=training.DEVICES, default="auto")
+    p.add_argument("--device", choices=precision.DEVICES, default="auto")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,9 +29,9 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"expected --{name.replace('_', '-')} to be a positive integer, got {value}")
-    mod, model, image_size = training.load_checkpoint(args.checkpoint, args.backend)
+    mod, model, image_size = runs.load_checkpoint(args.checkpoint, args.backend)
     image_size = args.image_size or image_size
-    trainer = importlib.import_module(f"nin_{mod.BACKEND}.training").Trainer(model, model.lr, args.device)
+    trainer = registry.part(mod.BACKEND, "training").Trainer(model, model.lr, args.device)
     split = data.load("test", args.data_dir, args.limit, progress=not args.no_progress)
     loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, not args.no_progress)
     result = dict(checkpoint=str(args.checkpoint), backend=mod.BACKEND, device=trainer.device_name,
@@ -40,7 +39,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
-        print(f"nin evaluate: {registry.FRAMEWORK[mod.BACKEND]} on {trainer.device_name}: {len(split):,} test "
+        print(f"nin evaluate: {registry.framework(mod.BACKEND)} on {trainer.device_name}: {len(split):,} test "
               f"images at {image_size}x{image_size}: loss {loss:.4f}, accuracy {acc:.4f} "
               f"({result['images_per_s']:,.0f} img/s)")
     return 0

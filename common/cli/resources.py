@@ -1,7 +1,6 @@
 """``nin resources``: parameters, multiply-adds and memory of a NiN (exercise 4), checked per backend."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from typing import Dict, List, Optional
@@ -42,7 +41,7 @@ def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dic
     analytic = R.memory(spec, args.image_size, args.batch_size, args.optimizer)
     for name in names:
         mod = registry.load(name)
-        measuring = importlib.import_module(f"nin_{name}.resources")
+        measuring = registry.part(name, "resources")
         model = mod.NiN(**kwargs)
         params = mod.num_params(model)
         live = R.peak_live(spec, args.image_size, measuring.EXECUTION) * args.batch_size * R.BYTES
@@ -94,7 +93,7 @@ def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Cons
     t.add_row("", "total", "", f"{res.totals['params']:,}", f"{res.totals['macs']:,}",
               f"{res.totals['activations']:,}", end_section=True)
     console.print(t)
-    counts = ", ".join(f"{registry.FRAMEWORK[n]} {c['params']:,} {'(matches)' if c['params_match'] else '(DIFFERS)'}"
+    counts = ", ".join(f"{registry.framework(n)} {c['params']:,} {'(matches)' if c['params_match'] else '(DIFFERS)'}"
                        for n, c in checks.items())
     console.print(f"Parameters counted by the frameworks: {counts}.")
     console.print(f"Multiply-adds per batch of {args.batch_size}: {res.totals['macs_per_batch']:,} "

@@ -50,7 +50,7 @@ def run(args) -> int:
         table.add_row(*cells, f"{count:,}")
     total = [""]
     for mod, _, n in columns:
-        total += ["total", f"{n:,} (counted by {registry.FRAMEWORK[mod.BACKEND]})"]
+        total += ["total", f"{n:,} (counted by {registry.framework(mod.BACKEND)})"]
     table.add_row(*total, f"{sum(params):,}", end_section=True)
     Console(width=200).print(table)
     return 0

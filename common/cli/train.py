@@ -1,11 +1,10 @@
 """``nin train``: the chapter's recipe on Fashion-MNIST in one backend, with progress, metrics, checkpoints."""
 from __future__ import annotations
 
-import importlib
 import inspect
 import sys
 
-from common.engine import registry, training
+from common.engine import precision, registry, runs, training
 from common.arch.variants import VARIANTS
 from common.arch.weights import INITS
 
@@ -27,9 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--image-size", type=int, help=f"images are resized to this (default {DEFAULTS['image_size']})")
     p.add_argument("--limit-train", type=int, help="train on the first N training images only")
     p.add_argument("--limit-val", type=int, help="validate on the first N test images only")
-    p.add_argument("--device", choices=training.DEVICES, help="auto (the GPU when the framework sees one; default), "
+    p.add_argument("--device", choices=precision.DEVICES, help="auto (the GPU when the framework sees one; default), "
                                                                "cpu or gpu")
-    p.add_argument("--precision", choices=training.PRECISIONS,
+    p.add_argument("--precision", choices=precision.PRECISIONS,
                    help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (default: bf16 where the device "
                         "computes it natively, e.g. a recent GPU, else fp32)")
     p.add_argument("--seed", type=int, help=f"weights, shuffling and dropout (default {DEFAULTS['seed']})")
@@ -46,7 +45,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    stored = training.resume_settings(args.resume) if args.resume else {}
+    stored = runs.resume_settings(args.resume) if args.resume else {}
     backend = args.backend or stored.get("backend")
     if backend is None:
         raise ValueError("expected --backend torch|mxnet|tf (or --resume DIR)")
@@ -55,7 +54,7 @@ def run(args) -> int:
         given = getattr(args, name)
         kwargs[name] = given if given is not None else stored.get(name, DEFAULTS[name])
     registry.load(backend)  # names the extra to install when the framework is missing
-    fit = importlib.import_module(f"nin_{backend}.training").fit
+    fit = registry.part(backend, "training").fit
     if args.out is None and args.resume is None:
         print("nin train: no --out given: metrics and checkpoints are not saved", file=sys.stderr)
     try:

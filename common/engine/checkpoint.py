@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
+from common.engine import registry
 from common.util.files import read_json, write_json
-
-NATIVE_SUFFIX = {"torch": ".pt", "mxnet": ".params", "tf": ".weights.h5"}
 
 
 def config_path(path) -> str:
@@ -34,17 +33,14 @@ def backend_of(path) -> str:
     """Which backend wrote a checkpoint: from its description, else from its file ending."""
     if os.path.exists(config_path(path)):
         return read_json(config_path(path))["backend"]
-    for name, suffix in NATIVE_SUFFIX.items():
-        if os.fspath(path).endswith(suffix):
-            return name
-    raise ValueError(f"expected a checkpoint ending in one of {', '.join(NATIVE_SUFFIX.values())}, got {path}")
+    return registry.of_suffix(os.fspath(path))
 
 
 def save(backend, model, path, write) -> None:
     """Write a native checkpoint atomically with ``write(model, tmp_path)``, then its description."""
     from common.util.files import atomic_path
 
-    with atomic_path(path, NATIVE_SUFFIX[backend.BACKEND]) as tmp:
+    with atomic_path(path, registry.info(backend.BACKEND).native_suffix) as tmp:
         write(model, tmp)
     write_config(path, backend.BACKEND, model.config.kwargs)
 

@@ -1,40 +1,99 @@
-"""Lazy access to the backend packages by name (common itself imports no framework)."""
+"""The one place where backends are registered, and the only module of ``common`` that imports them.
+
+Each backend is a package beside ``common`` (``nin_torch``, ``nin_mxnet``, ``nin_tf``) with the same module
+names (``model``, ``training``, ``checkpoint``, ``parity``, ``resources``; see ``common.engine.contract`` and
+docs/backends.md).  Everything else in ``common`` (the training loop, the tools, the CLI, the tests) asks this
+module for a backend by name and never writes a package name itself.  Packages are imported lazily, on first
+use, as in einops' ``_backends.py``: importing ``common`` imports no framework.
+"""
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Dict, List, Tuple
 
-BACKENDS = ("torch", "mxnet", "tf")
-FRAMEWORK = {"torch": "PyTorch", "mxnet": "MXNet", "tf": "TensorFlow"}
-DATA_FORMAT = {"torch": "NCHW", "mxnet": "NCHW", "tf": "NHWC"}
-FRAMEWORK_MODULE = {"torch": "torch", "mxnet": "mxnet", "tf": "tensorflow"}
+
+@dataclass(frozen=True)
+class Backend:
+    name: str           # what users type: --backend torch
+    package: str        # the Python package that implements it
+    framework: str      # for people: "PyTorch"
+    module: str         # the framework's import name (its version is reported with results)
+    extra: str          # pip install 'nin[<extra>]' installs the framework
+    data_format: str    # the layout its models take: "NCHW" or "NHWC"
+    native_suffix: str  # the ending of its native weight files (save_native/load_native)
+
+
+# The registry: one entry per backend, in the order tables and tests list them.
+REGISTERED: Tuple[Backend, ...] = (
+    Backend("torch", "nin_torch", "PyTorch", "torch", "torch", "NCHW", ".pt"),
+    Backend("mxnet", "nin_mxnet", "MXNet", "mxnet", "mxnet", "NCHW", ".params"),
+    Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5"),
+)
+INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
+BACKENDS: Tuple[str, ...] = tuple(INFO)
+# the modules every backend package has (the contract's parts)
+PARTS = ("model", "training", "checkpoint", "parity", "resources")
 
 
 class BackendUnavailable(RuntimeError):
     """The framework behind a backend is not installed (or fails to import)."""
 
 
-def load(name: str) -> ModuleType:
-    """Import ``nin_<name>``; unknown names raise ValueError, missing frameworks BackendUnavailable."""
-    if name not in BACKENDS:
+def info(name: str) -> Backend:
+    """The registry entry of backend ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in INFO:
         raise ValueError(f"expected a backend among {', '.join(BACKENDS)}, got {name!r}")
+    return INFO[name]
+
+
+def framework(name: str) -> str:
+    """'PyTorch', 'MXNet', ... for backend ``name``."""
+    return info(name).framework
+
+
+def load(name: str) -> ModuleType:
+    """The backend package (``nin_<name>``); unknown names raise ValueError, missing frameworks
+    BackendUnavailable naming the pip extra to install."""
+    entry = info(name)
     try:
-        return importlib.import_module(f"nin_{name}")
-    except ImportError as err:
+        return importlib.import_module(entry.package)
+    except (ImportError, OSError) as err:  # OSError: a framework whose shared library fails to load
         raise BackendUnavailable(
-            f"backend {name!r} needs {FRAMEWORK[name]}, which is not installed ({err}); "
-            f"install it with: pip install 'nin[{name}]'") from err
+            f"backend {name!r} needs {entry.framework}, which is not installed or fails to import ({err}); "
+            f"install it with: pip install 'nin[{entry.extra}]'") from err
 
 
-def parse_list(text: str) -> list:
-    """'torch,tf' or 'all' -> a list of backend names (checked)."""
-    names = list(BACKENDS) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+def part(name: str, part_name: str) -> ModuleType:
+    """One module of a backend package: ``part("torch", "training")`` is ``nin_torch.training``."""
+    if part_name not in PARTS:
+        raise ValueError(f"expected a backend part among {', '.join(PARTS)}, got {part_name!r}")
+    load(name)
+    return importlib.import_module(f"{info(name).package}.{part_name}")
+
+
+def parse_list(text: str) -> List[str]:
+    """'torch', 'torch,tf' or 'all' -> a list of backend names (checked, in the order given)."""
+    names = list(BACKENDS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"expected backends among {', '.join(BACKENDS)} (or 'all'), got {text!r}")
     for name in names:
-        if name not in BACKENDS:
+        if name not in INFO:
             raise ValueError(f"expected backends among {', '.join(BACKENDS)} (or 'all'), got {name!r}")
-    return names
+    return list(dict.fromkeys(names))
+
+
+def of_suffix(path: str) -> str:
+    """The backend whose native files end like ``path``; ValueError when none does."""
+    for entry in REGISTERED:
+        if path.endswith(entry.native_suffix):
+            return entry.name
+    raise ValueError(f"expected a checkpoint ending in one of "
+                     f"{', '.join(e.native_suffix for e in REGISTERED)}, got {path}")
 
 
 def framework_version(name: str) -> str:
     """'PyTorch 2.13.0' and the like: the framework behind backend ``name`` and its version (imports it)."""
-    return f"{FRAMEWORK[name]} {importlib.import_module(FRAMEWORK_MODULE[name]).__version__}"
+    load(name)
+    return f"{framework(name)} {importlib.import_module(info(name).module).__version__}"

@@ -26,32 +26,23 @@ state saved at each epoch end, a run resumed on the CPU ends with the weights of
 """
 from __future__ import annotations
 
-import importlib
-import json
+import inspect
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from common.engine import registry, data
-from common.engine.checkpoint import NATIVE_SUFFIX
-from common.util.files import read_json, write_json, atomic_path
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
-from common.arch.weights import INITS, load_npz, save_npz
+from common.arch.weights import INITS
+from common.engine import data, registry
+from common.engine.precision import DEVICES, check_precision
+from common.engine.runs import (STATE_FORMAT, find_checkpoint, native_name, read_state, save_training_checkpoint,
+                                write_metrics)
 
-DEVICES = ("auto", "cpu", "gpu")
-# "fp32": everything in float32.  "bf16": mixed precision, bfloat16 compute with float32 master weights (the
-# optimizer updates float32 weights; losses and metrics in float32).  "auto": bf16 where the device computes
-# it natively (a GPU with bf16 tensor cores, a CPU with AVX512-BF16/AMX), else fp32.
-PRECISIONS = ("auto", "fp32", "bf16")
-STATE_FORMAT = "nin-train-1"
-STATE_FILE = "state.json"
-CHECKPOINT = "checkpoint"
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
 FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val")
 
@@ -62,39 +53,6 @@ class NonFiniteLoss(FloatingPointError):
     def __init__(self, message: str, step: int, epoch: int):
         super().__init__(message)
         self.step, self.epoch = step, epoch
-
-
-# ---------------------------------------------------------------- small shared pieces of the backends
-
-def choose_device(requested: str, gpus: int, backend: str) -> str:
-    """``"gpu"`` or ``"cpu"`` for ``--device auto|cpu|gpu``, given how many GPUs the framework sees."""
-    if requested not in DEVICES:
-        raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {requested!r}")
-    if requested == "gpu" and gpus < 1:
-        raise ValueError(f"--device gpu: {registry.FRAMEWORK[backend]} sees no GPU (no GPU, no driver, or a "
-                         f"CPU-only build of the framework); use --device cpu or --device auto")
-    return "gpu" if requested != "cpu" and gpus > 0 else "cpu"
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"expected precision to be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
-
-
-def resolve_precision(precision: str, bf16_native: bool, backend: str, bf16_why_not: Optional[str] = None) -> str:
-    """``"fp32"`` or ``"bf16"`` for a requested precision: ``auto`` is bf16 where ``bf16_native`` (the device
-    computes bf16 faster than fp32), else fp32.  ``bf16_why_not``: the backend cannot train in bf16 at all
-    (asking for it is a ValueError saying why)."""
-    check_precision(precision)
-    if bf16_why_not is not None:
-        if precision == "bf16":
-            raise ValueError(f"precision bf16 is not available in {registry.FRAMEWORK[backend]}: {bf16_why_not}; "
-                             f"use fp32")
-        return "fp32"
-    if precision == "auto":
-        return "bf16" if bf16_native else "fp32"
-    return precision
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -181,96 +139,10 @@ def epoch_line(row: dict) -> str:
             f"{row['images_per_s']:,.0f} img/s  elapsed {mins // 60}:{mins % 60:02d}:{secs:02d}")
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def _complete(folder: str) -> Optional[int]:
-    """The epoch of a complete checkpoint folder (its state file is written last), else None."""
-    path = os.path.join(folder, STATE_FILE)
-    if not os.path.isfile(path):
-        return None
-    try:
-        return int(read_json(path)["epoch"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def find_checkpoint(path) -> str:
-    """The newest complete checkpoint folder of a run: ``path`` itself, or ``path/checkpoint`` (or the
-    ``.new``/``.old`` folder a write interrupted between its two renames left behind)."""
-    path = os.fspath(path)
-    if _complete(path) is not None:
-        return path
-    found = [(_complete(os.path.join(path, CHECKPOINT + end)), os.path.join(path, CHECKPOINT + end))
-             for end in ("", ".new", ".old")]
-    found = [(epoch, folder) for epoch, folder in found if epoch is not None]
-    if not found:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no training run at {path}")
-        raise FileNotFoundError(f"no training checkpoint in {path} (expected {os.path.join(path, CHECKPOINT)}/"
-                                f"{STATE_FILE}, written at the end of each epoch)")
-    return max(found)[1]
-
-
-def write_checkpoint(run_dir: str, write: Callable[[str], None]) -> str:
-    """Write a checkpoint folder atomically: ``write(folder)`` fills ``checkpoint.new`` (state file last),
-    which then replaces ``checkpoint``.  The previous checkpoint stays until the new one is complete."""
-    final, new, old = (os.path.join(run_dir, CHECKPOINT + end) for end in ("", ".new", ".old"))
-    if not os.path.isdir(final) and _complete(new) is not None:  # an earlier swap stopped half-way
-        os.replace(new, final)
-    shutil.rmtree(new, ignore_errors=True)
-    os.makedirs(new)
-    write(new)
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.isdir(final):
-        os.replace(final, old)
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def native_name(backend: str) -> str:
-    return "model" + NATIVE_SUFFIX[backend]
-
-
-def save_training_checkpoint(run_dir: str, mod, trainer, model, state: dict) -> str:
-    """Native weights (with their description), canonical ``model.npz``, optimizer state, then ``state.json``."""
-    def write(folder: str) -> None:
-        mod.save_native(model, os.path.join(folder, native_name(mod.BACKEND)))
-        save_npz(os.path.join(folder, "model.npz"), mod.export_weights(model), backend=mod.BACKEND,
-                 epoch=state["epoch"], model=json.dumps(model.config.kwargs, sort_keys=True))
-        trainer.save_state(folder)
-        write_json(os.path.join(folder, STATE_FILE), state)
-    return write_checkpoint(run_dir, write)
-
-
-def read_state(folder: str) -> dict:
-    state = read_json(os.path.join(folder, STATE_FILE))
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"expected a {STATE_FORMAT} state file in {folder}, got format {state.get('format')!r}")
-    return state
-
-
-def resume_settings(path) -> dict:
-    """The settings (and backend) of the run a ``--resume`` path points to."""
-    state = read_state(find_checkpoint(path))
-    return dict(state["settings"], backend=state["backend"])
-
-
-def write_metrics(out: str, rows: List[dict], title: str) -> None:
-    """``metrics.jsonl`` (one object per epoch) and ``curves.png``, both rewritten atomically."""
-    from common.tools.plots import plot_curves
-
-    with atomic_path(os.path.join(out, "metrics.jsonl")) as tmp, open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-    plot_curves(rows, os.path.join(out, "curves.png"), title)
-
-
 # ---------------------------------------------------------------- fit
 
 def _backend_impl(backend: str):
-    mod = registry.load(backend)
-    return mod, importlib.import_module(f"nin_{backend}.training")
+    return registry.load(backend), registry.part(backend, "training")
 
 
 def _say(text: str) -> None:
@@ -338,7 +210,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         trainer.set_lr(settings["lr"])
         rows, start_epoch, step, elapsed_before = state["rows"], state["epoch"], state["step"], state["elapsed_s"]
 
-    framework = registry.FRAMEWORK[backend]
+    framework = registry.framework(backend)
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
          f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
          f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
@@ -381,19 +253,14 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
 
 
 def make_fit(backend: str) -> Callable[..., List[dict]]:
-    """The ``fit`` function of ``nin_<backend>.training``: the same arguments in every backend."""
-    def fit(model=None, *, variant: str = "chapter", epochs: int = 10, batch_size: int = 128, lr: float = 0.05,
-            image_size: int = 224, limit_train: Optional[int] = None, limit_val: Optional[int] = None,
-            device: str = "auto", precision: str = "auto", seed: int = 0, init: str = "xavier",
-            data_dir: Optional[str] = None, out: Optional[str] = None, resume: Optional[str] = None,
-            progress: bool = True) -> List[dict]:
-        return run(backend, model, variant=variant, epochs=epochs, batch_size=batch_size, lr=lr,
-                   image_size=image_size, limit_train=limit_train, limit_val=limit_val, device=device,
-                   precision=precision, seed=seed, init=init, data_dir=data_dir, out=out, resume=resume,
-                   progress=progress)
+    """The ``fit`` function of a backend's ``training`` module: ``run`` with the backend filled in, and the
+    same keyword arguments (its signature is ``run``'s, so it is written once)."""
+    def fit(model=None, **settings) -> List[dict]:
+        return run(backend, model, **settings)
 
-    fit.__module__, fit.__qualname__ = f"nin_{backend}.training", "fit"
-    fit.__doc__ = f"""Train NiN on Fashion-MNIST with {registry.FRAMEWORK[backend]}; returns the per-epoch metrics rows.
+    params = list(inspect.signature(run).parameters.values())[1:]  # all but ``backend``
+    fit.__signature__ = inspect.Signature(params, return_annotation=List[dict])
+    fit.__doc__ = f"""Train NiN on Fashion-MNIST with {registry.framework(backend)}; returns the per-epoch metrics rows.
 
     The defaults are the chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, cross-entropy,
     the 10k test split as validation.  ``init="kaiming"`` (He-normal, zero biases) leaves the loss plateau
@@ -409,39 +276,3 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     """
     return fit
 
-
-# ---------------------------------------------------------------- evaluating a checkpoint
-
-def load_checkpoint(path, backend: Optional[str] = None):
-    """(backend module, model, image size) from a native file, a canonical ``.npz``, or a run/checkpoint folder.
-
-    A folder or ``.npz`` can be loaded into any backend (through the canonical weights); a native file
-    only into the backend that wrote it.
-    """
-    from common.engine.checkpoint import backend_of
-
-    path = os.fspath(path)
-    image_size = None
-    if os.path.isdir(path):
-        folder = find_checkpoint(path)
-        state = read_state(folder)
-        image_size = state["settings"]["image_size"]
-        same = backend in (None, state["backend"])
-        path = os.path.join(folder, state["native"] if same else state["canonical"])
-    if path.endswith(".npz"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        weights, meta = load_npz(path)
-        if "model" not in meta:
-            raise ValueError(f"expected {path} to hold the model description (written by nin train), it has none")
-        mod = registry.load(backend or meta["backend"])
-        model = mod.NiN(**json.loads(meta["model"]))
-        mod.import_weights(model, weights)
-        return mod, model, image_size or model.image_size
-    written_by = backend_of(path)
-    if backend not in (None, written_by):
-        raise ValueError(f"expected a {backend} checkpoint, {path} was written by {written_by}; pass its run "
-                         f"folder or model.npz (canonical weights) to evaluate it with {backend}")
-    mod = registry.load(written_by)
-    model = mod.load_native(path)
-    return mod, model, image_size or model.image_size

@@ -8,14 +8,14 @@ speed is that of real data (the work does not depend on the pixel values).
 """
 from __future__ import annotations
 
-import importlib
 import statistics
 import time
 from typing import Callable, List, Optional
 
 import numpy as np
 
-from common.engine import registry, data, training
+from common.engine import data, registry
+from common.engine.precision import DEVICES, check_precision
 from common.util import machine
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
@@ -55,7 +55,7 @@ def rate(images_per_call: int, times: List[float]) -> float:
 
 def make_trainer(backend: str, image_size: int, device: str = "auto", precision: str = "auto", seed: int = 0):
     """The project's trainer for a new Kaiming-initialised chapter network on the device."""
-    impl = importlib.import_module(f"nin_{backend}.training")
+    impl = registry.part(backend, "training")
     model = impl.build_model(device, lr=LR, seed=seed, init="kaiming", image_size=image_size)
     return impl.Trainer(model, LR, device, precision)
 
@@ -77,9 +77,9 @@ def check_args(backend: str, batch_size: int, image_size: int, steps: int, warmu
     smallest = min_image_size(build_spec("chapter"))
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
         raise ValueError(f"expected image_size to be an integer >= {smallest}, got {image_size!r}")
-    if device not in training.DEVICES:
-        raise ValueError(f"expected device to be one of {', '.join(training.DEVICES)}, got {device!r}")
-    training.check_precision(precision)
+    if device not in DEVICES:
+        raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {device!r}")
+    check_precision(precision)
 
 
 def run(backend: str, batch_size: int = 128, image_size: int = 224, steps: int = 5, warmup: int = 2,

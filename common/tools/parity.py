@@ -24,7 +24,6 @@ signed), and its relative error that divided by a scale named with each check.
 """
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, replace
 from itertools import combinations
@@ -144,7 +143,7 @@ def build_models(mods: Sequence[ModuleType], weights: Weights, **kwargs) -> Dict
 
 def hooks(mod: ModuleType) -> ModuleType:
     """A backend's ``parity`` module (``nin_torch.parity``, ...)."""
-    return importlib.import_module(f"{mod.__name__}.parity")
+    return registry.part(mod.BACKEND, "parity")
 
 
 def float64_models(mods: Sequence[ModuleType], models: Mapping[str, object]) -> Dict[str, object]:

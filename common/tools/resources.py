@@ -32,7 +32,6 @@ Definitions (float32 everywhere, 4 bytes a number; "per image" numbers scale lin
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import math
 import os
@@ -337,7 +336,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     request = json.loads(sys.argv[-1])
     from common.engine.registry import load
     backend = load(request["backend"])
-    measuring = importlib.import_module(f"nin_{request['backend']}.resources")
+    measuring = registry.part(request['backend'], "resources")
     model = backend.NiN(**request["model"])
     measured = measuring.measured_memory(model, request["batch_size"], request["image_size"], request["optimizer"])
     print(json.dumps(measured.as_dict()))
