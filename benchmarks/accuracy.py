@@ -25,7 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
-from common.engine import precision, registry, training  # noqa: E402
+from common.engine import registry, training  # noqa: E402
+from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
 from common.util.machine import describe, git_commit, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
@@ -75,8 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-val", type=int)
     p.add_argument("--init", default=RECIPE["init"], choices=("xavier", "kaiming"))
-    p.add_argument("--device", default="auto", choices=precision.DEVICES)
-    p.add_argument("--precision", default=DEFAULTS["precision"], choices=precision.PRECISIONS,
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--precision", default=DEFAULTS["precision"], choices=PRECISIONS,
                    help="fp32, bf16 (bfloat16 compute, float32 weights) or auto (bf16 where native; default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")

@@ -36,7 +36,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 sys.path.insert(0, HERE)
 
-from common.engine import precision, registry  # noqa: E402
+from common.engine import registry  # noqa: E402
+from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
 from common.util.machine import describe, git_commit, load_average, peak_rss_mb, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each path first (default 2)")
     p.add_argument("--rounds", type=int, default=5, help="timed steps of each path, alternating (default 5)")
-    p.add_argument("--device", default="auto", choices=precision.DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
     p.add_argument("--serve", choices=SIDES, help=argparse.SUPPRESS)  # run one side, driven over stdin/stdout
     args = p.parse_args(argv)

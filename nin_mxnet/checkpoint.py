@@ -5,7 +5,7 @@ from ._mx import mx
 from common.engine import checkpoint as ck
 
 from . import model as _model
-from .model import BACKEND, NiN
+from .model import NiN
 
 
 def save_native(model: NiN, path) -> None:

@@ -6,7 +6,7 @@ import torch
 from common.engine import checkpoint as ck
 
 from . import model as _model
-from .model import BACKEND, NiN
+from .model import NiN
 
 
 def save_native(model: NiN, path) -> None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from common.engine import precision, registry, training
+from common.engine import precision, registry
 from common.tools import bench
 from common import cli
 from common.util import machine

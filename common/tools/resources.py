@@ -334,9 +334,9 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
     request = json.loads(sys.argv[-1])
-    from common.engine.registry import load
-    backend = load(request["backend"])
-    measuring = registry.part(request['backend'], "resources")
+    from common.engine import registry
+    backend = registry.load(request["backend"])
+    measuring = registry.part(request["backend"], "resources")
     model = backend.NiN(**request["model"])
     measured = measuring.measured_memory(model, request["batch_size"], request["image_size"], request["optimizer"])
     print(json.dumps(measured.as_dict()))
