@@ -1,4 +1,4 @@
-"""Measured memory of a NiN in MXNet, to check ``common.tools.resources`` against.
+"""Measured memory of a NiN in MXNet, to check ``common.arch.costs`` against.
 
 The peaks come from MXNet's own storage accounting: with ``profile_memory`` its profiler
 records a "Memory: cpu/0" counter, the bytes of CPU storage in use, at every allocation and
@@ -16,7 +16,8 @@ from typing import Tuple
 import numpy as np
 from mxnet import autograd, gluon
 
-from common.tools.resources import BYTES, Execution, Measured, batch_shape, check_options, run_measurement
+from common.arch.costs import BYTES, Execution, batch_shape, check_options
+from common.engine.measure import Measured, run_measurement
 from ._mx import array, mx
 from .model import DATA_FORMAT, NiN, context_of
 

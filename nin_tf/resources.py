@@ -1,11 +1,11 @@
-"""Measured memory of a NiN in TensorFlow, to check ``common.tools.resources`` against.
+"""Measured memory of a NiN in TensorFlow, to check ``common.arch.costs`` against.
 
 TensorFlow's CPU allocator keeps no statistics (its BFC allocator, ``TF_CPU_ALLOCATOR_USE_BFC=
 true``, does, but counts whole reused chunks, which made its figures wander by 15 % between
 runs).  So this measures the process's resident memory, which Linux reports in
 /proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
-environment when Python starts, ``common.tools.resources.MEASURE_ENV``), so that a freed tensor
+environment when Python starts, its registry entry's ``measure_env``), so that a freed tensor
 leaves at once.  ``nin resources --measure`` starts such a process.
 """
 from __future__ import annotations
@@ -17,7 +17,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.tools.resources import BYTES, MEASURE_ENV, Execution, Measured, batch_shape, check_options, run_measurement
+from common.arch.costs import BYTES, Execution, batch_shape, check_options
+from common.engine.measure import Measured, run_measurement
+from common.engine import registry
+
 from .model import DATA_FORMAT, NiN
 
 # Keras adds a convolution's bias as a separate operation, and a Sequential runs as a functional
@@ -39,9 +42,9 @@ def _memory_status() -> dict:
 
 def check_environment() -> None:
     """Raise RuntimeError unless this process can measure its memory as the module docstring says."""
-    missing = {k: v for k, v in MEASURE_ENV["tf"].items() if os.environ.get(k) != v}
+    missing = {k: v for k, v in registry.info("tf").measure_env if os.environ.get(k) != v}
     if missing or not os.path.exists("/proc/self/clear_refs"):
-        setting = " ".join(f"{k}={v}" for k, v in MEASURE_ENV["tf"].items())
+        setting = " ".join(f"{k}={v}" for k, v in registry.info("tf").measure_env)
         raise RuntimeError(f"measuring TensorFlow's memory needs Linux and a Python started with {setting} "
                            f"in the environment (nin resources --measure does that)")
 

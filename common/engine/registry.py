@@ -23,13 +23,16 @@ class Backend:
     extra: str          # pip install 'nin[<extra>]' installs the framework
     data_format: str    # the layout its models take: "NCHW" or "NHWC"
     native_suffix: str  # the ending of its native weight files (save_native/load_native)
+    # environment its memory measurement needs when the measuring process starts (nin resources --measure)
+    measure_env: Tuple[Tuple[str, str], ...] = ()
 
 
 # The registry: one entry per backend, in the order tables and tests list them.
 REGISTERED: Tuple[Backend, ...] = (
     Backend("torch", "nin_torch", "PyTorch", "torch", "torch", "NCHW", ".pt"),
     Backend("mxnet", "nin_mxnet", "MXNet", "mxnet", "mxnet", "NCHW", ".params"),
-    Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5"),
+    Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5",
+            measure_env=(("MALLOC_MMAP_THRESHOLD_", "65536"),)),  # see nin_tf/resources.py
 )
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 
 from common.engine import registry
 from common.util.files import atomic_path
-from common.tools.resources import resources
+from common.arch.costs import resources
 from common.arch.variants import build_spec, check_variant, describe
 
 
