@@ -12,7 +12,7 @@ from tensorflow import keras  # noqa: E402
 
 from common.arch import checks, shapes
 from common.arch import spec as S
-from common.arch.config import model_config
+from common.arch.config import configure
 from common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "tf"
@@ -132,15 +132,12 @@ class NiN(keras.Model):
     def __init__(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
                  seed: Optional[int] = None, init: str = "xavier", image_size: int = 224, **kwargs):
         super().__init__(**kwargs)
-        self.config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size)
-        self.spec = self.config.spec
-        self.lr, self.num_classes, self.in_channels = self.config.lr, num_classes, in_channels
-        self.image_size = image_size
-        self.net = build_net(self.spec)
-        side = image_size if shapes.has_dense(self.spec) else None
+        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size)
+        self.net = build_net(config.spec)
+        side = image_size if shapes.has_dense(config.spec) else None
         self.net.build((None, side, side, in_channels))
         self.build((None, side, side, in_channels))
-        import_weights(self, self.config.initial_weights())
+        import_weights(self, config.initial_weights())
 
     def call(self, X, training=False):
         return self.net(X, training=training)

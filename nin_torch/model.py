@@ -10,7 +10,7 @@ from torch import nn
 
 from common.arch import checks, shapes
 from common.arch import spec as S
-from common.arch.config import model_config
+from common.arch.config import configure
 from common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "torch"
@@ -69,12 +69,9 @@ class NiN(nn.Module):
     def __init__(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
                  seed: Optional[int] = None, init: str = "xavier", image_size: int = 224):
         super().__init__()
-        self.config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size)
-        self.spec = self.config.spec
-        self.lr, self.num_classes, self.in_channels = self.config.lr, num_classes, in_channels
-        self.image_size = image_size
-        self.net = build_net(self.spec, image_size)
-        import_weights(self, self.config.initial_weights())
+        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size)
+        self.net = build_net(config.spec, image_size)
+        import_weights(self, config.initial_weights())
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.net(X)

@@ -39,3 +39,14 @@ def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, v
     kwargs = dict(lr=float(lr), num_classes=num_classes, in_channels=in_channels, variant=variant, seed=seed,
                   init=init, image_size=image_size)
     return ModelConfig(spec, float(lr), image_size, seed, init, kwargs)
+
+
+def configure(model, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
+              seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> ModelConfig:
+    """Validate NiN's arguments and give ``model`` what every backend's model carries (the contract's
+    ``Model``: config, spec, image_size, lr, num_classes, in_channels); returns the config.  Each backend's
+    ``NiN.__init__`` calls it first, then builds ``net`` from ``config.spec`` in its framework."""
+    config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size)
+    model.config, model.spec, model.image_size = config, config.spec, image_size
+    model.lr, model.num_classes, model.in_channels = config.lr, num_classes, in_channels
+    return config
