@@ -6,7 +6,7 @@ import sys
 
 def test_compare_writes_report_and_plots(all_backends, tmp_path):
     out = tmp_path / "cmp"
-    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--backends", "all",
+    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--backend", "all",
                           "--variants", "chapter,1x1-0", "--epochs", "1", "--limit-train", "32", "--limit-val", "16",
                           "--image-size", "67", "--batch-size", "16", "--out", str(out), "--no-progress"],
                          capture_output=True, text=True, timeout=900)

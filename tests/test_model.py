@@ -220,7 +220,7 @@ def test_cli_summary_all_side_by_side(all_backends):
 
 
 def test_cli_unknown_backend_exits_2():
-    res = run_cli("summary", "--backend", "jax")
+    res = run_cli("summary", "--backend", "nope")
     assert res.returncode == 2
     assert "expected backends among torch, mxnet, tf" in res.stderr
 

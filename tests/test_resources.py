@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from common.tools import resources as R
+from common.arch import costs as C
 from common.arch import shapes
 from common.arch import spec as S
 from common.engine.registry import BACKENDS
@@ -22,7 +22,7 @@ def run_cli(*args, timeout=900):
 
 
 def test_chapter_numbers_at_224():
-    res = R.resources(build_spec("chapter"), 224, batch_size=128)
+    res = C.resources(build_spec("chapter"), 224, batch_size=128)
     assert res.totals["macs"] == 762_297_352
     assert res.totals["params"] == 1_992_166
     assert res.totals["macs_per_batch"] == 128 * 762_297_352
@@ -31,57 +31,57 @@ def test_chapter_numbers_at_224():
 
 def test_multiply_adds_by_hand():
     # block0: two 1x1 convolutions on 4x4 (1->2, 2->2), block1: a 3x3 padded convolution on 2x2 (2->3)
-    table = R.layer_table(TINY, 4)
+    table = C.layer_table(TINY, 4)
     assert [r.macs for r in table] == [16 * 2 * 1 + 16 * 2 * 2, 0, 0, 4 * 3 * 2 * 9, 0, 0]
     assert [r.params for r in table] == [(2 + 2) + (4 + 2), 0, 0, 2 * 3 * 9 + 3, 0, 0]
     assert [r.activations for r in table] == [32, 8, 8, 12, 3, 3]
     dense = S.NetSpec(1, (S.Block((S.Conv(2, 1),)), S.Flatten(), S.Dense(5)))
-    assert R.layer_table(dense, 4)[-1].macs == 32 * 5
+    assert C.layer_table(dense, 4)[-1].macs == 32 * 5
 
 
 def test_kept_for_backward_by_hand():
     # the input 16; ReLU outputs 32 + 32 (their convolutions' inputs too); max pooling's input (counted) and
     # output 8; dropout's mask 8 and output 8 (the next convolution's input); the last ReLU's output 12.
-    assert R.kept_for_backward(TINY, 4) == 16 + 32 + 32 + 8 + 8 + 8 + 12
+    assert C.kept_for_backward(TINY, 4) == 16 + 32 + 32 + 8 + 8 + 8 + 12
 
 
 def test_peak_live_by_hand():
     # neutral: at block0's second convolution: the input 16, the first ReLU's output 32 and the result 32.
-    assert R.peak_live(TINY, 4) == 16 + 32 + 32
+    assert C.peak_live(TINY, 4) == 16 + 32 + 32
     # a convolution writing two results (oneDNN's blocked layout, Keras's bias addition): 16 + 32 + 2 * 32
-    assert R.peak_live(TINY, 4, R.Execution(conv_outputs=2)) == 16 + 32 + 2 * 32
+    assert C.peak_live(TINY, 4, C.Execution(conv_outputs=2)) == 16 + 32 + 2 * 32
     # Keras keeps each layer's output: at block0's second convolution, conv0 + relu0 are kept, two results come
-    assert R.peak_live(TINY, 4, R.Execution(conv_outputs=2, keeps_outputs=True)) == 16 + 32 + 32 + 2 * 32
+    assert C.peak_live(TINY, 4, C.Execution(conv_outputs=2, keeps_outputs=True)) == 16 + 32 + 32 + 2 * 32
     # two same-sized blocks: holding block1's input while it runs adds one map at its ReLU (16 + 32 + 32 + 32)
     twice = S.NetSpec(1, (S.Block((S.Conv(2, 1),)), S.Block((S.Conv(2, 1), S.Conv(2, 1)))))
-    assert R.peak_live(twice, 4) == 16 + 32 + 32
-    assert R.peak_live(twice, 4, R.Execution(holds_inputs=True)) == 16 + 32 + 32 + 32
+    assert C.peak_live(twice, 4) == 16 + 32 + 32
+    assert C.peak_live(twice, 4, C.Execution(holds_inputs=True)) == 16 + 32 + 32 + 32
 
 
 def test_memory_definitions():
     spec = build_spec("chapter")
-    sgd, momentum, adam = (R.memory(spec, 99, 8, opt) for opt in ("sgd", "momentum", "adam"))
+    sgd, momentum, adam = (C.memory(spec, 99, 8, opt) for opt in ("sgd", "momentum", "adam"))
     params = shapes.num_params(spec) * 4
     assert sgd.params == sgd.grads == params and sgd.optimizer_state == 0
     assert momentum.optimizer_state == params and adam.optimizer_state == 2 * params
     assert sgd.train == 2 * params + sgd.activations_kept
     assert sgd.predict == params + sgd.peak_activations
-    double = R.memory(spec, 99, 16)
+    double = C.memory(spec, 99, 16)
     assert double.activations_kept == 2 * sgd.activations_kept and double.peak_activations == 2 * sgd.peak_activations
     with pytest.raises(ValueError, match="expected batch_size to be a positive integer, got 0"):
-        R.memory(spec, 99, 0)
+        C.memory(spec, 99, 0)
     with pytest.raises(ValueError, match="expected optimizer to be one of sgd, momentum, adam"):
-        R.memory(spec, 99, 8, "rmsprop")
+        C.memory(spec, 99, 8, "rmsprop")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_has_resources(variant):
     in_channels, size = default_input(variant)
     spec = build_spec(variant, 10, in_channels)
-    res = R.resources(spec, size, 2)
+    res = C.resources(spec, size, 2)
     assert res.totals["params"] == shapes.num_params(spec, size)
     assert res.totals["macs"] > 0 and res.memory.train > res.memory.predict > res.memory.params
-    assert R.kept_for_backward(spec, size) > R.peak_live(spec, size)
+    assert C.kept_for_backward(spec, size) > C.peak_live(spec, size)
 
 
 def test_cli_json_counts_parameters_in_every_backend(all_backends):
@@ -92,7 +92,7 @@ def test_cli_json_counts_parameters_in_every_backend(all_backends):
     assert out["totals"]["params"] == shapes.num_params(spec, 99)
     assert set(out["backends"]) == set(BACKENDS)
     assert all(b["params"] == out["totals"]["params"] and b["params_match"] for b in out["backends"].values())
-    assert out["memory"]["train"] == R.memory(spec, 99, 8).train and out["ok"]
+    assert out["memory"]["train"] == C.memory(spec, 99, 8).train and out["ok"]
 
 
 def test_cli_uses_the_variants_input_and_prints_tables():
@@ -105,7 +105,7 @@ def test_cli_uses_the_variants_input_and_prints_tables():
 
 def test_cli_bad_arguments():
     res = run_cli("--backend", "torch", "--batch-size", "0")
-    assert res.returncode == 2 and "expected batch_size to be a positive integer, got 0" in res.stderr
+    assert res.returncode == 2 and "argument --batch-size: expected a positive integer, got '0'" in res.stderr
     res = run_cli("--backend", "torch", "--image-size", "40")
     assert res.returncode == 2 and "expected images of at least 67x67" in res.stderr
 
@@ -128,6 +128,6 @@ def test_measured_memory_within_25_percent(backend):
                              (measured["kept"], memory["activations_kept"], "activations kept"),
                              (measured["live"], row["modeled"]["live"], "peak live activations"),
                              (measured["predict"], row["modeled"]["predict"], "prediction")]:
-        assert abs(got - want) <= 0.25 * want, f"{what}: measured {R.human(got)}, analytic {R.human(want)}"
+        assert abs(got - want) <= 0.25 * want, f"{what}: measured {C.human(got)}, analytic {C.human(want)}"
     assert measured["step"] >= measured["train"] - measured["grads"]  # the step's peak holds at least the forward's
     assert row["within_tolerance"] and out["ok"]

@@ -112,9 +112,10 @@ def test_nin_bench_json_at_a_tiny_size(backend, capsys):
 
 
 @pytest.mark.parametrize("option,value,message", [
-    ("--steps", "0", "expected steps to be an integer >= 1, got 0"),
+    ("--steps", "0", "argument --steps: expected a positive integer, got '0'"),
     ("--image-size", "40", "expected image_size to be an integer >= 67, got 40"),
-    ("--latency-runs", "0", "expected latency_runs to be an integer >= 1, got 0"),
+    ("--latency-runs", "0", "argument --latency-runs: expected a positive integer, got '0'"),
+    ("--warmup", "-1", "argument --warmup: expected a non-negative integer, got '-1'"),
 ])
 def test_nin_bench_bad_arguments(option, value, message, capsys):
     assert cli.main(["bench", "--backend", "torch", option, value]) == 2

@@ -186,7 +186,7 @@ def test_cli_train_resume_evaluate(backend, tmp_path, capsys):
     capsys.readouterr()
     last = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))][-1]
     assert (last["epoch"], last["batch_size"], last["image_size"], last["n_train"]) == (2, 16, SIZE, 48)
-    assert cli.main(["evaluate", "--backend", backend.BACKEND, "--checkpoint", run, "--limit", "32", "--json",
+    assert cli.main(["evaluate", "--backend", backend.BACKEND, "--checkpoint", run, "--limit-val", "32", "--json",
                      "--device", "cpu", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["n"], result["image_size"], result["backend"]) == (32, SIZE, backend.BACKEND)
@@ -200,7 +200,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
     capsys.readouterr()
     results = []
     for b in all_backends:
-        assert cli.main(["evaluate", "--backend", b.BACKEND, "--checkpoint", run, "--limit", "32", "--json",
+        assert cli.main(["evaluate", "--backend", b.BACKEND, "--checkpoint", run, "--limit-val", "32", "--json",
                          "--device", "cpu", "--no-progress"]) == 0
         results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert [r["backend"] for r in results] == list(registry.BACKENDS)

@@ -6,16 +6,28 @@ import importlib
 import sys
 from typing import List, Optional
 
+from importlib import metadata
+
+from common.cli import options as O
+from common.engine import registry
 from common.engine.registry import BackendUnavailable
 from common.util.machine import thread_defaults
 
-# subcommand -> module in common.commands
+# subcommand -> its module in common.cli
 COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare", "bench"]
 
 
+def version() -> str:
+    try:
+        return metadata.version("nin")
+    except metadata.PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nin", description="Network in Network (D2L 8.3) in PyTorch, "
-                                                             "MXNet and TensorFlow.")
+    frameworks = ", ".join(entry.framework for entry in registry.REGISTERED)
+    parser = O.Parser(prog="nin", description=f"Network in Network (D2L 8.3) in {frameworks}.")
+    parser.add_argument("--version", action="version", version=f"nin {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"common.cli.{name}").add_parser(sub)
@@ -25,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     thread_defaults()  # before any framework is imported (documented in the README's Speed section)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help/--version (0), or a bad option (2; argparse printed its one line)
+        return int(done.code or 0)
     try:
         return int(args.run(args) or 0)
     except (BackendUnavailable, ValueError, FileNotFoundError) as err:
         print(f"nin {args.command}: error: {err}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -4,32 +4,34 @@ from __future__ import annotations
 import json
 import sys
 
-from common.engine import precision, registry
+from common.cli import options as O
+from common.engine import registry
 from common.tools import bench
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="training/inference images/s, batch-1 latency and peak memory of a backend",
-                       description="Time the project's training step, inference and input pipeline on synthetic "
-                                   "Fashion-MNIST-shaped batches. The nin command sets OMP_WAIT_POLICY=PASSIVE "
-                                   "unless you set it (see the README's Speed section).")
-    p.add_argument("--backend", required=True, choices=registry.BACKENDS)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--steps", type=int, default=5, help="timed training steps (and inference batches); default 5")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
-    p.add_argument("--latency-runs", type=int, default=10, help="single images timed for the latency (default 10)")
-    p.add_argument("--precision", choices=precision.PRECISIONS, default="auto",
-                   help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (default: bf16 where the "
-                        "device computes it natively, else fp32)")
-    p.add_argument("--device", choices=precision.DEVICES, default="auto")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p = O.subcommand(sub, "bench", "training/inference images/s, batch-1 latency and peak memory of a backend",
+                     description="Time the project's training step, inference and input pipeline on synthetic "
+                                 "Fashion-MNIST-shaped batches. The nin command sets OMP_WAIT_POLICY=PASSIVE "
+                                 "unless you set it (see docs/speed.md).")
+    O.backend(p, default=None, help="backend(s) to time, one after the other")
+    O.batch_size(p)
+    O.image_size(p)
+    p.add_argument("--steps", type=O.positive_int, default=5, help="timed training steps (and inference batches)")
+    p.add_argument("--warmup", type=O.non_negative_int, default=2, help="untimed training steps first")
+    p.add_argument("--latency-runs", type=O.positive_int, default=10, help="single images timed for the latency")
+    O.precision(p)
+    O.device(p)
+    O.json_output(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     say = None if args.json else (lambda text: print(f"nin bench: {text}", file=sys.stderr, flush=True))
-    result = bench.run(args.backend, args.batch_size, args.image_size, args.steps, args.warmup, args.device,
-                       args.precision, args.latency_runs, say=say)
-    print(json.dumps(result, sort_keys=True) if args.json else bench.report(result))
+    if args.backend is None:
+        raise ValueError(f"expected --backend {'|'.join(registry.BACKENDS)}, a comma list or all, got none")
+    for name in args.backend:
+        result = bench.run(name, args.batch_size, args.image_size, args.steps, args.warmup, args.device,
+                           args.precision, args.latency_runs, say=say)
+        print(json.dumps(result, sort_keys=True) if args.json else bench.report(result))
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 
-from common.engine import registry
+from common.cli import options as O
+from common.engine import registry, runs
 from common.engine import checkpoint as ck
 from common.arch.weights import check_weights, load_npz, save_npz
 from common.arch.config import model_config
@@ -15,13 +16,20 @@ NPZ_FORMAT = "nin-canonical-1"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="turn a checkpoint of one backend into a native checkpoint of another "
-                                       "(or into canonical .npz weights)")
-    p.add_argument("checkpoint", help="a native checkpoint (model.pt, model.params, model.weights.h5, with its "
-                                      "<file>.json description) or canonical .npz weights")
+    p = O.subcommand(sub, "convert", "turn a checkpoint of one backend into a native checkpoint of another "
+                                     "(or into canonical .npz weights)")
+    O.checkpoint(p)
     p.add_argument("--to", required=True, choices=TARGETS, help="the target backend, or npz")
     p.add_argument("--out", required=True, help="the file to write (its .json description is written beside it)")
     p.set_defaults(run=run)
+
+
+def checkpoint_file(path: str) -> str:
+    """A run folder (or its checkpoint/) stands for its native weights, as in ``nin evaluate``."""
+    if os.path.isdir(path):
+        folder = runs.find_checkpoint(path)
+        return os.path.join(folder, runs.read_state(folder)["native"])
+    return path
 
 
 def suffix_of(target: str) -> str:
@@ -68,9 +76,10 @@ def run(args) -> int:
     if not args.out.endswith(suffix):
         raise ValueError(f"expected --out to end with {suffix} for --to {args.to} (the ending "
                          f"{'Keras' if args.to == 'tf' else 'its loader'} expects), got {args.out}")
-    source = source_of(args.checkpoint)
-    weights, kwargs = read_canonical(args.checkpoint)
+    path = checkpoint_file(O.checkpoint_of(args))
+    source = source_of(path)
+    weights, kwargs = read_canonical(path)
     write_canonical(weights, kwargs, args.to, args.out)
-    print(f"converted {args.checkpoint} ({source}) -> {args.out} ({args.to}): {len(weights)} arrays, "
+    print(f"converted {path} ({source}) -> {args.out} ({args.to}): {len(weights)} arrays, "
           f"{sum(w.size for w in weights.values()):,} parameters")
     return 0

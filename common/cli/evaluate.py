@@ -3,38 +3,40 @@ from __future__ import annotations
 
 import json
 
-from common.engine import data, precision, registry, runs, training
+from common.cli import options as O
+from common.engine import data, registry, runs, training
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on the Fashion-MNIST test split")
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="a run folder (or its checkpoint/), a native file (model.pt, model.params, "
-                        "model.weights.h5) or a canonical model.npz")
-    p.add_argument("--backend", choices=registry.BACKENDS,
-                   help="framework to evaluate with (default: the one that wrote the checkpoint; another one "
-                        "loads the canonical model.npz)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--image-size", type=int, help="default: the size the model was trained at")
-    p.add_argument("--limit", type=int, help="the first N test images only")
-    p.add_argument("--device", choices=precision.DEVICES, default="auto")
-    p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = O.subcommand(sub, "evaluate", "loss and accuracy of a checkpoint on the Fashion-MNIST test split")
+    O.checkpoint(p)
+    O.backend(p, default=None, help="backend(s) to evaluate with (default: the one that wrote the checkpoint; "
+                                    "another one loads the canonical weights)")
+    O.batch_size(p, default=256)
+    O.image_size(p, default=None, help="images are resized to this (default: the size the model was trained at)")
+    O.limits(p, train_too=False)
+    O.device(p)
+    O.data_dir(p)
+    O.json_output(p)
+    O.progress(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    for name in ("batch_size", "image_size", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"expected --{name.replace('_', '-')} to be a positive integer, got {value}")
-    mod, model, image_size = runs.load_checkpoint(args.checkpoint, args.backend)
+    path = O.checkpoint_of(args)
+    for name in args.backend or [None]:
+        evaluate_one(args, path, name)
+    return 0
+
+
+def evaluate_one(args, path: str, backend) -> None:
+    mod, model, image_size = runs.load_checkpoint(path, backend)
     image_size = args.image_size or image_size
     trainer = registry.part(mod.BACKEND, "training").Trainer(model, model.lr, args.device)
-    split = data.load("test", args.data_dir, args.limit, progress=not args.no_progress)
-    loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, not args.no_progress)
-    result = dict(checkpoint=str(args.checkpoint), backend=mod.BACKEND, device=trainer.device_name,
+    progress = O.show_progress(args)
+    split = data.load("test", args.data_dir, args.limit_val, progress=progress)
+    loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, progress)
+    result = dict(checkpoint=str(path), backend=mod.BACKEND, device=trainer.device_name,
                   image_size=image_size, n=len(split), loss=loss, acc=acc, images_per_s=len(split) / seconds)
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -42,4 +44,3 @@ def run(args) -> int:
         print(f"nin evaluate: {registry.framework(mod.BACKEND)} on {trainer.device_name}: {len(split):,} test "
               f"images at {image_size}x{image_size}: loss {loss:.4f}, accuracy {acc:.4f} "
               f"({result['images_per_s']:,.0f} img/s)")
-    return 0

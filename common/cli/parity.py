@@ -6,32 +6,31 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+from common.cli import options as O
 from common.engine import registry
 from common.tools import parity
-from common.arch.variants import VARIANTS
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("parity", help="check that the backends give the same outputs, gradients and training "
-                                      "losses for the same weights (and match a float64 NumPy reference)")
-    p.add_argument("--backends", default="torch,mxnet,tf", help="comma-separated, or all (default: all three)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    p = O.subcommand(sub, "parity", "check that the backends give the same outputs, gradients and training "
+                                    "losses for the same weights (and match a float64 NumPy reference)")
+    O.backend(p, help="backends to compare")
+    O.image_size(p)
+    O.batch_size(p, default=4, help="images per batch of the checks")
+    O.seed(p, help="seed of the weights and the batches")
     p.add_argument("--checks", default=",".join(parity.CHECKS),
-                   help=f"comma-separated among {', '.join(parity.CHECKS)} (default: all)")
-    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
-    p.add_argument("--steps", type=int, default=20, help="SGD steps of the steps check (default: 20)")
-    p.add_argument("--init", default="kaiming", choices=["kaiming", "xavier"])
-    p.add_argument("--variant", default="chapter", choices=sorted(VARIANTS))
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--in-channels", type=int, default=1)
+                   help=f"comma list among {', '.join(parity.CHECKS)}")
+    O.lr(p)
+    p.add_argument("--steps", type=O.positive_int, default=20, help="SGD steps of the steps check")
+    O.init(p, default="kaiming")
+    O.variant(p)
+    O.shape(p)
     p.add_argument("--grad-dtype", default="float64", choices=parity.GRAD_DTYPES,
-                   help="precision of the grads and steps checks (default: float64). In float32 a ReLU input within "
-                        "rounding of 0 may be gated differently by two frameworks, so these checks can fail with no "
-                        "bug anywhere; forward and layers always run in float32")
-    p.add_argument("--tolerance-scale", type=float, default=1.0,
-                   help="multiply every tolerance (e.g. 100 to see TF32 on a GPU pass; default 1)")
+                   help="precision of the grads and steps checks. In float32 a ReLU input within rounding of 0 may "
+                        "be gated differently by two frameworks, so these checks can fail with no bug anywhere; "
+                        "forward and layers always run in float32")
+    p.add_argument("--tolerance-scale", type=O.positive_float, default=1.0,
+                   help="multiply every tolerance (e.g. 100 to see TF32 on a GPU pass)")
     p.set_defaults(run=run)
 
 
@@ -43,17 +42,11 @@ def _num(value: float) -> str:
 
 
 def run(args) -> int:
-    names = registry.parse_list(args.backends)
+    names = args.backend
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
-    for name, value in (("--batch", args.batch), ("--steps", args.steps)):
-        if value < 1:
-            raise ValueError(f"expected {name} to be a positive integer, got {value}")
-    for name, value in (("--lr", args.lr), ("--tolerance-scale", args.tolerance_scale)):
-        if not value > 0:
-            raise ValueError(f"expected {name} to be a positive number, got {value}")
     mods = [registry.load(n) for n in names]  # fail early, naming the framework to install
-    diffs = parity.run_checks(mods, checks, image_size=args.image_size, batch=args.batch, seed=args.seed,
+    diffs = parity.run_checks(mods, checks, image_size=args.image_size, batch=args.batch_size, seed=args.seed,
                               steps=args.steps, lr=args.lr, init=args.init,
                               tolerance_scale=args.tolerance_scale, grad_dtype=args.grad_dtype, variant=args.variant,
                               num_classes=args.num_classes, in_channels=args.in_channels)
@@ -61,7 +54,7 @@ def run(args) -> int:
     precision = "outputs in float32"
     if set(checks) & set(parity.GRAD_CHECKS):
         precision += f", gradients and SGD in {args.grad_dtype}"
-    table = Table(title=f"NiN parity: {args.variant}, {args.init} init, seed {args.seed}, batch {args.batch} of "
+    table = Table(title=f"NiN parity: {args.variant}, {args.init} init, seed {args.seed}, batch {args.batch_size} of "
                         f"{args.in_channels}x{args.image_size}x{args.image_size}; {precision}",
                   caption="max abs diff = max|a - b| over all elements; relative error = that / max|reference| "
                           "(outputs) or / max|larger side| (loss, gradients, weights)")

@@ -9,27 +9,28 @@ from rich.console import Console
 from rich.table import Table
 
 from common.engine import registry
+from common.arch import costs as C
 from common.tools import resources as R
 from common.arch.checks import check_input_shape
-from common.arch.variants import VARIANTS, build_spec, default_input
+from common.arch.variants import build_spec, default_input
+from common.cli import options as O
 
 TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("resources", help="parameters, multiply-adds and memory (training, prediction), "
-                                         "computed from the spec and checked in each backend")
-    p.add_argument("--backend", default="all", help="torch, mxnet, tf, a comma list, or all (default: all)")
-    p.add_argument("--variant", default="chapter", choices=list(VARIANTS))
-    p.add_argument("--image-size", type=int, default=None, help="default: the variant's (224; 32 for cifar10)")
-    p.add_argument("--in-channels", type=int, default=None, help="default: the variant's (1; 3 for cifar10)")
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="sgd", choices=list(R.OPTIMIZERS),
+    p = O.subcommand(sub, "resources", "parameters, multiply-adds and memory (training, prediction), computed "
+                                       "from the spec and checked in each backend")
+    O.backend(p)
+    O.variant(p)
+    O.image_size(p, default=None, help="images are resized to this (default: the variant's: 224; 32 for cifar10)")
+    O.shape(p, in_channels=None)
+    O.batch_size(p)
+    p.add_argument("--optimizer", default="sgd", choices=list(C.OPTIMIZERS),
                    help="optimizer state: sgd keeps none, momentum one buffer per parameter, adam two")
     p.add_argument("--measure", action="store_true",
                    help="also measure a training step and a prediction in each backend (a fresh process each)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    O.json_output(p)
     p.set_defaults(run=run)
 
 
@@ -38,15 +39,15 @@ def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dic
     out = {}
     kwargs = dict(num_classes=args.num_classes, in_channels=args.in_channels, variant=args.variant,
                   image_size=args.image_size, seed=0)
-    analytic = R.memory(spec, args.image_size, args.batch_size, args.optimizer)
+    analytic = C.memory(spec, args.image_size, args.batch_size, args.optimizer)
     for name in names:
         mod = registry.load(name)
         measuring = registry.part(name, "resources")
         model = mod.NiN(**kwargs)
         params = mod.num_params(model)
-        live = R.peak_live(spec, args.image_size, measuring.EXECUTION) * args.batch_size * R.BYTES
+        live = C.peak_live(spec, args.image_size, measuring.EXECUTION) * args.batch_size * C.BYTES
         predict = analytic.params + live
-        row = dict(params=params, params_match=params == analytic.params // R.BYTES,
+        row = dict(params=params, params_match=params == analytic.params // C.BYTES,
                    modeled=dict(live=live, predict=predict), execution=vars(measuring.EXECUTION).copy(), measured=None)
         if measure:
             m = R.measure_in_subprocess(name, kwargs, args.batch_size, args.image_size, args.optimizer)
@@ -58,16 +59,16 @@ def backend_checks(names: List[str], spec, args, measure: bool) -> Dict[str, dic
 
 
 def run(args) -> int:
-    names = registry.parse_list(args.backend)
+    names = args.backend
     channels, size = default_input(args.variant)
     args.in_channels = channels if args.in_channels is None else args.in_channels
     args.image_size = size if args.image_size is None else args.image_size
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
-    check_input_shape(spec, R.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
-    R.check_options(args.batch_size, args.optimizer)
+    check_input_shape(spec, C.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
+    C.check_options(args.batch_size, args.optimizer)
     for name in names:  # fail early, naming the extra to install
         registry.load(name)
-    res = R.resources(spec, args.image_size, args.batch_size, args.optimizer, variant=args.variant)
+    res = C.resources(spec, args.image_size, args.batch_size, args.optimizer, variant=args.variant)
     try:
         checks = backend_checks(names, spec, args, args.measure)
     except RuntimeError as err:  # a measurement failed in its own process
@@ -82,7 +83,7 @@ def run(args) -> int:
     return 0 if ok else 1
 
 
-def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Console] = None) -> None:
+def show(res: C.Resources, checks: Dict[str, dict], args, console: Optional[Console] = None) -> None:
     console = console or Console(width=200)
     t = Table(title=f"NiN ({res.variant}): {res.in_channels}x{res.image_size}x{res.image_size} input, per image")
     for col in ("#", "layer", "output (C, H, W)", "parameters", "multiply-adds", "activations"):
@@ -108,13 +109,13 @@ def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Cons
     def cells(key: str) -> List[str]:
         out = []
         for c in checks.values():
-            modeled = R.human(c["modeled"][key]) if key in c["modeled"] else ""
+            modeled = C.human(c["modeled"][key]) if key in c["modeled"] else ""
             measured = c["measured"]
             if measured is None or key not in measured:
                 out.append(modeled)
                 continue
             err = measured.get(f"{key}_error")
-            shown = R.human(measured[key]) + (f" ({err:+.0%})" if err is not None else "")
+            shown = C.human(measured[key]) + (f" ({err:+.0%})" if err is not None else "")
             out.append(" / ".join(x for x in (modeled, shown) if x))
         return out
 
@@ -124,7 +125,7 @@ def show(res: R.Resources, checks: Dict[str, dict], args, console: Optional[Cons
             ("training", m.train, cells("train")), ("training step peak (measured)", None, cells("step")),
             ("peak live activations", m.peak_activations, cells("live")), ("prediction", m.predict, cells("predict"))]
     for label, value, rest in rows:
-        mem.add_row(label, "" if value is None else R.human(value), *rest,
+        mem.add_row(label, "" if value is None else C.human(value), *rest,
                     end_section=label in ("training step peak (measured)",))
     console.print(mem)
     if not args.measure:

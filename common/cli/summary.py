@@ -7,16 +7,16 @@ from rich.table import Table
 from common.engine import registry
 from common.arch import shapes
 from common.arch.checks import check_input_shape
-from common.arch.variants import VARIANTS, build_spec
+from common.arch.variants import build_spec
+from common.cli import options as O
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("summary", help="per-layer output shapes and parameters, per backend or side by side")
-    p.add_argument("--backend", default="all", help="torch, mxnet, tf, or all (default: all, side by side)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--in-channels", type=int, default=1)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--variant", default="chapter", choices=sorted(VARIANTS))
+    p = O.subcommand(sub, "summary", "per-layer output shapes and parameters, per backend or side by side")
+    O.backend(p, help="backend(s), side by side")
+    O.image_size(p)
+    O.shape(p)
+    O.variant(p)
     p.set_defaults(run=run)
 
 
@@ -25,7 +25,7 @@ def input_shape(data_format: str, in_channels: int, size: int, batch: int = 1):
 
 
 def run(args) -> int:
-    names = registry.parse_list(args.backend)
+    names = args.backend
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
     check_input_shape(spec, input_shape("NCHW", args.in_channels, args.image_size), "NCHW")
     mods = [registry.load(n) for n in names]  # fail early, naming the extra to install

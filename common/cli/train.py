@@ -2,68 +2,77 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 
-from common.engine import precision, registry, runs, training
-from common.arch.variants import VARIANTS
-from common.arch.weights import INITS
+from common.cli import options as O
+from common.engine import registry, runs, training
 
-# fit's arguments the command offers, with their option names; defaults come from fit itself
-OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "limit_train": int, "limit_val": int,
-           "device": str, "precision": str, "seed": int, "init": str, "variant": str, "data_dir": str}
+# fit's arguments the command offers; left out, they come from the run being resumed, else from fit's defaults
+OPTIONS = ("epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision", "seed",
+           "init", "variant", "data_dir")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train NiN on Fashion-MNIST (default: the chapter's recipe)",
-                       description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
-                                   "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left "
-                                   "out are taken from the run being resumed.")
-    p.add_argument("--backend", choices=registry.BACKENDS, help="torch, mxnet or tf (with --resume: the run's)")
-    p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
-    p.add_argument("--lr", type=float, help=f"SGD learning rate (default {DEFAULTS['lr']})")
-    p.add_argument("--image-size", type=int, help=f"images are resized to this (default {DEFAULTS['image_size']})")
-    p.add_argument("--limit-train", type=int, help="train on the first N training images only")
-    p.add_argument("--limit-val", type=int, help="validate on the first N test images only")
-    p.add_argument("--device", choices=precision.DEVICES, help="auto (the GPU when the framework sees one; default), "
-                                                               "cpu or gpu")
-    p.add_argument("--precision", choices=precision.PRECISIONS,
-                   help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (default: bf16 where the device "
-                        "computes it natively, e.g. a recent GPU, else fp32)")
-    p.add_argument("--seed", type=int, help=f"weights, shuffling and dropout (default {DEFAULTS['seed']})")
-    p.add_argument("--init", choices=INITS, help="xavier (the chapter's; sits at loss 2.303 for a long time) or "
-                                                 "kaiming (He-normal, zero biases; leaves that plateau much sooner)")
-    p.add_argument("--variant", choices=sorted(VARIANTS), help="network variant (default chapter)")
-    p.add_argument("--data-dir", help="folder with the Fashion-MNIST files (else $NIN_DATA_DIR, the cache, "
-                                      "Debian's copy, a download)")
-    p.add_argument("--out", help="folder for metrics.jsonl, curves.png and checkpoint/ (default: with --resume, "
-                                 "the resumed run's folder; else nothing is saved)")
+    p = O.subcommand(sub, "train", "train NiN on Fashion-MNIST (default: the chapter's recipe)",
+                     description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
+                                 "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left out "
+                                 "are taken from the run being resumed.")
+    O.backend(p, default=None, help="backend(s) to train, one after the other (with --resume: the run's)")
+    d = DEFAULTS
+    O.epochs(p, default=None, help=f"total epochs (default: {d['epochs']})")
+    O.batch_size(p, default=None, help=f"images per batch (default: {d['batch_size']})")
+    O.lr(p, default=None, help=f"SGD learning rate (default: {d['lr']})")
+    O.image_size(p, default=None, help=f"images are resized to this (default: {d['image_size']})")
+    O.limits(p)
+    O.device(p, default=None)
+    O.precision(p, default=None)
+    O.seed(p, default=None, help=f"seed of the weights, shuffling and dropout (default: {d['seed']})")
+    O.init(p, default=None)
+    O.variant(p, default=None)
+    O.data_dir(p)
+    p.add_argument("--out", metavar="DIR", help="folder for metrics.jsonl, curves.png and checkpoint/ (with several "
+                                                "backends: DIR/<backend>; with --resume: the resumed run's folder; "
+                                                "else nothing is saved)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed epoch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    O.progress(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     stored = runs.resume_settings(args.resume) if args.resume else {}
-    backend = args.backend or stored.get("backend")
-    if backend is None:
-        raise ValueError("expected --backend torch|mxnet|tf (or --resume DIR)")
+    names = args.backend or ([stored["backend"]] if stored else None)
+    if names is None:
+        raise ValueError(f"expected --backend {'|'.join(registry.BACKENDS)}, a comma list or all (or --resume DIR), "
+                         f"got none")
+    if args.resume and len(names) > 1:
+        raise ValueError(f"expected one backend with --resume (the run's, {stored['backend']}), got {','.join(names)}")
     kwargs = {}
     for name in OPTIONS:
         given = getattr(args, name)
         kwargs[name] = given if given is not None else stored.get(name, DEFAULTS[name])
-    registry.load(backend)  # names the extra to install when the framework is missing
-    fit = registry.part(backend, "training").fit
+    for name in names:
+        registry.load(name)  # names the extra to install when the framework is missing
     if args.out is None and args.resume is None:
         print("nin train: no --out given: metrics and checkpoints are not saved", file=sys.stderr)
+    for name in names:
+        out = os.path.join(args.out, name) if args.out is not None and len(names) > 1 else args.out
+        code = train_one(name, out, args, kwargs)
+        if code:
+            return code
+    return 0
+
+
+def train_one(backend: str, out, args, kwargs) -> int:
+    fit = registry.part(backend, "training").fit
     try:
-        fit(out=args.out, resume=args.resume, progress=not args.no_progress, **kwargs)
+        fit(out=out, resume=args.resume, progress=O.show_progress(args), **kwargs)
     except training.NonFiniteLoss as err:
         print(f"nin train: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        where = args.out or args.resume
+        where = out or args.resume
         print("nin train: interrupted" + (f"; continue with: nin train --resume {where}" if where else ""),
               file=sys.stderr)
         return 130

@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 
-from common.arch.costs import (BYTES, NEEDS, NEUTRAL, OPTIMIZERS, VIEWS, Execution, LayerRow, Memory, Op,  # noqa: F401
-                               Resources, batch_shape, check_options, human, kept_for_backward, layer_table, memory,
-                               ops, peak_live, resources)
+from common.arch.costs import check_options
 from common.engine import registry
 from common.engine.measure import Measured
 

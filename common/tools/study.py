@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Optional, Dict, List, Sequence
 
 from common.engine import registry
 from common.util.files import atomic_path
@@ -44,7 +44,7 @@ def input_shape(data_format: str, in_channels: int, size: int):
 
 def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: int, image_size: int,
             limit_train, limit_val, batch_size: int, lr: float, init: str, seed: int, device: str,
-            progress: bool = True) -> List[Run]:
+            precision: str = "auto", data_dir: Optional[str] = None, progress: bool = True) -> List[Run]:
     """Train every (variant, backend) with the same settings; each run writes to ``out/runs/<variant>-<backend>``."""
     for v in variants:
         check_variant(v)
@@ -59,7 +59,7 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
             print(f"== {run.label}: {run.params:,} parameters, {macs:,} multiply-adds per image", flush=True)
             run.rows = mod.fit(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                                limit_train=limit_train, limit_val=limit_val, device=device, seed=seed, init=init,
-                               out=os.path.join(out, "runs", f"{variant}-{mod.BACKEND}"), progress=progress)
+                               precision=precision, data_dir=data_dir, out=os.path.join(out, "runs", f"{variant}-{mod.BACKEND}"), progress=progress)
             runs.append(run)
     return runs
 

@@ -1,0 +1,183 @@
+"""Every option of the ``nin`` command, defined once: the same name, meaning, check and help in every subcommand.
+
+Values are checked as they are parsed (``positive_int`` and friends), so a bad one ends in one line naming the
+option, and exit 2, before anything runs.  Every ``--help`` shows the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import List, Optional
+
+from common.arch.variants import VARIANTS
+from common.arch.weights import INITS
+from common.engine import registry
+from common.engine.precision import DEVICES, PRECISIONS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``nin train: error: argument --epochs: expected ..., got ...``, exit 2."""
+
+    def error(self, message):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help, unless it has none or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            shown = ",".join(action.default) if isinstance(action.default, list) else action.default
+            text += f" (default: {shown})"
+        return text
+
+
+def subcommand(sub, name: str, help: str, description: Optional[str] = None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description or help, formatter_class=Formatter)
+
+
+# ---------------------------------------------------------------- value types (argparse calls them)
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def backend_list(text: str) -> List[str]:
+    try:
+        return registry.parse_list(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# ---------------------------------------------------------------- the options
+
+def backend(p, default: Optional[str] = "all", help: str = "") -> None:
+    """``--backend``: one name, a comma list, or ``all``; parsed into a list of names (``--backends`` is an alias)."""
+    p.add_argument("--backend", "--backends", dest="backend", type=backend_list,
+                   default=None if default is None else registry.parse_list(default),
+                   metavar="NAME[,NAME...]|all",
+                   help=(help or "backend(s)") + f": {', '.join(registry.BACKENDS)}, a comma list, or all")
+
+
+def image_size(p, default: Optional[int] = 224, help: str = "images are resized to this") -> None:
+    p.add_argument("--image-size", type=positive_int, default=default, metavar="PIXELS", help=help)
+
+
+def batch_size(p, default: Optional[int] = 128, help: str = "images per batch") -> None:
+    p.add_argument("--batch-size", type=positive_int, default=default, help=help)
+
+
+def epochs(p, default: Optional[int] = 10, help: str = "total epochs") -> None:
+    p.add_argument("--epochs", type=positive_int, default=default, help=help)
+
+
+def lr(p, default: Optional[float] = 0.05, help: str = "SGD learning rate") -> None:
+    p.add_argument("--lr", type=positive_float, default=default, help=help)
+
+
+def limits(p, train: Optional[int] = None, val: Optional[int] = None, train_too: bool = True) -> None:
+    if train_too:
+        p.add_argument("--limit-train", type=positive_int, default=train, metavar="N",
+                       help="use the first N training images only")
+    p.add_argument("--limit-val", type=positive_int, default=val, metavar="N",
+                   help="use the first N test images only")
+
+
+def device(p, default: Optional[str] = "auto") -> None:
+    p.add_argument("--device", choices=DEVICES, default=default,
+                   help="auto (the GPU when the framework sees one, else the CPU), cpu or gpu")
+
+
+def precision(p, default: Optional[str] = "auto") -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default=default,
+                   help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (bf16 where the device "
+                        "computes it natively: a recent GPU, a CPU with AVX512-BF16/AMX; else fp32)")
+
+
+def seed(p, default: Optional[int] = 0, help: str = "seed of the weights, shuffling and dropout") -> None:
+    p.add_argument("--seed", type=non_negative_int, default=default, help=help)
+
+
+def init(p, default: Optional[str] = "xavier") -> None:
+    p.add_argument("--init", choices=INITS, default=default,
+                   help="xavier (the chapter's) or kaiming (He-normal, zero biases; leaves the loss plateau at "
+                        "2.303 sooner)")
+
+
+def variant(p, default: Optional[str] = "chapter") -> None:
+    p.add_argument("--variant", choices=sorted(VARIANTS), default=default, help="network variant")
+
+
+def variants(p, default: str = "chapter") -> None:
+    p.add_argument("--variants", default=default, help=f"comma list of variants, from: {', '.join(VARIANTS)}")
+
+
+def shape(p, in_channels: Optional[int] = 1, num_classes: int = 10) -> None:
+    p.add_argument("--in-channels", type=positive_int, default=in_channels,
+                   help="input channels" + (" (default: the variant's: 1; 3 for cifar10)" if in_channels is None else ""))
+    p.add_argument("--num-classes", type=positive_int, default=num_classes, help="output classes")
+
+
+def data_dir(p) -> None:
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder with the Fashion-MNIST files (default: $NIN_DATA_DIR, else the cache, Debian's "
+                        "copy, a download)")
+
+
+CHECKPOINT_HELP = ("a run folder (or its checkpoint/), a native file (model.pt, model.params, model.weights.h5, "
+                   "with its .json description) or canonical .npz weights")
+
+
+def checkpoint(p) -> None:
+    """The checkpoint to read, given as the first argument or as ``--checkpoint`` (``checkpoint_of`` reads it)."""
+    p.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", help=CHECKPOINT_HELP)
+    p.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT", help="the same, as an option")
+
+
+def checkpoint_of(args) -> str:
+    given = [c for c in (args.checkpoint, args.checkpoint_option) if c is not None]
+    if len(given) != 1:
+        raise ValueError(f"expected one checkpoint ({CHECKPOINT_HELP}), got {len(given)}")
+    return given[0]
+
+
+def progress(p) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are off anyway when the output is not a terminal)")
+
+
+def json_output(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def show_progress(args) -> bool:
+    """Progress bars only for a person at a terminal, unless switched off."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
