@@ -16,7 +16,8 @@ from typing import Tuple
 import numpy as np
 from mxnet import autograd, gluon
 
-from common.arch.costs import BYTES, Execution, batch_shape, check_options
+from common.arch.costs import BYTES, Execution, check_options
+from common.arch.shapes import batch_shape
 from common.engine.measure import Measured, run_measurement
 from ._mx import array, mx
 from .model import DATA_FORMAT, NiN, context_of

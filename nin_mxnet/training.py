@@ -13,7 +13,6 @@ from mxnet import autograd, gluon, npx
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
-from common.util.machine import keep_freed_memory
 
 from .model import BACKEND, NiN
 
@@ -56,7 +55,6 @@ class Trainer:
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
-        keep_freed_memory()  # as the other backends do (MXNet pools its own memory: little effect here)
         self.ctx = select_device(device)
         self.precision = resolve_precision(precision, False, BACKEND, bf16_why_not=NO_BF16)
         self.model = model

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.arch.costs import BYTES, Execution, batch_shape, check_options
+from common.arch.costs import BYTES, Execution, check_options
+from common.arch.shapes import batch_shape
 from common.engine.measure import Measured, run_measurement
 from common.engine import registry
 

@@ -12,7 +12,7 @@ from tensorflow import keras
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
-from common.util.machine import cpu_bf16, keep_freed_memory
+from common.util.machine import cpu_bf16
 
 from .model import BACKEND, NiN
 
@@ -74,11 +74,10 @@ class Trainer:
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
     ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.  Building a
-    Trainer calls ``common.util.machine.keep_freed_memory()``.
+
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
-        keep_freed_memory()
         self.device = select_device(device)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.policy = "mixed_bfloat16" if self.precision == "bf16" else None

@@ -16,7 +16,8 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from common.arch.costs import BYTES, Execution, batch_shape, check_options
+from common.arch.costs import BYTES, Execution, check_options
+from common.arch.shapes import batch_shape
 from common.engine.measure import Measured, run_measurement
 from .model import DATA_FORMAT, NiN, device_of
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
-from common.util.machine import cpu_bf16, keep_freed_memory
+from common.util.machine import cpu_bf16
 
 from .model import BACKEND, NiN
 
@@ -47,11 +47,10 @@ class Trainer:
     layout cuDNN's tensor-core convolutions use.  On a CPU they stay NCHW: oneDNN's 5x5 convolution, half of
     the network's work, runs faster in it (measured 21.7 vs 20.1 images/s at batch 128/224 on a 2-core
     EPYC).  ``bf16`` runs the network under ``torch.autocast`` (bfloat16 convolutions, float32 weights,
-    optimizer and loss).  Building a Trainer calls ``common.util.machine.keep_freed_memory()``.
+    optimizer and loss).
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
-        keep_freed_memory()
         self.device = select_device(device)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format

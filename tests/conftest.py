@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from common.arch import shapes
+from common.arch.shapes import array_to_layout, batch_shape
 from common.engine import registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
@@ -34,14 +36,8 @@ def all_backends():
     return [load_backend(name) for name in registry.BACKENDS]
 
 
-def to_layout(x_nchw, data_format):
-    """An NCHW NumPy batch in the given layout."""
-    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x_nchw
-
-
-def shape_in(data_format, n, c, h, w=None):
-    w = h if w is None else w
-    return (n, c, h, w) if data_format == "NCHW" else (n, h, w, c)
+# test-side names for the layout helpers of common.arch.shapes
+to_layout, shape_in = array_to_layout, batch_shape
 
 
 DENSE_SIZE = 32
@@ -63,3 +59,21 @@ def dense_variant(monkeypatch):
     from common.arch.variants import VARIANTS
     monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
     return dict(variant="dense_head", image_size=DENSE_SIZE)
+
+
+def training_of(backend):
+    """A backend's ``training`` module (its Trainer, fit, build_model)."""
+    return registry.part(backend.BACKEND, "training")
+
+
+def pool_oracle(x: np.ndarray, kind: str, k: int, s: int, ceil_mode: bool) -> np.ndarray:
+    """NCHW pooling without padding, written out as loops: a partial last window (ceil mode) uses only its
+    in-image part (Caffe, PyTorch ``ceil_mode=True``, MXNet ``'full'``)."""
+    h, w = x.shape[2:]
+    oh, ow = shapes.pool_out(h, k, s, ceil_mode), shapes.pool_out(w, k, s, ceil_mode)
+    reduce = np.max if kind == "max" else np.mean
+    res = np.empty(x.shape[:2] + (oh, ow), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            res[:, :, i, j] = reduce(x[:, :, i * s:min(i * s + k, h), j * s:min(j * s + k, w)], axis=(2, 3))
+    return res

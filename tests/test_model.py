@@ -9,7 +9,7 @@ import pytest
 
 from common.arch import shapes
 from common.arch.spec import chapter
-from conftest import load_backend, shape_in, to_layout
+from conftest import shape_in, to_layout
 
 CHAPTER_NAMES = {
     "torch": ["Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Dropout",

@@ -11,7 +11,7 @@ from common.tools import parity
 from common.arch import reference
 from common.arch import spec as S
 from common.arch.config import model_config
-from conftest import load_backend
+from conftest import load_backend, pool_oracle
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px
 FLOAT64_AGREEMENT = 1e-9  # float64 backends agree to ~1e-14; float32 ones only to ~1e-6, which this tells apart
@@ -45,17 +45,6 @@ def direct_conv(x, w, b, stride, pad):
     return out
 
 
-def direct_pool(x, k, stride, ceil_mode):
-    h, w = x.shape[2:]
-    oh, ow = [-(-(s - k) // stride) + 1 if ceil_mode else (s - k) // stride + 1 for s in (h, w)]
-    oh, ow = [o - 1 if ceil_mode and (o - 1) * stride >= s else o for o, s in ((oh, h), (ow, w))]
-    out = np.zeros(x.shape[:2] + (oh, ow))
-    for i in range(oh):
-        for j in range(ow):
-            out[:, :, i, j] = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k].max(axis=(2, 3))
-    return out
-
-
 @pytest.mark.parametrize("kernel,stride,pad", [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 2, 1), (1, 1, 0)])
 def test_reference_conv_matches_direct_loops(kernel, stride, pad):
     rng = np.random.default_rng(kernel * 10 + stride)
@@ -68,7 +57,7 @@ def test_reference_conv_matches_direct_loops(kernel, stride, pad):
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_reference_pool_matches_direct_loops(size, ceil_mode):
     x = np.random.default_rng(size).normal(size=(2, 3, size, size + 1))
-    np.testing.assert_array_equal(reference.max_pool(x, 3, 2, ceil_mode), direct_pool(x, 3, 2, ceil_mode))
+    np.testing.assert_array_equal(reference.max_pool(x, 3, 2, ceil_mode), pool_oracle(x, "max", 3, 2, ceil_mode))
 
 
 def test_reference_head_and_loss():
@@ -154,14 +143,14 @@ def test_sgd_step_is_plain_sgd_without_dropout_on_a_float64_copy(backend):
     before = hooks.parameters(double)
     assert all(before[k].dtype == np.float64 and np.array_equal(before[k], start[k]) for k in start)
     (x, y), = parity.make_batches(model.spec, SMALL, 4, seed=0)
-    loss, grads = hooks.loss_and_grads(double, parity.to_backend(x, backend.DATA_FORMAT), y)
+    loss, grads = hooks.loss_and_grads(double, parity.array_to_layout(x, backend.DATA_FORMAT), y)
     assert loss == pytest.approx(reference.cross_entropy(reference.forward(model.spec, start, x), y), rel=1e-12)
-    again, grads_again = hooks.loss_and_grads(double, parity.to_backend(x, backend.DATA_FORMAT), y)
+    again, grads_again = hooks.loss_and_grads(double, parity.array_to_layout(x, backend.DATA_FORMAT), y)
     assert loss == again and all(np.array_equal(grads[k], grads_again[k]) for k in grads)  # no dropout
     assert all(g.dtype == np.float64 for g in grads.values())
     assert all(np.abs(g).max() > 0 for k, g in grads.items() if k.endswith("weight"))
     lr = parity.float32_lr(0.05)
-    assert hooks.sgd_step(double, parity.to_backend(x, backend.DATA_FORMAT), y, lr) == loss
+    assert hooks.sgd_step(double, parity.array_to_layout(x, backend.DATA_FORMAT), y, lr) == loss
     after = hooks.parameters(double)
     for name in before:
         np.testing.assert_allclose(after[name], before[name] - lr * grads[name], rtol=0,

@@ -7,23 +7,21 @@ import os
 import numpy as np
 import pytest
 
+from common.arch.shapes import batch_shape
 from common.engine import precision, registry
 from common.tools import bench
 from common import cli
 from common.util import machine
-from conftest import load_backend
+from conftest import load_backend, training_of
 
 SIZE = 67  # the smallest image the chapter's network takes
 BF16 = ("torch", "tf")  # the backends that train in bf16 (MXNet 1.9 cannot: nin_mxnet.training.NO_BF16)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def impl(backend):
-    return registry.part(backend.BACKEND, "training")
-
 
 def trainer(backend, precision, lr=0.05, seed=0):
-    return impl(backend).Trainer(impl(backend).build_model("cpu", seed=seed, init="kaiming", image_size=SIZE), lr,
+    return training_of(backend).Trainer(training_of(backend).build_model("cpu", seed=seed, init="kaiming", image_size=SIZE), lr,
                                  "cpu", precision)
 
 
@@ -54,7 +52,7 @@ def test_auto_is_bf16_only_where_the_cpu_computes_it(backend, monkeypatch):
     """``auto`` follows the CPU's bf16 instructions (faked here); MXNet stays fp32 (it cannot train in bf16)."""
     expected = {True: "bf16" if backend.BACKEND in BF16 else "fp32", False: "fp32"}
     for native in (True, False):
-        monkeypatch.setattr(impl(backend), "cpu_bf16", lambda: native, raising=False)
+        monkeypatch.setattr(training_of(backend), "cpu_bf16", lambda: native, raising=False)
         assert trainer(backend, "auto").precision == expected[native]
         assert trainer(backend, "fp32").precision == "fp32"
 
@@ -87,7 +85,7 @@ def test_bf16_computes_in_bfloat16_keeps_float32_weights_and_learns(name):
     moved = max(float(np.abs(weights[k] - v).max()) for k, v in b.export_weights(fp32.model).items())
     assert moved > 0
     # the model itself is left computing in float32 (its precision belongs to the trainer)
-    x = np.zeros((1, 1, SIZE, SIZE) if b.DATA_FORMAT == "NCHW" else (1, SIZE, SIZE, 1), np.float32)
+    x = np.zeros(batch_shape(b.DATA_FORMAT, 1, 1, SIZE), np.float32)
     assert b.predict(bf16.model, x).dtype == np.float32
 
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import training_of
 from common.engine import data, registry, runs, training
 from common import cli
 from common.arch.weights import load_npz
@@ -28,13 +29,10 @@ def fashion_mnist():
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def device(request, backend):
     """``cpu``, and ``gpu`` where the framework sees one (skipped with the reason otherwise)."""
-    if request.param == "gpu" and impl(backend).gpu_count() == 0:
+    if request.param == "gpu" and training_of(backend).gpu_count() == 0:
         pytest.skip(f"{registry.framework(backend.BACKEND)} sees no GPU")
     return request.param
 
-
-def impl(backend):
-    return registry.part(backend.BACKEND, "training")
 
 
 def npz_weights(run_dir):
@@ -47,7 +45,7 @@ def max_abs_diff(a, b):
 
 
 def test_fit_has_the_same_signature_everywhere(all_backends):
-    sigs = [inspect.signature(impl(b).fit) for b in all_backends]
+    sigs = [inspect.signature(training_of(b).fit) for b in all_backends]
     assert sigs[0] == sigs[1] == sigs[2]
     assert list(sigs[0].parameters) == ["model", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
@@ -55,13 +53,13 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
     with pytest.raises(TypeError, match="epoch"):
-        impl(all_backends[0]).fit(epoch=1)  # a misspelt setting is refused, not ignored
+        training_of(all_backends[0]).fit(epoch=1)  # a misspelt setting is refused, not ignored
 
 
 def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, capsys):
     run = tmp_path / "run"
-    model = impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
-    rows = impl(backend).fit(model, epochs=1, device=device, out=str(run), **SMALL)
+    model = training_of(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    rows = training_of(backend).fit(model, epochs=1, device=device, out=str(run), **SMALL)
     printed = capsys.readouterr().out
     assert len(rows) == 1
     row = rows[0]
@@ -92,8 +90,8 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
 def test_one_small_batch_is_overfitted(backend, device):
     """150 SGD steps on 4 images: their loss (dropout off) falls well below its start."""
     split = data.load("train", limit=4)
-    model = impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
-    trainer = impl(backend).Trainer(model, 0.03, device)
+    model = training_of(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    trainer = training_of(backend).Trainer(model, 0.03, device)
     trainer.reseed(1)
     start = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
     losses = [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(150)]
@@ -105,7 +103,7 @@ def test_one_small_batch_is_overfitted(backend, device):
 
 def test_dropout_active_in_training_off_in_evaluation(backend, device):
     split = data.load("train", limit=16)
-    trainer = impl(backend).Trainer(impl(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE),
+    trainer = training_of(backend).Trainer(training_of(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE),
                                     1e-12, device)  # steps too small to change the weights measurably
     trainer.reseed(0)
     evals = [trainer.eval_step(split.images, split.labels, SIZE) for _ in range(2)]
@@ -116,7 +114,7 @@ def test_dropout_active_in_training_off_in_evaluation(backend, device):
 
 
 def test_resume_equals_uninterrupted(backend, device, tmp_path):
-    fit = impl(backend).fit
+    fit = training_of(backend).fit
     straight = fit(epochs=2, device=device, out=str(tmp_path / "a"), **SMALL)
     fit(epochs=1, device=device, out=str(tmp_path / "b"), **SMALL)
     resumed = fit(epochs=2, device=device, resume=str(tmp_path / "b"), **SMALL)
@@ -147,7 +145,7 @@ def poison(backend, model):
 
 
 def test_non_finite_loss_stops_naming_the_step(backend, device, tmp_path, monkeypatch):
-    tr, run = impl(backend), str(tmp_path / "run")
+    tr, run = training_of(backend), str(tmp_path / "run")
     tr.fit(epochs=1, device=device, out=run, **SMALL)
     good = npz_weights(run)
     calls, train_step = [], tr.Trainer.train_step
@@ -196,7 +194,7 @@ def test_cli_train_resume_evaluate(backend, tmp_path, capsys):
 def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
     """One backend's checkpoint, evaluated by each backend through the canonical model.npz."""
     run = str(tmp_path / "run")
-    impl(all_backends[0]).fit(epochs=1, device="cpu", out=run, **SMALL)
+    training_of(all_backends[0]).fit(epochs=1, device="cpu", out=run, **SMALL)
     capsys.readouterr()
     results = []
     for b in all_backends:
@@ -209,7 +207,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
 
 
 def test_device_gpu_without_one_is_a_clear_error(backend):
-    tr = impl(backend)
+    tr = training_of(backend)
     if tr.gpu_count() == 0:
         with pytest.raises(ValueError, match=f"--device gpu: {registry.framework(backend.BACKEND)} sees no GPU"):
             tr.select_device("gpu")
@@ -232,7 +230,7 @@ def test_device_gpu_without_one_is_a_clear_error(backend):
 def test_bad_arguments_same_message_everywhere(all_backends, kwargs, fragment):
     for b in all_backends:
         with pytest.raises(ValueError, match=fragment):
-            impl(b).fit(**dict(SMALL, **kwargs))
+            training_of(b).fit(**dict(SMALL, **kwargs))
 
 
 def test_cli_train_reports_a_missing_backend_option(capsys):

@@ -7,7 +7,7 @@ import pytest
 from common.arch import shapes
 from common.arch import spec as S
 from common.arch.variants import VARIANTS, VGG_STAGES, build_spec, default_input, describe
-from conftest import shape_in, to_layout
+from conftest import pool_oracle, shape_in, to_layout
 
 
 def size_for(spec: S.NetSpec) -> int:
@@ -78,18 +78,6 @@ def test_cifar10_network_at_its_own_input(backend):
     assert rows[-1][1] == (4, 10)
 
 
-def reference_pool(x: np.ndarray, kind: str, k: int, s: int, ceil_mode: bool) -> np.ndarray:
-    """NCHW pooling without padding, written out: a partial last window (ceil mode) uses its in-image part."""
-    n = x.shape[2]
-    out = shapes.pool_out(n, k, s, ceil_mode)
-    reduce = np.max if kind == "max" else np.mean
-    res = np.empty(x.shape[:2] + (out, out), np.float32)
-    for i in range(out):
-        for j in range(out):
-            res[:, :, i, j] = reduce(x[:, :, i * s:min(i * s + k, n), j * s:min(j * s + k, n)], axis=(2, 3))
-    return res
-
-
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("ceil_mode", [True, False])
 def test_pooling_matches_reference(backend, monkeypatch, kind, ceil_mode):
@@ -101,7 +89,7 @@ def test_pooling_matches_reference(backend, monkeypatch, kind, ceil_mode):
     backend.import_weights(model, {"block0.conv0.weight": np.eye(2, dtype=np.float32).reshape(2, 2, 1, 1),
                                    "block0.conv0.bias": np.zeros(2, np.float32)})
     x = np.random.default_rng(2).random((3, 2, 10, 10), dtype=np.float32) + 0.1  # positive: ReLU is identity
-    expected = reference_pool(x, kind, 3, 2, ceil_mode)
+    expected = pool_oracle(x, kind, 3, 2, ceil_mode)
     out = backend.predict(model, to_layout(x, backend.DATA_FORMAT))
     side = expected.shape[2]
     got = out.reshape(shape_in(backend.DATA_FORMAT, 3, 2, side))

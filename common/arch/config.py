@@ -8,6 +8,7 @@ from common.arch.shapes import min_image_size
 from common.arch.spec import NetSpec
 from common.arch.variants import build_spec
 from common.arch.weights import INITS, Weights, initial_weights
+from common.util.values import check_choice, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,10 @@ def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, v
                  seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> ModelConfig:
     """Validate NiN's arguments (same errors in every backend) and resolve its spec."""
     spec = build_spec(variant, num_classes, in_channels)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"expected lr to be a positive number, got {lr!r}")
-    if init not in INITS:
-        raise ValueError(f"expected init to be one of {', '.join(INITS)}, got {init!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"expected seed to be None or a non-negative integer, got {seed!r}")
-    smallest = min_image_size(spec)
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
-        raise ValueError(f"expected image_size to be an integer >= {smallest}, got {image_size!r}")
+    check_positive("lr", lr)
+    check_choice("init", init, INITS)
+    check_int("seed", seed, least=0, allow_none=True)
+    check_int("image_size", image_size, least=min_image_size(spec))
     kwargs = dict(lr=float(lr), num_classes=num_classes, in_channels=in_channels, variant=variant, seed=seed,
                   init=init, image_size=image_size)
     return ModelConfig(spec, float(lr), image_size, seed, init, kwargs)

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from common.arch.shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
 from common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from common.util.values import check_choice, check_int
 
 BYTES = 4  # float32
 OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}  # state buffers per parameter
@@ -195,10 +196,8 @@ def layer_table(spec: NetSpec, image_size: int) -> List[LayerRow]:
 
 
 def check_options(batch_size: int, optimizer: str) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"expected batch_size to be a positive integer, got {batch_size!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"expected optimizer to be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    check_int("batch_size", batch_size)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
 
 
 def memory(spec: NetSpec, image_size: int = 224, batch_size: int = 128, optimizer: str = "sgd") -> Memory:
@@ -228,8 +227,3 @@ def human(nbytes: float) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.1f} GiB"  # pragma: no cover
-
-
-def batch_shape(data_format: str, batch: int, in_channels: int, size: int) -> Tuple[int, int, int, int]:
-    return (batch, in_channels, size, size) if data_format == "NCHW" else (batch, size, size, in_channels)
-

@@ -54,16 +54,14 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
     """
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     x = np.asarray(x, np.float64)
-    outs, b, d = [], 0, 0
-    for layer in spec.layers:
+    outs = []
+    for layer, names in zip(spec.layers, spec.param_names):
         if isinstance(layer, S.Block):
-            for c, conv in enumerate(layer.convs):
-                p = f"block{b}.conv{c}"
+            for p, conv in zip(names, layer.convs):
                 z = conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding)
                 if preactivations is not None:
                     preactivations[p] = z
                 x = relu(z)
-            b += 1
         elif isinstance(layer, S.MaxPool):
             x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)
         elif isinstance(layer, S.GlobalAvgPool):
@@ -71,8 +69,8 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
         elif isinstance(layer, S.Flatten):
             x = x.reshape(x.shape[0], -1)
         elif isinstance(layer, S.Dense):
-            x = x.reshape(x.shape[0], -1) @ w[f"dense{d}.weight"].T + w[f"dense{d}.bias"]
-            d += 1
+            (p,) = names
+            x = x.reshape(x.shape[0], -1) @ w[f"{p}.weight"].T + w[f"{p}.bias"]
         elif not isinstance(layer, S.Dropout):  # pragma: no cover - a new layer kind must be taught here
             raise TypeError(f"unknown layer {layer!r}")
         outs.append(x)

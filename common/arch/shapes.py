@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from common.arch.spec import AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 # A feature shape without the batch axis, in the canonical (channels-first) order:
 # (C, H, W) for images, (F,) for flat features.
@@ -45,7 +45,7 @@ def feature_shapes(spec: NetSpec, height: int, width: int | None = None,
     """Output feature shape (channels first, no batch axis) of each top-level layer.
 
     Sizes may become zero or negative for too-small inputs; `min_image_size` and
-    `check_input` use that to explain the failure.
+    `common.arch.checks.check_input_shape` use that to explain the failure.
     """
     width = height if width is None else width
     shape: Feature = (spec.in_channels, height, width)
@@ -69,6 +69,20 @@ def feature_shapes(spec: NetSpec, height: int, width: int | None = None,
             raise TypeError(f"unknown layer {layer!r}")
         out.append(shape)
     return out
+
+
+def batch_shape(data_format: str, batch: int, channels: int, height: int, width: Optional[int] = None
+                ) -> Tuple[int, int, int, int]:
+    """The shape of a batch of images in a backend's layout (``"NCHW"`` or ``"NHWC"``); square by default."""
+    width = height if width is None else width
+    return (batch, channels, height, width) if data_format == "NCHW" else (batch, height, width, channels)
+
+
+def array_to_layout(x_nchw, data_format: str):
+    """An NCHW NumPy batch in a backend's layout (a contiguous copy for NHWC; the batch itself for NCHW)."""
+    import numpy as np
+
+    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x_nchw
 
 
 def to_layout(feature: Feature, data_format: str) -> Tuple[int, ...]:
@@ -99,10 +113,9 @@ def conv_param_shapes(spec: NetSpec) -> List[Tuple[str, Tuple[int, int, int, int
     """(canonical prefix, OIHW weight shape, bias length) of every convolution."""
     out = []
     in_ch = spec.in_channels
-    for b, block in enumerate(spec.blocks):
-        for c, conv in enumerate(block.convs):
-            out.append((f"block{b}.conv{c}", (conv.out_channels, in_ch, conv.kernel_size, conv.kernel_size),
-                        conv.out_channels))
+    for layer, names in zip(spec.layers, spec.param_names):
+        for name, conv in zip(names, layer.convs if isinstance(layer, Block) else ()):
+            out.append((name, (conv.out_channels, in_ch, conv.kernel_size, conv.kernel_size), conv.out_channels))
             in_ch = conv.out_channels
     return out
 
@@ -112,16 +125,9 @@ def dense_param_shapes(spec: NetSpec, image_size: int) -> List[Tuple[str, Tuple[
 
     The input features of a Dense layer are counted in channels-first (C, H, W) order.
     """
-    out = []
-    feats = feature_shapes(spec, image_size)
-    prev: Feature = (spec.in_channels, image_size, image_size)
-    d = 0
-    for layer, feat in zip(spec.layers, feats):
-        if isinstance(layer, Dense):
-            out.append((f"dense{d}", (layer.out_features, math.prod(prev)), layer.out_features))
-            d += 1
-        prev = feat
-    return out
+    inputs = [(spec.in_channels, image_size, image_size)] + feature_shapes(spec, image_size)[:-1]
+    return [(names[0], (layer.out_features, math.prod(prev)), layer.out_features)
+            for layer, names, prev in zip(spec.layers, spec.param_names, inputs) if isinstance(layer, Dense)]
 
 
 def dense_unflattened_inputs(spec: NetSpec, image_size: int) -> List[Feature]:
@@ -161,17 +167,8 @@ def num_params(spec: NetSpec, image_size: int = 224) -> int:
 def layer_params(spec: NetSpec, image_size: int = 224) -> List[int]:
     """Parameters held by each top-level layer."""
     shapes = param_shapes(spec, image_size)
-    counts, b, d = [], 0, 0
-    for layer in spec.layers:
-        if isinstance(layer, Block):
-            prefix, b = f"block{b}.", b + 1
-        elif isinstance(layer, Dense):
-            prefix, d = f"dense{d}.", d + 1
-        else:
-            counts.append(0)
-            continue
-        counts.append(sum(math.prod(s) for k, s in shapes.items() if k.startswith(prefix)))
-    return counts
+    return [sum(math.prod(shapes[f"{name}.{kind}"]) for name in names for kind in ("weight", "bias"))
+            for names in spec.param_names]
 
 
 def survives(spec: NetSpec, size: int) -> bool:

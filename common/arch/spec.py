@@ -7,8 +7,9 @@ Caffe's ceil-mode pooling) are other values of the same data.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Tuple, Union
+from common.util.values import check_int
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,23 @@ class NetSpec:
     def blocks(self) -> Tuple[Block, ...]:
         return tuple(layer for layer in self.layers if isinstance(layer, Block))
 
+    @property
+    def param_names(self) -> Tuple[Tuple[str, ...], ...]:
+        """The canonical prefix of every parameter-holding layer, parallel to ``layers``: a Block's
+        convolutions are ``block{b}.conv{c}``, a Dense layer is ``dense{d}``, other layers have none.  The one
+        place these names are made; weights, shapes, the reference and every backend read them here."""
+        out, b, d = [], 0, 0
+        for layer in self.layers:
+            if isinstance(layer, Block):
+                out.append(tuple(f"block{b}.conv{c}" for c in range(len(layer.convs))))
+                b += 1
+            elif isinstance(layer, Dense):
+                out.append((f"dense{d}",))
+                d += 1
+            else:
+                out.append(())
+        return tuple(out)
+
 
 def nin_stage(out_channels: int, kernel_size: int, strides: int, padding: int,
               num_1x1: int = 2, inner_kernel_size: int = 1) -> Block:
@@ -106,8 +124,7 @@ def nin_stage(out_channels: int, kernel_size: int, strides: int, padding: int,
     for name, value, low in (("out_channels", out_channels, 1), ("kernel_size", kernel_size, 1),
                              ("strides", strides, 1), ("padding", padding, 0),
                              ("num_1x1", num_1x1, 0), ("inner_kernel_size", inner_kernel_size, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"nin_block: expected {name} to be an integer >= {low}, got {value!r}")
+        check_int(name, value, least=low, prefix="nin_block: ")
     if inner_kernel_size % 2 == 0:
         raise ValueError(f"nin_block: expected an odd inner_kernel_size, got {inner_kernel_size}")
     inner = Conv(out_channels, inner_kernel_size, 1, inner_kernel_size // 2)
@@ -129,6 +146,3 @@ def chapter(num_classes: int = 10, in_channels: int = 1, num_1x1: int = 2,
         Flatten(),
     ), name="chapter")
 
-
-def with_in_channels(spec: NetSpec, in_channels: int) -> NetSpec:
-    return replace(spec, in_channels=in_channels)

@@ -25,6 +25,7 @@ from typing import Callable, Dict, Tuple
 
 from common.arch.spec import (AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec, chapter,
                    nin_stage)
+from common.util.values import check_choice, check_int
 
 # VGG's convolutions per stage (Simonyan & Zisserman, configurations A, D and E); channels 64..512.
 VGG_STAGES = {11: (1, 1, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -151,13 +152,11 @@ def describe(variant: str) -> str:
 
 
 def check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"expected variant to be one of {', '.join(VARIANTS)}, got {variant!r}")
+    check_choice("variant", variant, VARIANTS)
 
 
 def build_spec(variant: str = "chapter", num_classes: int = 10, in_channels: int = 1) -> NetSpec:
     check_variant(variant)
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+        check_int(name, value)
     return VARIANTS[variant](num_classes=num_classes, in_channels=in_channels)

@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from common.util.files import atomic_path
+from common.util.values import check_choice
 from common.arch.shapes import param_shapes
 from common.arch.spec import NetSpec
 
@@ -59,8 +60,7 @@ def initial_weights(spec: NetSpec, seed: Optional[int] = None, init: str = "xavi
     biases zero.  ``kaiming``: He-normal weights (std sqrt(2 / fan_in)), biases zero; this one
     leaves the chapter's plateau at loss 2.303 within a few hundred steps.
     """
-    if init not in INITS:
-        raise ValueError(f"expected init to be one of {', '.join(INITS)}, got {init!r}")
+    check_choice("init", init, INITS)
     rng = np.random.default_rng(seed)
     out: Weights = {}
     for name, shape in param_shapes(spec, image_size).items():
@@ -107,12 +107,10 @@ def canonical_layers(spec: NetSpec, native_layers, block_convs) -> list:
     """
     from common.arch.spec import Block, Dense
 
-    out, b, d = [], 0, 0
-    for layer, native in zip(spec.layers, native_layers):
+    out = []
+    for layer, names, native in zip(spec.layers, spec.param_names, native_layers):
         if isinstance(layer, Block):
-            out += [(f"block{b}.conv{c}", conv) for c, conv in enumerate(block_convs(native))]
-            b += 1
+            out += list(zip(names, block_convs(native)))
         elif isinstance(layer, Dense):
-            out.append((f"dense{d}", native))
-            d += 1
+            out.append((names[0], native))
     return out

@@ -32,7 +32,7 @@ def run(args) -> int:
 def evaluate_one(args, path: str, backend) -> None:
     mod, model, image_size = runs.load_checkpoint(path, backend)
     image_size = args.image_size or image_size
-    trainer = registry.part(mod.BACKEND, "training").Trainer(model, model.lr, args.device)
+    trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device)
     progress = O.show_progress(args)
     split = data.load("test", args.data_dir, args.limit_val, progress=progress)
     loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, progress)

@@ -20,14 +20,10 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def input_shape(data_format: str, in_channels: int, size: int, batch: int = 1):
-    return (batch, in_channels, size, size) if data_format == "NCHW" else (batch, size, size, in_channels)
-
-
 def run(args) -> int:
     names = args.backend
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
-    check_input_shape(spec, input_shape("NCHW", args.in_channels, args.image_size), "NCHW")
+    check_input_shape(spec, shapes.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
     mods = [registry.load(n) for n in names]  # fail early, naming the extra to install
     params = shapes.layer_params(spec, args.image_size)
     table = Table(title=f"NiN ({args.variant}), {args.in_channels}x{args.image_size}x{args.image_size} input, "
@@ -37,7 +33,7 @@ def run(args) -> int:
     for mod in mods:
         model = mod.NiN(num_classes=args.num_classes, in_channels=args.in_channels, variant=args.variant,
                         image_size=args.image_size, seed=0)
-        rows = mod.layer_shapes(model, input_shape(mod.DATA_FORMAT, args.in_channels, args.image_size))
+        rows = mod.layer_shapes(model, shapes.batch_shape(mod.DATA_FORMAT, 1, args.in_channels, args.image_size))
         columns.append((mod, rows, mod.num_params(model)))
         table.add_column(f"{mod.BACKEND} layer")
         table.add_column(f"{mod.BACKEND} output ({mod.DATA_FORMAT})")

@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from common.util.files import atomic_path
+from common.util.values import check_int
 
 FILES = {  # split -> (images file, labels file)
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -300,8 +301,7 @@ def batches(split: Split, batch_size: int, *, shuffle: bool = False, seed: int =
     With ``shuffle`` the order depends on (seed, epoch) only, so every backend sees the same batch
     sequence and a resumed run sees the batches an uninterrupted one would have seen.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"expected batch_size to be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     n = len(split)
     order = epoch_order(n, seed, epoch) if shuffle else None
     for start in range(0, n, batch_size):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from common.engine import registry
+from common.util.values import check_choice
 
 DEVICES = ("auto", "cpu", "gpu")
 # "fp32": everything in float32.  "bf16": mixed precision, bfloat16 compute with float32 master weights (the
@@ -14,8 +15,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def choose_device(requested: str, gpus: int, backend: str) -> str:
     """``"gpu"`` or ``"cpu"`` for ``--device auto|cpu|gpu``, given how many GPUs the framework sees."""
-    if requested not in DEVICES:
-        raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {requested!r}")
+    check_choice("device", requested, DEVICES)
     if requested == "gpu" and gpus < 1:
         raise ValueError(f"--device gpu: {registry.framework(backend)} sees no GPU (no GPU, no driver, or a "
                          f"CPU-only build of the framework); use --device cpu or --device auto")
@@ -23,9 +23,7 @@ def choose_device(requested: str, gpus: int, backend: str) -> str:
 
 
 def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"expected precision to be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
+    return check_choice("precision", precision, PRECISIONS)
 
 
 def resolve_precision(precision: str, bf16_native: bool, backend: str, bf16_why_not: Optional[str] = None) -> str:

@@ -42,6 +42,8 @@ from common.engine import data, registry
 from common.engine.precision import DEVICES, check_precision
 from common.engine.runs import (STATE_FORMAT, find_checkpoint, native_name, read_state, save_training_checkpoint,
                                 write_metrics)
+from common.util.machine import keep_freed_memory
+from common.util.values import check_choice, check_int, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
 FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val")
@@ -60,35 +62,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
 
 
-def _positive_int(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        expected = "a positive integer" + (" or None" if allow_none else "")
-        raise ValueError(f"expected {name} to be {expected}, got {value!r}")
-
-
 def check_settings(**settings) -> dict:
     """Validate fit's arguments (same messages in every backend); returns them as a dict."""
-    for name in ("epochs", "batch_size", "image_size"):
-        _positive_int(name, settings[name])
+    for name in ("epochs", "batch_size"):
+        check_int(name, settings[name])
     for name in ("limit_train", "limit_val"):
-        _positive_int(name, settings[name], allow_none=True)
-    lr = settings["lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"expected lr to be a positive finite number, got {lr!r}")
-    seed = settings["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"expected seed to be a non-negative integer, got {seed!r}")
-    smallest = min_image_size(build_spec(settings["variant"]))  # checks the variant too
-    if settings["image_size"] < smallest:
-        raise ValueError(f"expected image_size to be an integer >= {smallest}, got {settings['image_size']!r}")
-    if settings["init"] not in INITS:
-        raise ValueError(f"expected init to be one of {', '.join(INITS)}, got {settings['init']!r}")
-    if settings["device"] not in DEVICES:
-        raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {settings['device']!r}")
+        check_int(name, settings[name], allow_none=True)
+    lr = check_positive("lr", settings["lr"])
+    check_int("seed", settings["seed"], least=0)
+    check_int("image_size", settings["image_size"], least=min_image_size(build_spec(settings["variant"])))
+    check_choice("init", settings["init"], INITS)
+    check_choice("device", settings["device"], DEVICES)
     check_precision(settings["precision"])
-    return dict(settings, lr=float(lr))
+    return dict(settings, lr=lr)
 
 
 # ---------------------------------------------------------------- passes over the data
@@ -140,6 +126,13 @@ def epoch_line(row: dict) -> str:
 
 
 # ---------------------------------------------------------------- fit
+
+def make_trainer(backend: str, model, lr: float, device: str = "auto", precision: str = "auto"):
+    """The backend's Trainer for a run (training, evaluation, a benchmark).  Where a run starts, the process-wide
+    memory setting is made (``keep_freed_memory``: once per process, see common.util.machine)."""
+    keep_freed_memory()
+    return registry.part(backend, "training").Trainer(model, lr, device, precision)
+
 
 def _backend_impl(backend: str):
     return registry.load(backend), registry.part(backend, "training")
@@ -202,7 +195,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     if model is None:
         model = impl.build_model(device, lr=settings["lr"], variant=variant, seed=seed, init=init,
                                  image_size=image_size)
-    trainer = impl.Trainer(model, settings["lr"], device, precision)
+    trainer = make_trainer(backend, model, settings["lr"], device, precision)
     rows, start_epoch, step, elapsed_before = [], 0, 0, 0.0
     if state is not None:
         mod.load_native(os.path.join(ckpt, state["native"]), model)

@@ -14,11 +14,12 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from common.engine import data, registry
+from common.engine import data, registry, training
 from common.engine.precision import DEVICES, check_precision
 from common.util import machine
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
+from common.util.values import check_choice, check_int
 
 LR = 0.05  # the chapter's learning rate
 
@@ -57,7 +58,7 @@ def make_trainer(backend: str, image_size: int, device: str = "auto", precision:
     """The project's trainer for a new Kaiming-initialised chapter network on the device."""
     impl = registry.part(backend, "training")
     model = impl.build_model(device, lr=LR, seed=seed, init="kaiming", image_size=image_size)
-    return impl.Trainer(model, LR, device, precision)
+    return training.make_trainer(backend, model, LR, device, precision)
 
 
 def pipeline_rate(trainer, batch_size: int, image_size: int, batches: int = 10) -> float:
@@ -72,13 +73,9 @@ def check_args(backend: str, batch_size: int, image_size: int, steps: int, warmu
     registry.load(backend)  # names the extra to install when the framework is missing
     for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 1), ("warmup", warmup, 0),
                                ("latency_runs", latency_runs, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"expected {name} to be an integer >= {least}, got {value!r}")
-    smallest = min_image_size(build_spec("chapter"))
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
-        raise ValueError(f"expected image_size to be an integer >= {smallest}, got {image_size!r}")
-    if device not in DEVICES:
-        raise ValueError(f"expected device to be one of {', '.join(DEVICES)}, got {device!r}")
+        check_int(name, value, least=least)
+    check_int("image_size", image_size, least=min_image_size(build_spec("chapter")))
+    check_choice("device", device, DEVICES)
     check_precision(precision)
 
 

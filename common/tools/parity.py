@@ -35,7 +35,7 @@ import numpy as np
 from common.arch import reference
 from common.arch import spec as S
 from common.arch.config import model_config
-from common.arch.shapes import feature_shapes, layer_name
+from common.arch.shapes import array_to_layout, feature_shapes, layer_name
 from common.arch.weights import Weights
 from common.engine import registry
 
@@ -84,7 +84,7 @@ class Row:
     where: str
 
 
-def compare(pair: str, check: str, item: str, a, b, scale: float, tol: float, note: str = "") -> Diff:
+def abs_diff(pair: str, check: str, item: str, a, b, scale: float, tol: float, note: str = "") -> Diff:
     """Element-wise absolute difference of two arrays of the same shape, in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
@@ -101,12 +101,7 @@ def peak(*arrays) -> float:
     return max(float(np.abs(np.asarray(a, np.float64)).max()) if np.size(a) else 0.0 for a in arrays)
 
 
-def to_backend(x_nchw: np.ndarray, data_format: str) -> np.ndarray:
-    """An NCHW batch in a backend's layout."""
-    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x_nchw
-
-
-def to_canonical(out: np.ndarray, layer: S.Layer, feature: Tuple[int, ...], feature_in: Tuple[int, ...],
+def output_to_canonical(out: np.ndarray, layer: S.Layer, feature: Tuple[int, ...], feature_in: Tuple[int, ...],
                  data_format: str) -> np.ndarray:
     """A layer's output from a backend's layout to the canonical one (the reference's).
 
@@ -163,10 +158,10 @@ def _name(a, b) -> str:
 def forward_diffs(mods, models, spec: S.NetSpec, weights: Weights, x: np.ndarray) -> List[Diff]:
     """``predict`` of every backend against the float64 reference and against each other."""
     ref = reference.forward(spec, weights, x)
-    out = {m.BACKEND: m.predict(models[m.BACKEND], to_backend(x, m.DATA_FORMAT)) for m in mods}
+    out = {m.BACKEND: m.predict(models[m.BACKEND], array_to_layout(x, m.DATA_FORMAT)) for m in mods}
     scale, tol = peak(ref), TOLERANCE["forward"]
-    diffs = [compare(_name(m, REFERENCE), "forward", "logits", out[m.BACKEND], ref, scale, tol) for m in mods]
-    return diffs + [compare(_name(a, b), "forward", "logits", out[a.BACKEND], out[b.BACKEND], scale, tol)
+    diffs = [abs_diff(_name(m, REFERENCE), "forward", "logits", out[m.BACKEND], ref, scale, tol) for m in mods]
+    return diffs + [abs_diff(_name(a, b), "forward", "logits", out[a.BACKEND], out[b.BACKEND], scale, tol)
                     for a, b in _pairs(mods)]
 
 
@@ -181,15 +176,15 @@ def layer_diffs(mods, models, spec: S.NetSpec, weights: Weights, x: np.ndarray) 
     inputs = [tuple(x.shape[1:])] + feats[:-1]
     outs = {}
     for m in mods:
-        native = hooks(m).layer_outputs(models[m.BACKEND], to_backend(x, m.DATA_FORMAT))
-        outs[m.BACKEND] = [to_canonical(o, layer, f, fi, m.DATA_FORMAT)
+        native = hooks(m).layer_outputs(models[m.BACKEND], array_to_layout(x, m.DATA_FORMAT))
+        outs[m.BACKEND] = [output_to_canonical(o, layer, f, fi, m.DATA_FORMAT)
                            for o, layer, f, fi in zip(native, spec.layers, feats, inputs)]
     diffs, tol = [], TOLERANCE["layers"]
     sides = [(m, REFERENCE) for m in mods] + _pairs(mods)
     for a, b in sides:
         for i, (layer, ref) in enumerate(zip(spec.layers, refs)):
             other = ref if b == REFERENCE else outs[b.BACKEND][i]
-            diffs.append(compare(_name(a, b), "layers", f"layer {i} ({layer_name(layer)})", outs[a.BACKEND][i],
+            diffs.append(abs_diff(_name(a, b), "layers", f"layer {i} ({layer_name(layer)})", outs[a.BACKEND][i],
                                  other, peak(ref), tol))
     return diffs
 
@@ -205,7 +200,7 @@ def near_kinks(preactivations: Mapping[str, np.ndarray], band: float = KINK_BAND
 
 def _param_diffs(pair: str, check: str, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray],
                  note: str = "") -> List[Diff]:
-    return [compare(pair, check, name, a[name], b[name], peak(a[name], b[name]), TOLERANCE[check], note)
+    return [abs_diff(pair, check, name, a[name], b[name], peak(a[name], b[name]), TOLERANCE[check], note)
             for name in a]
 
 
@@ -233,14 +228,14 @@ def grad_diffs(mods, models, spec: S.NetSpec, weights: Weights, batch: Batch, lr
     note = f"{kinks} ReLU input{'s' * (kinks != 1)} within float32 rounding of 0" if kinks else ""
     loss, grads, after = {}, {}, {}
     for m in mods:
-        model, xb = models[m.BACKEND], to_backend(x, m.DATA_FORMAT)
+        model, xb = models[m.BACKEND], array_to_layout(x, m.DATA_FORMAT)
         loss[m.BACKEND], grads[m.BACKEND] = hooks(m).loss_and_grads(model, xb, y)
         hooks(m).sgd_step(model, xb, y, float32_lr(lr))
         after[m.BACKEND] = hooks(m).parameters(model)
-    diffs = [compare(_name(m, REFERENCE), "loss", "loss", loss[m.BACKEND], ref_loss, abs(ref_loss), TOLERANCE["loss"])
+    diffs = [abs_diff(_name(m, REFERENCE), "loss", "loss", loss[m.BACKEND], ref_loss, abs(ref_loss), TOLERANCE["loss"])
              for m in mods]
     pairs = [(_name(a, b), a.BACKEND, b.BACKEND) for a, b in _pairs(mods)]
-    diffs += [compare(pair, "loss", "loss", loss[a], loss[b], peak(loss[a], loss[b]), TOLERANCE["loss"])
+    diffs += [abs_diff(pair, "loss", "loss", loss[a], loss[b], peak(loss[a], loss[b]), TOLERANCE["loss"])
               for pair, a, b in pairs]
     for check, values in (("grads", grads), ("sgd step", after)):
         for pair, a, b in pairs:
@@ -251,7 +246,7 @@ def grad_diffs(mods, models, spec: S.NetSpec, weights: Weights, batch: Batch, lr
 def trajectories(mods, models, batches: Sequence[Batch], lr: float) -> Dict[str, List[float]]:
     """Plain SGD on the same batches in every backend: the loss of every step (before its update)."""
     lr = float32_lr(lr)
-    return {m.BACKEND: [hooks(m).sgd_step(models[m.BACKEND], to_backend(x, m.DATA_FORMAT), y, lr) for x, y in batches]
+    return {m.BACKEND: [hooks(m).sgd_step(models[m.BACKEND], array_to_layout(x, m.DATA_FORMAT), y, lr) for x, y in batches]
             for m in mods}
 
 
@@ -260,7 +255,7 @@ def step_diffs(losses: Mapping[str, Sequence[float]]) -> List[Diff]:
     diffs = []
     for a, b in combinations(losses, 2):
         for i, (la, lb) in enumerate(zip(losses[a], losses[b])):
-            diffs.append(compare(f"{a} vs {b}", "steps", f"step {i + 1}", la, lb, peak(la, lb), TOLERANCE["steps"]))
+            diffs.append(abs_diff(f"{a} vs {b}", "steps", f"step {i + 1}", la, lb, peak(la, lb), TOLERANCE["steps"]))
     return diffs
 
 

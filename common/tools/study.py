@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Dict, List, Sequence
 
 from common.engine import registry
+from common.arch.shapes import batch_shape
 from common.util.files import atomic_path
 from common.arch.costs import resources
 from common.arch.variants import build_spec, check_variant, describe
@@ -38,10 +39,6 @@ class Run:
         return self.rows[-1]
 
 
-def input_shape(data_format: str, in_channels: int, size: int):
-    return (1, in_channels, size, size) if data_format == "NCHW" else (1, size, size, in_channels)
-
-
 def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: int, image_size: int,
             limit_train, limit_val, batch_size: int, lr: float, init: str, seed: int, device: str,
             precision: str = "auto", data_dir: Optional[str] = None, progress: bool = True) -> List[Run]:
@@ -54,7 +51,7 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
         macs = resources(build_spec(variant), image_size).totals["macs"]
         for mod in mods:
             model = mod.NiN(variant=variant, seed=seed, init=init, image_size=image_size)
-            shapes = mod.layer_shapes(model, input_shape(mod.DATA_FORMAT, model.in_channels, image_size))
+            shapes = mod.layer_shapes(model, batch_shape(mod.DATA_FORMAT, 1, model.in_channels, image_size))
             run = Run(variant, mod.BACKEND, mod.num_params(model), macs, shapes)
             print(f"== {run.label}: {run.params:,} parameters, {macs:,} multiply-adds per image", flush=True)
             run.rows = mod.fit(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
