@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from common.engine import registry
 from common.arch import shapes
 from common.arch.spec import chapter
 from conftest import shape_in, to_layout
@@ -73,8 +74,8 @@ def test_chapter_snippet_prints_the_chapter_table(backend):
 
 
 def test_public_api_names(backend):
-    assert backend.BACKEND in ("torch", "mxnet", "tf")
-    assert backend.DATA_FORMAT == {"torch": "NCHW", "mxnet": "NCHW", "tf": "NHWC"}[backend.BACKEND]
+    assert backend.BACKEND in registry.BACKENDS
+    assert backend.DATA_FORMAT == registry.info(backend.BACKEND).data_format
     for name in ("NiN", "nin_block", "layer_shapes", "predict", "num_params", "export_weights", "import_weights"):
         assert callable(getattr(backend, name)), name
 

@@ -6,12 +6,13 @@ import sys
 import numpy as np
 import pytest
 
+from common.engine import registry
 from common import cli
 from common.tools import parity
 from common.arch import reference
 from common.arch import spec as S
 from common.arch.config import model_config
-from conftest import load_backend, pool_oracle
+from conftest import pool_oracle
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px
 FLOAT64_AGREEMENT = 1e-9  # float64 backends agree to ~1e-14; float32 ones only to ~1e-6, which this tells apart
@@ -203,19 +204,18 @@ def test_cli_parity_grad_dtype_must_be_a_float(capsys):
     assert "invalid choice: 'float16'" in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_parity_failure_exits_1(capsys):
-    load_backend("torch")
-    code = cli.main(["parity", "--backend", "torch", "--image-size", "67", "--checks", "forward",
+def test_cli_parity_failure_exits_1(backend, capsys):
+    code = cli.main(["parity", "--backend", backend.BACKEND, "--image-size", "67", "--checks", "forward",
                      "--tolerance-scale", "0.001"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL" in out and "failed: torch vs reference forward (logits)" in out
+    assert "FAIL" in out and f"failed: {backend.BACKEND} vs reference forward (logits)" in out
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--backend", "torch", "--checks", "grads"], "expected at least two backends, got torch"),
+    (["--backend", registry.BACKENDS[0], "--checks", "grads"], f"expected at least two backends, got {registry.BACKENDS[0]}"),
     (["--checks", "forward,speed"], "expected checks among forward, layers, grads, steps"),
-    (["--backend", "torch,nope"], "expected backends among torch, mxnet, tf"),
+    (["--backend", f"{registry.BACKENDS[0]},nope"], f"expected backends among {', '.join(registry.BACKENDS)}"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
     (["--image-size", "40"], "expected image_size to be an integer >= 67"),
 ])

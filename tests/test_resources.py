@@ -95,18 +95,18 @@ def test_cli_json_counts_parameters_in_every_backend(all_backends):
     assert out["memory"]["train"] == C.memory(spec, 99, 8).train and out["ok"]
 
 
-def test_cli_uses_the_variants_input_and_prints_tables():
-    res = run_cli("--backend", "torch", "--variant", "cifar10", "--batch-size", "4")
+def test_cli_uses_the_variants_input_and_prints_tables(backend):
+    res = run_cli("--backend", backend.BACKEND, "--variant", "cifar10", "--batch-size", "4")
     assert res.returncode == 0, res.stderr
     assert "3x32x32 input" in res.stdout
     assert f"{shapes.num_params(build_spec('cifar10', 10, 3), 32):,}" in res.stdout
     assert "Add --measure" in res.stdout
 
 
-def test_cli_bad_arguments():
-    res = run_cli("--backend", "torch", "--batch-size", "0")
+def test_cli_bad_arguments(backend):
+    res = run_cli("--backend", backend.BACKEND, "--batch-size", "0")
     assert res.returncode == 2 and "argument --batch-size: expected a positive integer, got '0'" in res.stderr
-    res = run_cli("--backend", "torch", "--image-size", "40")
+    res = run_cli("--backend", backend.BACKEND, "--image-size", "40")
     assert res.returncode == 2 and "expected images of at least 67x67" in res.stderr
 
 

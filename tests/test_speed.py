@@ -115,8 +115,8 @@ def test_nin_bench_json_at_a_tiny_size(backend, capsys):
     ("--latency-runs", "0", "argument --latency-runs: expected a positive integer, got '0'"),
     ("--warmup", "-1", "argument --warmup: expected a non-negative integer, got '-1'"),
 ])
-def test_nin_bench_bad_arguments(option, value, message, capsys):
-    assert cli.main(["bench", "--backend", "torch", option, value]) == 2
+def test_nin_bench_bad_arguments(backend, option, value, message, capsys):
+    assert cli.main(["bench", "--backend", backend.BACKEND, option, value]) == 2
     assert message in capsys.readouterr().err
 
 

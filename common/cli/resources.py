@@ -12,6 +12,7 @@ from common.engine import registry
 from common.arch import costs as C
 from common.tools import resources as R
 from common.arch.checks import check_input_shape
+from common.arch.shapes import batch_shape
 from common.arch.variants import build_spec, default_input
 from common.cli import options as O
 
@@ -64,7 +65,7 @@ def run(args) -> int:
     args.in_channels = channels if args.in_channels is None else args.in_channels
     args.image_size = size if args.image_size is None else args.image_size
     spec = build_spec(args.variant, args.num_classes, args.in_channels)
-    check_input_shape(spec, C.batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
+    check_input_shape(spec, batch_shape("NCHW", 1, args.in_channels, args.image_size), "NCHW")
     C.check_options(args.batch_size, args.optimizer)
     for name in names:  # fail early, naming the extra to install
         registry.load(name)
