@@ -6,7 +6,6 @@ option, and exit 2, before anything runs.  Every ``--help`` shows the defaults.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import List, Optional
 
@@ -14,6 +13,7 @@ from common.arch.variants import VARIANTS
 from common.arch.weights import INITS
 from common.engine import registry
 from common.engine.precision import DEVICES, PRECISIONS
+from common.util.values import check_int, check_positive
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,34 +40,20 @@ def subcommand(sub, name: str, help: str, description: Optional[str] = None) -> 
 
 # ---------------------------------------------------------------- value types (argparse calls them)
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _parsed(convert, check, what: str):
+    """An argparse type: ``convert`` the text, ``check`` the value (common.util.values), one-line message."""
+    def parse(text: str):
+        try:
+            return check(convert(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    parse.__name__ = what.replace(" ", "_")
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
+positive_int = _parsed(int, lambda v: check_int("value", v), "a positive integer")
+non_negative_int = _parsed(int, lambda v: check_int("value", v, least=0), "a non-negative integer")
+positive_float = _parsed(float, lambda v: check_positive("value", v), "a positive finite number")
 
 
 def backend_list(text: str) -> List[str]:
