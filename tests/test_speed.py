@@ -150,6 +150,24 @@ def test_keep_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch)
     assert machine.keep_freed_memory() is machine.keep_freed_memory()  # idempotent
 
 
+def test_memory_setting_is_made_where_a_run_starts_not_by_the_library(backend, monkeypatch):
+    """Building a Trainer changes nothing process-wide; ``make_trainer`` (used by fit, evaluate and bench) does,
+    once."""
+    from common.engine import training
+
+    def refuse():
+        raise AssertionError("a Trainer made a process-wide setting")
+
+    calls = []
+    monkeypatch.setattr(machine, "keep_freed_memory", refuse)
+    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append(1) or True)
+    model = training_of(backend).build_model("cpu", seed=0, image_size=SIZE)
+    training_of(backend).Trainer(model, 0.05, "cpu", "fp32")
+    assert calls == []
+    training.make_trainer(backend.BACKEND, model, 0.05, "cpu", "fp32")
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("preset", [None, "3"])
 def test_importing_nin_mxnet_leaves_omp_num_threads_as_it_found_it(preset):
     """MXNet is imported with OMP_NUM_THREADS set to the physical cores, unless the user set it; then it is
