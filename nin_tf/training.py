@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
+from common.arch.checks import check_step
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -122,6 +123,7 @@ class Trainer:
                            labels)
 
     def _run(self, graph, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
         with tf.device(self.device), compute_policy(self.model, self.policy):
             stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
                           int(image_size)).numpy()

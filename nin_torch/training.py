@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.arch.checks import check_step
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -62,7 +63,8 @@ class Trainer:
 
     def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
         """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] (in the model's memory format) and int64
-        labels, on the device."""
+        labels, on the device.  Images and labels are checked first (``common.arch.checks.check_step``)."""
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
         x = torch.from_numpy(np.ascontiguousarray(images_u8)).to(self.device, non_blocking=True)
         x = x.unsqueeze(1).float().div_(255.0)
         if x.shape[-1] != image_size:

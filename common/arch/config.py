@@ -39,3 +39,22 @@ def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, v
     kwargs = dict(lr=float(lr), num_classes=num_classes, in_channels=in_channels, variant=variant, seed=seed,
                   init=init, image_size=image_size)
     return ModelConfig(spec, float(lr), image_size, seed, init, kwargs)
+
+
+def stored_config(kwargs, where: str) -> ModelConfig:
+    """The ModelConfig of a model description read from a file (``where`` names it): a JSON object of
+    NiN's constructor arguments, every one checked as NiN checks it."""
+    import inspect
+
+    known = list(inspect.signature(model_config).parameters)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"expected the model description in {where} to be an object of NiN's arguments, "
+                         f"got {type(kwargs).__name__}")
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"expected the model description in {where} to hold NiN's arguments "
+                         f"({', '.join(known)}), got unknown {', '.join(map(repr, unknown))}")
+    try:
+        return model_config(**kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{where}: {err}") from err

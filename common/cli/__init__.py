@@ -7,6 +7,7 @@ import sys
 from typing import List, Optional
 
 from common.engine.registry import BackendUnavailable
+from common.util.files import why
 from common.util.machine import thread_defaults
 
 # subcommand -> module in common.commands
@@ -30,6 +31,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.run(args) or 0)
     except (BackendUnavailable, ValueError, FileNotFoundError) as err:
         print(f"nin {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the system refused (permissions, a full disk): say which and why
+        print(f"nin {args.command}: error: {why(err)}", file=sys.stderr)
         return 2
 
 
