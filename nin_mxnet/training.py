@@ -11,6 +11,7 @@ from ._mx import mx
 from mxnet import autograd, gluon, npx
 
 from common.arch.checks import check_step
+from common.arch.weights import read_arrays
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -134,14 +135,14 @@ class Trainer:
     def load_state(self, folder) -> None:
         updater = self._updater()
         opt = updater.optimizer
-        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
-            for i, param in enumerate(self.trainer._params):
-                state = opt.create_state_multi_precision(i, param.data(self.ctx))
-                for j, leaf in enumerate(_leaves(state)):
-                    leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
-                updater.states[i] = state
-                updater.states_synced[i] = True
-            counts = json.loads(str(saved["counts"]))
+        saved = read_arrays(os.path.join(folder, OPTIMIZER_FILE), "the optimizer state nin train writes")
+        for i, param in enumerate(self.trainer._params):
+            state = opt.create_state_multi_precision(i, param.data(self.ctx))
+            for j, leaf in enumerate(_leaves(state)):
+                leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
+            updater.states[i] = state
+            updater.states_synced[i] = True
+        counts = json.loads(str(saved["counts"]))
         opt.num_update = counts["num_update"]
         opt._index_update_count = {int(k): v for k, v in counts["index_update_count"].items()}
 

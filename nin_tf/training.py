@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorflow import keras
 
 from common.arch.checks import check_step
+from common.arch.weights import read_arrays
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -161,13 +162,13 @@ class Trainer:
             np.savez(tmp, names=names, **arrays)
 
     def load_state(self, folder) -> None:
-        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
-            variables = self.optimizer.variables
-            if len(saved["names"]) != len(variables):
-                raise ValueError(f"optimizer state in {folder} has {len(saved['names'])} variables, "
-                                 f"this optimizer {len(variables)}")
-            for i, v in enumerate(variables):
-                v.assign(saved[f"{i}"])
+        saved = read_arrays(os.path.join(folder, OPTIMIZER_FILE), "the optimizer state nin train writes")
+        variables = self.optimizer.variables
+        if len(saved["names"]) != len(variables):
+            raise ValueError(f"optimizer state in {folder} has {len(saved['names'])} variables, "
+                             f"this optimizer {len(variables)}")
+        for i, v in enumerate(variables):
+            v.assign(saved[f"{i}"])
 
 
 fit = training.make_fit(BACKEND)

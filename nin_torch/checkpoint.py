@@ -18,7 +18,7 @@ READ_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueErr
                AttributeError, IndexError, UnicodeDecodeError, zipfile.BadZipFile)
 
 
-def read(path, map_location="cpu"):
+def read(path, map_location="cpu", what: str = ""):
     """``torch.load(path, weights_only=True)``; a file it cannot read is a ValueError naming it (torch's own
     message, with its advice to retry with ``weights_only=False``, is never shown: nin never unpickles code)."""
     try:
@@ -27,7 +27,8 @@ def read(path, map_location="cpu"):
             return torch.load(path, map_location=map_location, weights_only=True)
     except READ_ERRORS as err:
         pickled = isinstance(err, pickle.UnpicklingError)
-        raise ck.unreadable(path, BACKEND, "it holds Python objects, not only tensors" if pickled else err) from None
+        raise ck.unreadable(path, BACKEND, "it holds Python objects, not only tensors" if pickled else err,
+                            what) from None
 
 
 def save_native(model: NiN, path) -> None:

@@ -15,6 +15,7 @@ from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16, keep_freed_memory
 
+from .checkpoint import read
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -126,8 +127,8 @@ class Trainer:
             torch.save(self.optimizer.state_dict(), tmp)
 
     def load_state(self, folder) -> None:
-        self.optimizer.load_state_dict(torch.load(os.path.join(folder, OPTIMIZER_FILE), map_location=self.device,
-                                                  weights_only=True))
+        path = os.path.join(folder, OPTIMIZER_FILE)
+        self.optimizer.load_state_dict(read(path, self.device, "the optimizer state nin train writes"))
 
 
 fit = training.make_fit(BACKEND)

@@ -88,16 +88,16 @@ def save(backend, model, path, write) -> None:
     write_config(path, backend.BACKEND, model.config.kwargs)
 
 
-def unreadable(path, backend: str, reason) -> ValueError:
+def unreadable(path, backend: str, reason, what: str = "") -> ValueError:
     """The one error for a native file its framework cannot load (empty, truncated, damaged, another format,
     other weights than its description announces): it names the file and quotes only the first line of the
-    framework's message (``reason``: that exception, or words)."""
+    framework's message (``reason``: that exception, or words).  ``what`` the file should be, if not weights."""
     fw = registry.framework(backend)
     text = first_line(reason, 120) if isinstance(reason, BaseException) else reason
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         text = "the file is empty"
-    return ValueError(f"expected {os.fspath(path)} to be a {registry.info(backend).native_suffix} weight file that "
-                      f"fits its description, got one {fw} cannot load ({text})")
+    what = what or f"a {registry.info(backend).native_suffix} weight file that fits its description"
+    return ValueError(f"expected {os.fspath(path)} to be {what}, got one {fw} cannot load ({text})")
 
 
 def load(backend, path, model, read, errors):

@@ -104,7 +104,7 @@ def read_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:  # unreadable (permissions), a folder, an I/O error
-        raise DataError(f"{path}: cannot be read: {why(err)}") from err
+        raise DataError(f"{path}: cannot be read: {why(err, file=False)}") from err
     try:
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:

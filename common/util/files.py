@@ -143,8 +143,9 @@ def check_writable_folder(folder, need_bytes: int = 0, option: str = "--out") ->
                          f"its checkpoints, got {free / 2**20:,.1f} MiB")
 
 
-def why(err: OSError) -> str:
-    """An OSError in words ("no space left on device", "permission denied"), with the file when it has one."""
+def why(err: OSError, file: bool = True) -> str:
+    """An OSError in words ("no space left on device", "permission denied"), with the file when it has one
+    (and ``file``)."""
     text = os.strerror(err.errno).lower() if err.errno else first_line(err)
-    return text + (f" ({err.filename})" if getattr(err, "filename", None) else "")
+    return text + (f" ({err.filename})" if file and getattr(err, "filename", None) else "")
 
