@@ -316,8 +316,10 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     the device computes it natively, else fp32).
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
-    and device may change, the other settings must match).  A NaN or infinite loss raises NonFiniteLoss
-    naming the step.
+    and device may change, the other settings, precision too, must match).  A NaN or infinite loss raises
+    NonFiniteLoss naming the step; so does an epoch whose training or validation figures are not finite (that
+    epoch is not saved).  ``out`` is checked (a writable folder with room for the checkpoints) and locked
+    before any training.
     """
     return fit
 
