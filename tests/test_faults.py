@@ -11,25 +11,15 @@ import numpy as np
 import pytest
 
 from common import cli
-from common.arch import checks, weights as W
+from common.arch import weights as W
 from common.engine import data, registry, runs, training
 from common.util import files
 from conftest import to_layout
-from test_training import SMALL, SIZE, impl, npz_weights, poison
+from test_training import SMALL, SIZE, fashion_mnist, impl, npz_weights, poison  # noqa: F401 (autouse fixture)
 
 TINY = dict(SMALL, batch_size=16, limit_train=16, limit_val=16)
 TINY_CLI = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "16", "--limit-val", "16",
             "--init", "kaiming", "--device", "cpu", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def fashion_mnist():
-    try:
-        data.locate(download_to_cache=False)
-    except data.DataUnavailable as err:
-        if os.environ.get("NIN_REQUIRE_BACKENDS") == "all":
-            pytest.fail(str(err), pytrace=False)
-        pytest.skip(f"needs Fashion-MNIST: {err}")
 
 
 def strict(text):
@@ -185,6 +175,12 @@ def test_state_file_without_settings_and_truncated_optimizer(backend, tiny_run, 
     state.pop("files")
     files.write_json(os.path.join(ckpt, "state.json"), state)
     one_line_error(capsys, ["train", "--resume", run, "--epochs", "2", "--no-progress"], ckpt)
+    # another backend evaluates the run through model.npz: truncated, it is one line naming it
+    with open(os.path.join(ckpt, "model.npz"), "r+b") as f:
+        f.truncate(os.path.getsize(f.name) // 3)
+    other = [b for b in registry.BACKENDS if b != backend.BACKEND][0]
+    one_line_error(capsys, ["evaluate", "--checkpoint", run, "--backend", other, "--no-progress"],
+                   os.path.join(ckpt, "model.npz"), "numpy cannot read")
 
 
 def test_convert_to_npz_is_evaluated_and_bad_image_sizes_are_one_line(backend, tiny_run, tmp_path, capsys):
