@@ -55,7 +55,8 @@ def check_input_array(spec: NetSpec, x, data_format: str, built_size: Optional[i
     if x.dtype.kind not in "iuf":
         raise ValueError(f"expected a real numeric array (float or integer), got dtype {x.dtype}")
     check_input_shape(spec, x.shape, data_format, built_size)
-    x = x.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflows is counted just below
+        x = x.astype(dtype, copy=False)
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     if bad:
         raise ValueError(f"expected finite input values, got {bad} NaN or infinite value(s) in the batch of "

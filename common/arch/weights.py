@@ -47,7 +47,8 @@ def check_weights(spec: NetSpec, weights: Mapping[str, object], image_size: int 
         elif tuple(arr.shape) != shape:
             problems.append(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
         else:
-            out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):  # what overflows is counted just below
+                out[name] = np.ascontiguousarray(arr, dtype=np.float32)
             bad = non_finite(out[name])
             if bad:  # after the cast: float64 1e300 is inf in float32
                 problems.append(f"{name}: expected finite float32 values, got {bad} NaN or infinite")
