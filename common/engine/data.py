@@ -269,8 +269,9 @@ def locate(data_dir: Optional[str] = None, *, download_to_cache: bool = True,
 
     Sources in order: ``data_dir`` (else ``$NIN_DATA_DIR``), the user cache, Debian's copy, a
     download into the cache.  A folder named by ``data_dir`` or ``$NIN_DATA_DIR`` is the only source tried:
-    one that cannot serve is an error (DataUnavailable or DataError), not replaced by another.  ``mirrors`` defaults to ``$NIN_DATA_MIRROR`` (comma-separated URLs), else
-    the official mirror.  Raises DataUnavailable listing what was tried and how to get the data.
+    one that cannot serve is an error (DataUnavailable or DataError), not replaced by another.  ``mirrors``
+    defaults to ``$NIN_DATA_MIRROR`` (comma-separated URLs), else the official mirror.  Raises
+    DataUnavailable listing what was tried and how to get the data.
     """
     names = [n for pair in FILES.values() for n in pair]
     if data_dir:

@@ -12,8 +12,7 @@ from common.arch.config import stored_config
 from common.arch.weights import check_weights, load_npz, save_npz
 from common.engine import registry
 from common.engine.checkpoint import backend_of, sha256_of
-from common.util.files import (atomic_path, check_writable_folder, clean_temporaries, dumps, read_json,
-                               write_json)
+from common.util.files import atomic_path, dumps, read_json, write_json
 
 STATE_FORMAT = "nin-train-1"
 STATE_FILE = "state.json"
@@ -86,13 +85,6 @@ def checkpoint_bytes(spec, image_size: int) -> int:
     return 2 * 4 * (4 * params) + 2**20
 
 
-def prepare_out(out: str, spec, image_size: int) -> None:
-    """Check, before any training, that ``out`` can take the run's files (a folder, writable, space for its
-    checkpoints); then remove the ``.tmp-*`` files a killed run left (call it holding the folder's lock)."""
-    check_writable_folder(out, checkpoint_bytes(spec, image_size))
-    clean_temporaries(out)
-
-
 def native_name(backend: str) -> str:
     return "model" + registry.info(backend).native_suffix
 
@@ -128,7 +120,10 @@ def read_state(folder: str) -> dict:
         raise ValueError(f"expected {path} to name one of {', '.join(registry.BACKENDS)} and hold the settings "
                          f"{', '.join(SETTINGS)}, got backend {state['backend']!r}"
                          + (f" and no {', '.join(missing)}" if missing else ""))
-    for name, digest in (state.get(FILES_KEY) or {}).items():
+    listed = state.get(FILES_KEY, {})
+    if not isinstance(listed, dict):
+        raise ValueError(f"expected {FILES_KEY!r} in {path} to map file names to sha256, got a {type(listed).__name__}")
+    for name, digest in listed.items():
         file = os.path.join(folder, name)
         if not os.path.isfile(file):
             raise ValueError(f"expected {file} (listed in {path}), got no such file")
