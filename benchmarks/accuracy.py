@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     for backend in registry.parse_list(args.backend):
         result = run_one(backend, settings, args)
         with open(args.results, "a") as f:
-            f.write(json.dumps(result, sort_keys=True) + "\n")
+            f.write(json.dumps(result, sort_keys=True, allow_nan=False) + "\n")
         print(f"{result['label']} {backend} {result['precision']}: val acc per epoch {result['val_acc']} in "
               f"{result['seconds']:.0f} s on "
               f"{result['device']}" + (" (STALLED at the 2.303 plateau)" if result["stalled"] else "")

@@ -101,7 +101,7 @@ def main() -> int:
     print(json.dumps(row))
     if args.results:
         with open(args.results, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(row, allow_nan=False) + "\n")
     return 0
 
 

@@ -215,7 +215,7 @@ def main(argv=None) -> int:
             continue
         row["seconds"] = round(time.perf_counter() - start, 1)
         with open(args.results, "a") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
         print(summary(row), flush=True)
     return status
 

@@ -16,4 +16,4 @@ def save_native(model: NiN, path) -> None:
 def load_native(path, model: NiN = None) -> NiN:
     """Load a native checkpoint into ``model`` (or a new model built from its description); all or nothing."""
     return ck.load(_model, path, model, lambda m, p: m.load_parameters(p, ctx=mx.cpu()),
-                   (mx.base.MXNetError, AssertionError, AttributeError))
+                   (mx.base.MXNetError, ValueError, AssertionError, AttributeError, OSError))

@@ -75,6 +75,11 @@ class NiN(nn.HybridBlock):
         self.net.initialize(mx.init.Zero(), ctx=ctx or mx.cpu())
         import_weights(self, config.initial_weights())
 
+    def forward(self, X, *args):
+        """The shape is checked here, where ``X`` is an array even when the network is hybridized."""
+        checks.check_input_shape(self.spec, X.shape, DATA_FORMAT, self.image_size)
+        return super().forward(X, *args)
+
     def hybrid_forward(self, F, X):
         return self.net(X)
 

@@ -10,6 +10,8 @@ import numpy as np
 from ._mx import mx
 from mxnet import autograd, gluon, npx
 
+from common.arch.checks import check_step
+from common.arch.weights import read_arrays
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -65,7 +67,9 @@ class Trainer:
         self.device_name = f"{self.ctx} ({'GPU' if self.ctx.device_type == 'gpu' else 'CPU'})"
 
     def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
-        """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] and labels, on the device."""
+        """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] and labels, on the device.  Images and
+        labels are checked first (``common.arch.checks.check_step``): MXNet's loss takes any label."""
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
         x = mx.np.array(np.asarray(images_u8)[..., None], ctx=self.ctx, dtype=np.uint8).astype(np.float32) / 255.0
         if x.shape[1] != image_size:
             x = npx.image.resize(x, size=(image_size, image_size), interp=1)  # bilinear, NHWC
@@ -129,14 +133,14 @@ class Trainer:
     def load_state(self, folder) -> None:
         updater = self._updater()
         opt = updater.optimizer
-        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
-            for i, param in enumerate(self.trainer._params):
-                state = opt.create_state_multi_precision(i, param.data(self.ctx))
-                for j, leaf in enumerate(_leaves(state)):
-                    leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
-                updater.states[i] = state
-                updater.states_synced[i] = True
-            counts = json.loads(str(saved["counts"]))
+        saved = read_arrays(os.path.join(folder, OPTIMIZER_FILE), "the optimizer state nin train writes")
+        for i, param in enumerate(self.trainer._params):
+            state = opt.create_state_multi_precision(i, param.data(self.ctx))
+            for j, leaf in enumerate(_leaves(state)):
+                leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
+            updater.states[i] = state
+            updater.states_synced[i] = True
+        counts = json.loads(str(saved["counts"]))
         opt.num_update = counts["num_update"]
         opt._index_update_count = {int(k): v for k, v in counts["index_update_count"].items()}
 

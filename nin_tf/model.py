@@ -140,6 +140,7 @@ class NiN(keras.Model):
         import_weights(self, config.initial_weights())
 
     def call(self, X, training=False):
+        checks.check_input_shape(self.spec, tuple(X.shape), DATA_FORMAT, self.image_size)  # None: traced, unknown
         return self.net(X, training=training)
 
 

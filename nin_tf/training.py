@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
+from common.arch.checks import check_step
+from common.arch.weights import read_arrays
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
@@ -121,6 +123,7 @@ class Trainer:
                            labels)
 
     def _run(self, graph, images_u8, labels, image_size: int) -> Tuple[float, int]:
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
         with tf.device(self.device), compute_policy(self.model, self.policy):
             stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
                           int(image_size)).numpy()
@@ -158,13 +161,13 @@ class Trainer:
             np.savez(tmp, names=names, **arrays)
 
     def load_state(self, folder) -> None:
-        with np.load(os.path.join(folder, OPTIMIZER_FILE), allow_pickle=False) as saved:
-            variables = self.optimizer.variables
-            if len(saved["names"]) != len(variables):
-                raise ValueError(f"optimizer state in {folder} has {len(saved['names'])} variables, "
-                                 f"this optimizer {len(variables)}")
-            for i, v in enumerate(variables):
-                v.assign(saved[f"{i}"])
+        saved = read_arrays(os.path.join(folder, OPTIMIZER_FILE), "the optimizer state nin train writes")
+        variables = self.optimizer.variables
+        if len(saved["names"]) != len(variables):
+            raise ValueError(f"optimizer state in {folder} has {len(saved['names'])} variables, "
+                             f"this optimizer {len(variables)}")
+        for i, v in enumerate(variables):
+            v.assign(saved[f"{i}"])
 
 
 fit = training.make_fit(BACKEND)

@@ -74,6 +74,7 @@ class NiN(nn.Module):
         import_weights(self, config.initial_weights())
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        checks.check_input_shape(self.spec, X.shape, DATA_FORMAT, self.image_size)
         return self.net(X)
 
 

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.arch.checks import check_step
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16
 
+from .checkpoint import read
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -61,7 +63,8 @@ class Trainer:
 
     def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
         """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] (in the model's memory format) and int64
-        labels, on the device."""
+        labels, on the device.  Images and labels are checked first (``common.arch.checks.check_step``)."""
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
         x = torch.from_numpy(np.ascontiguousarray(images_u8)).to(self.device, non_blocking=True)
         x = x.unsqueeze(1).float().div_(255.0)
         if x.shape[-1] != image_size:
@@ -123,8 +126,8 @@ class Trainer:
             torch.save(self.optimizer.state_dict(), tmp)
 
     def load_state(self, folder) -> None:
-        self.optimizer.load_state_dict(torch.load(os.path.join(folder, OPTIMIZER_FILE), map_location=self.device,
-                                                  weights_only=True))
+        path = os.path.join(folder, OPTIMIZER_FILE)
+        self.optimizer.load_state_dict(read(path, self.device, "the optimizer state nin train writes"))
 
 
 fit = training.make_fit(BACKEND)

@@ -16,6 +16,15 @@ def test_built_model_carries_what_the_contract_says(backend):
     assert (model.image_size, model.lr, model.num_classes, model.in_channels) == (67, 0.1, 10, 1)
 
 
+def test_built_trainer_carries_what_the_contract_says(backend):
+    from common.engine import training
+
+    model = backend.NiN(seed=0, image_size=67)
+    trainer = training.make_trainer(backend.BACKEND, model, 0.05, "cpu", "fp32")
+    assert contract.check_trainer(trainer) == []
+    assert trainer.model is model and trainer.precision == "fp32"
+
+
 def test_contract_check_reports_what_is_missing_or_misshapen():
     """The checker can fail: a module without a function, and one whose function takes other arguments."""
     fake = types.ModuleType("fake.checkpoint")

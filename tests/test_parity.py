@@ -231,7 +231,7 @@ def test_cli_missing_framework_is_named(tmp_path, command):
     (tmp_path / "mxnet").mkdir()
     (tmp_path / "mxnet" / "__init__.py").write_text("raise ImportError('No module named mxnet')\n")
     (tmp_path / "model.params").write_bytes(b"")
-    (tmp_path / "model.params.json").write_text('{"backend": "mxnet", "model": {}}')
+    (tmp_path / "model.params.json").write_text('{"backend": "mxnet", "model": {}, "format": "nin-native-1"}')
     env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.getcwd())
     res = subprocess.run([sys.executable, "-m", "common.cli", *command], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=300)

@@ -46,3 +46,22 @@ def configure(model, lr: float = 0.1, num_classes: int = 10, in_channels: int = 
     model.config, model.spec, model.image_size = config, config.spec, image_size
     model.lr, model.num_classes, model.in_channels = config.lr, num_classes, in_channels
     return config
+
+
+def stored_config(kwargs, where: str) -> ModelConfig:
+    """The ModelConfig of a model description read from a file (``where`` names it): a JSON object of
+    NiN's constructor arguments, every one checked as NiN checks it."""
+    import inspect
+
+    known = list(inspect.signature(model_config).parameters)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"expected the model description in {where} to be an object of NiN's arguments, "
+                         f"got {type(kwargs).__name__}")
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"expected the model description in {where} to hold NiN's arguments "
+                         f"({', '.join(known)}), got unknown {', '.join(map(repr, unknown))}")
+    try:
+        return model_config(**kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{where}: {err}") from err

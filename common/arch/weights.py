@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
+import zlib
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from common.util.files import atomic_path
+from common.util.files import atomic_path, first_line
 from common.util.values import check_choice
 from common.arch.shapes import param_shapes
 from common.arch.spec import NetSpec
@@ -46,10 +48,19 @@ def check_weights(spec: NetSpec, weights: Mapping[str, object], image_size: int 
         elif tuple(arr.shape) != shape:
             problems.append(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
         else:
-            out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):  # what overflows is counted just below
+                out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+            bad = non_finite(out[name])
+            if bad:  # after the cast: float64 1e300 is inf in float32
+                problems.append(f"{name}: expected finite float32 values, got {bad} NaN or infinite")
     if problems:
         raise ValueError("weights do not fit this network (" + spec.name + "): " + "; ".join(problems))
     return out
+
+
+def non_finite(arr: np.ndarray) -> int:
+    """How many values of ``arr`` are NaN or infinite."""
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
 
 
 def initial_weights(spec: NetSpec, seed: Optional[int] = None, init: str = "xavier",
@@ -86,16 +97,29 @@ def save_npz(path: str, weights: Mapping[str, np.ndarray], **meta) -> None:
         np.savez(tmp, **arrays)
 
 
+def read_arrays(path, what: str = "a .npz file of arrays") -> Dict[str, np.ndarray]:
+    """Every array of a .npz file, read completely; never unpickles.  A file that is not one (empty,
+    truncated, damaged, another format, pickled objects) is a ValueError naming it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError(f"a single {type(data).__name__}, not a .npz archive")
+            return {k: data[k] for k in data.files}
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as err:
+        # ValueError: numpy refuses object (pickled) arrays when allow_pickle=False, or the bytes are not npy
+        raise ValueError(f"expected {path} to be {what}, got a file numpy cannot read "
+                         f"({first_line(err)}); nin never unpickles") from err
+
+
 def load_npz(path: str):
     """Read weights (and metadata) from .npz; never unpickles (object arrays are refused)."""
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            weights = {k: data[k] for k in data.files if not k.startswith("__meta__.")}
-            meta = {k[len("__meta__."):]: data[k].item() if data[k].ndim == 0 else data[k]
-                    for k in data.files if k.startswith("__meta__.")}
-    except ValueError as err:  # numpy refuses object (pickled) arrays when allow_pickle=False
-        raise ValueError(f"expected plain numeric arrays in {os.fspath(path)}, got something that needs "
-                         f"unpickling, which nin never does ({err})") from err
+    arrays = read_arrays(path, "a .npz file of weights (as nin writes)")
+    weights = {k: v for k, v in arrays.items() if not k.startswith("__meta__.")}
+    meta = {k[len("__meta__."):]: v.item() if v.ndim == 0 else v
+            for k, v in arrays.items() if k.startswith("__meta__.")}
     return weights, meta
 
 

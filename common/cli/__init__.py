@@ -11,6 +11,7 @@ from importlib import metadata
 from common.cli import options as O
 from common.engine import registry
 from common.engine.registry import BackendUnavailable
+from common.util.files import why
 from common.util.machine import thread_defaults
 
 # subcommand -> its module in common.cli
@@ -45,5 +46,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.run(args) or 0)
     except (BackendUnavailable, ValueError, FileNotFoundError) as err:
         print(f"nin {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the system refused (permissions, a full disk): say which and why
+        print(f"nin {args.command}: error: {why(err)}", file=sys.stderr)
         return 2
 

@@ -1,14 +1,16 @@
 """``nin convert``: one backend's checkpoint as another's, through the canonical weights."""
 from __future__ import annotations
 
-import json
 import os
+from typing import Optional
 
 from common.cli import options as O
 from common.engine import registry, runs
 from common.engine import checkpoint as ck
-from common.arch.weights import check_weights, load_npz, save_npz
+from common.engine.runs import read_npz_checkpoint
+from common.arch.weights import check_weights, save_npz
 from common.arch.config import model_config
+from common.util.files import check_not_folder, dumps
 
 NPZ = "npz"
 TARGETS = registry.BACKENDS + (NPZ,)
@@ -42,28 +44,23 @@ def source_of(path: str) -> str:
 
 
 def read_canonical(path: str):
-    """(canonical weights, model constructor arguments) from any checkpoint; only its backend is imported."""
+    """(canonical weights, model constructor arguments, the backend they come from or None) from any
+    checkpoint; only its backend is imported."""
     source = source_of(path)
     if source == NPZ:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        weights, meta = load_npz(path)
-        if "model" not in meta:
-            raise ValueError(f"expected {path} to carry its model description (as written by nin convert --to npz); "
-                             f"it has none")
-        kwargs = json.loads(str(meta["model"]))
-        check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
-        return weights, kwargs
+        return read_npz_checkpoint(path)
     mod = registry.load(source)
     model = mod.load_native(path)
-    return mod.export_weights(model), dict(model.config.kwargs)
+    return mod.export_weights(model), dict(model.config.kwargs), source
 
 
-def write_canonical(weights, kwargs: dict, target: str, out: str) -> None:
-    """Write canonical weights as a native checkpoint of ``target`` (or as .npz), atomically."""
+def write_canonical(weights, kwargs: dict, target: str, out: str, backend: Optional[str] = None) -> None:
+    """Write canonical weights as a native checkpoint of ``target`` (or as .npz, recording ``backend``, the
+    one they come from, which ``nin evaluate`` uses by default), atomically."""
     if target == NPZ:
         check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
-        save_npz(out, weights, model=json.dumps(kwargs, sort_keys=True), format=NPZ_FORMAT)
+        meta = dict(model=dumps(kwargs), format=NPZ_FORMAT)
+        save_npz(out, weights, **(dict(meta, backend=backend) if backend else meta))
         return
     mod = registry.load(target)
     model = mod.NiN(**kwargs)
@@ -76,10 +73,11 @@ def run(args) -> int:
     if not args.out.endswith(suffix):
         raise ValueError(f"expected --out to end with {suffix} for --to {args.to} (the ending "
                          f"{'Keras' if args.to == 'tf' else 'its loader'} expects), got {args.out}")
+    check_not_folder(args.out)
     path = checkpoint_file(O.checkpoint_of(args))
     source = source_of(path)
-    weights, kwargs = read_canonical(path)
-    write_canonical(weights, kwargs, args.to, args.out)
+    weights, kwargs, backend = read_canonical(path)
+    write_canonical(weights, kwargs, args.to, args.out, backend)
     print(f"converted {path} ({source}) -> {args.out} ({args.to}): {len(weights)} arrays, "
           f"{sum(w.size for w in weights.values()):,} parameters")
     return 0

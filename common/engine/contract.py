@@ -66,6 +66,7 @@ class Trainer(Protocol):
     device, and return ``(loss_sum, correct)`` as Python numbers (the one host-device synchronisation).
     """
 
+    model: Model      # the model it trains
     device_name: str  # for people: "cpu (CPU)", "cuda:0 (NVIDIA H100)"
     precision: str    # "fp32" or "bf16": what ``common.engine.precision.resolve_precision`` chose
 
@@ -224,6 +225,11 @@ def check(name: str) -> List[str]:
         problems.append(f"{entry.package}.DATA_FORMAT is {getattr(package, 'DATA_FORMAT', None)!r}, registered "
                         f"as {entry.data_format!r}")
     return problems
+
+
+def check_trainer(trainer) -> List[str]:
+    """Every way a built Trainer lacks the attributes the contract's ``Trainer`` says it carries."""
+    return [f"the Trainer lacks {attr}" for attr in _members(Trainer)[0] if not hasattr(trainer, attr)]
 
 
 def top_level_layers(model) -> list:

@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from common.util.files import atomic_path
+from common.util.files import atomic_path, clean_temporaries, folder_lock, why
 from common.util.values import check_int
 
 FILES = {  # split -> (images file, labels file)
@@ -104,6 +104,9 @@ def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             raw = f.read()
+    except OSError as err:  # unreadable (permissions), a folder, an I/O error
+        raise DataError(f"{path}: cannot be read: {why(err, file=False)}") from err
+    try:
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"{path}: the gzip stream is truncated or corrupt ({err})") from err
@@ -241,20 +244,43 @@ def _missing(folder: str, names: Sequence[str]) -> List[str]:
     return [name for name in names if file_in(folder, name) is None]
 
 
+def check_named_source(folder: str, option: str, names: Sequence[str]) -> str:
+    """A folder the user named (``--data-dir``, ``NIN_DATA_DIR``) is a requirement, never replaced by another
+    source: it must be a readable folder holding every file (as a file).  Returns it."""
+    if not os.path.isdir(folder):
+        raise DataUnavailable(f"expected {option} {folder} to be a folder with the Fashion-MNIST files, got "
+                              + ("a file" if os.path.exists(folder) else "no such folder") + f"; {HOW_TO_GET}")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DataError(f"expected {option} {folder} to be a readable folder, got one this user cannot read")
+    for name in names:
+        for candidate in (os.path.join(folder, name + ".gz"), os.path.join(folder, name)):
+            if os.path.exists(candidate) and not os.path.isfile(candidate):
+                raise DataError(f"expected {candidate} to be a file, got a folder (or another non-file)")
+    missing = _missing(folder, names)
+    if missing:
+        raise DataUnavailable(f"expected {option} {folder} to hold the Fashion-MNIST files, got no "
+                              f"{', '.join(m + '(.gz)' for m in missing)}; {HOW_TO_GET}")
+    return folder
+
+
 def locate(data_dir: Optional[str] = None, *, download_to_cache: bool = True,
            mirrors: Optional[Sequence[str]] = None, system_dir: str = SYSTEM_DIR,
            opener: Callable = urllib.request.urlopen, progress: bool = True) -> str:
     """The folder holding the four Fashion-MNIST files, downloading them into the cache if need be.
 
     Sources in order: ``data_dir`` (else ``$NIN_DATA_DIR``), the user cache, Debian's copy, a
-    download into the cache.  ``mirrors`` defaults to ``$NIN_DATA_MIRROR`` (comma-separated URLs), else
-    the official mirror.  Raises DataUnavailable listing what was tried and how to get the data.
+    download into the cache.  A folder named by ``data_dir`` or ``$NIN_DATA_DIR`` is the only source tried:
+    one that cannot serve is an error (DataUnavailable or DataError), not replaced by another.  ``mirrors``
+    defaults to ``$NIN_DATA_MIRROR`` (comma-separated URLs), else the official mirror.  Raises
+    DataUnavailable listing what was tried and how to get the data.
     """
     names = [n for pair in FILES.values() for n in pair]
-    data_dir = data_dir or os.environ.get("NIN_DATA_DIR") or None
+    if data_dir:
+        return check_named_source(data_dir, "--data-dir", names)
+    if os.environ.get("NIN_DATA_DIR"):
+        return check_named_source(os.environ["NIN_DATA_DIR"], "NIN_DATA_DIR", names)
     tried = []
-    candidates = ([("--data-dir/NIN_DATA_DIR", data_dir)] if data_dir else []) + [
-        ("user cache", cache_dir()), ("Debian's dataset-fashion-mnist", system_dir)]
+    candidates = [("user cache", cache_dir()), ("Debian's dataset-fashion-mnist", system_dir)]
     for label, folder in candidates:
         if not os.path.isdir(folder):
             tried.append(f"{label} {folder}: no such folder")
@@ -269,7 +295,11 @@ def locate(data_dir: Optional[str] = None, *, download_to_cache: bool = True,
         folder = cache_dir()
         try:
             os.makedirs(folder, exist_ok=True)
-            download(folder, _missing(folder, names), mirrors, opener=opener, progress=progress)
+            # one download at a time (the lock file sits in the cache's parent, not among the data files); then
+            # the leftovers of a download that was killed go
+            with folder_lock(os.path.dirname(folder), wait=True):
+                clean_temporaries(folder)
+                download(folder, _missing(folder, names), mirrors, opener=opener, progress=progress)
             return folder
         except OSError as err:
             tried.append(f"{str(err) if isinstance(err, DataUnavailable) else f'download into {folder}: {err}'}")

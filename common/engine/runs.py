@@ -3,18 +3,23 @@ a checkpoint back into any backend."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from typing import Callable, List, Optional
 
-from common.arch.weights import load_npz, save_npz
+from common.arch.config import stored_config
+from common.arch.weights import check_weights, load_npz, save_npz
 from common.engine import registry
-from common.engine.checkpoint import backend_of
-from common.util.files import atomic_path, read_json, write_json
+from common.engine.checkpoint import backend_of, sha256_of
+from common.util.files import atomic_path, dumps, read_json, write_json
 
 STATE_FORMAT = "nin-train-1"
 STATE_FILE = "state.json"
 CHECKPOINT = "checkpoint"
+# the settings a state file records (fit's arguments but the model, data_dir, out, resume and progress)
+SETTINGS = ("variant", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device",
+            "precision", "seed", "init")
 
 
 def _complete(folder: str) -> Optional[int]:
@@ -26,6 +31,14 @@ def _complete(folder: str) -> Optional[int]:
         return int(read_json(path)["epoch"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+# what a state file holds: key -> the type its value must have
+STATE_KEYS = {"format": str, "backend": str, "epoch": int, "step": int, "elapsed_s": (int, float),
+              "settings": dict, "rows": list, "native": str, "canonical": str, "rng": str}
+# the files a checkpoint folder holds besides its state file, with their sha256 (state files written before
+# this was recorded have none)
+FILES_KEY = "files"
 
 
 def find_checkpoint(path) -> str:
@@ -62,6 +75,16 @@ def write_checkpoint(run_dir: str, write: Callable[[str], None]) -> str:
     return final
 
 
+def checkpoint_bytes(spec, image_size: int) -> int:
+    """A generous bound on the disk a run folder needs: two checkpoints at once (the new one is complete
+    before the old one goes), each with native and canonical weights and an optimizer state of up to two
+    copies of them, float32; and a MiB for metrics, curves and descriptions."""
+    from common.arch.shapes import param_shapes
+
+    params = sum(math.prod(shape) for shape in param_shapes(spec, image_size).values())
+    return 2 * 4 * (4 * params) + 2**20
+
+
 def native_name(backend: str) -> str:
     return "model" + registry.info(backend).native_suffix
 
@@ -71,16 +94,42 @@ def save_training_checkpoint(run_dir: str, mod, trainer, model, state: dict) -> 
     def write(folder: str) -> None:
         mod.save_native(model, os.path.join(folder, native_name(mod.BACKEND)))
         save_npz(os.path.join(folder, "model.npz"), mod.export_weights(model), backend=mod.BACKEND,
-                 epoch=state["epoch"], model=json.dumps(model.config.kwargs, sort_keys=True))
+                 epoch=state["epoch"], model=dumps(model.config.kwargs))
         trainer.save_state(folder)
-        write_json(os.path.join(folder, STATE_FILE), state)
+        files = {name: sha256_of(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
+        write_json(os.path.join(folder, STATE_FILE), dict(state, **{FILES_KEY: files}))
     return write_checkpoint(run_dir, write)
 
 
 def read_state(folder: str) -> dict:
-    state = read_json(os.path.join(folder, STATE_FILE))
+    """The checked state file of a checkpoint folder; every file it lists must still have its sha256."""
+    path = os.path.join(folder, STATE_FILE)
+    state = read_json(path, f"a {STATE_FORMAT} state file")
+    if not isinstance(state, dict):
+        raise ValueError(f"expected {path} to hold a JSON object, got a {type(state).__name__}")
     if state.get("format") != STATE_FORMAT:
         raise ValueError(f"expected a {STATE_FORMAT} state file in {folder}, got format {state.get('format')!r}")
+    wrong = [f"{k!r}" + ("" if k in state else " (missing)") for k, kind in STATE_KEYS.items()
+             if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]
+    if wrong:
+        raise ValueError(f"expected {path} to hold {', '.join(STATE_KEYS)} as nin train writes them, got a "
+                         f"wrong or missing {', '.join(wrong)}")
+    settings = state["settings"]
+    missing = [k for k in SETTINGS if k not in settings]
+    if missing or state["backend"] not in registry.BACKENDS:
+        raise ValueError(f"expected {path} to name one of {', '.join(registry.BACKENDS)} and hold the settings "
+                         f"{', '.join(SETTINGS)}, got backend {state['backend']!r}"
+                         + (f" and no {', '.join(missing)}" if missing else ""))
+    listed = state.get(FILES_KEY, {})
+    if not isinstance(listed, dict):
+        raise ValueError(f"expected {FILES_KEY!r} in {path} to map file names to sha256, got a {type(listed).__name__}")
+    for name, digest in listed.items():
+        file = os.path.join(folder, name)
+        if not os.path.isfile(file):
+            raise ValueError(f"expected {file} (listed in {path}), got no such file")
+        if sha256_of(file) != digest:
+            raise ValueError(f"expected {file} to have the sha256 {path} records, got another: the file is "
+                             f"damaged or was replaced")
     return state
 
 
@@ -96,8 +145,31 @@ def write_metrics(out: str, rows: List[dict], title: str) -> None:
 
     with atomic_path(os.path.join(out, "metrics.jsonl")) as tmp, open(tmp, "w") as f:
         for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.write(dumps(row) + "\n")
     plot_curves(rows, os.path.join(out, "curves.png"), title)
+
+
+def read_npz_checkpoint(path: str):
+    """(canonical weights, model arguments, backend that wrote them or None) of a canonical ``.npz`` written by
+    ``nin train`` (``model.npz``) or ``nin convert --to npz``; anything else is a ValueError naming the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    weights, meta = load_npz(path)
+    if "model" not in meta:
+        raise ValueError(f"expected {path} to carry its model description (as nin train and nin convert --to npz "
+                         f"write it), it has none")
+    try:
+        kwargs = json.loads(str(meta["model"]))
+    except ValueError as err:
+        raise ValueError(f"expected the model description in {path} to be JSON, got {str(meta['model'])[:80]!r}") \
+            from err
+    config = stored_config(kwargs, path)
+    try:
+        weights = check_weights(config.spec, weights, config.image_size)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    written_by = meta.get("backend")
+    return weights, config.kwargs, written_by if written_by in registry.BACKENDS else None
 
 
 def load_checkpoint(path, backend: Optional[str] = None):
@@ -115,14 +187,15 @@ def load_checkpoint(path, backend: Optional[str] = None):
         same = backend in (None, state["backend"])
         path = os.path.join(folder, state["native"] if same else state["canonical"])
     if path.endswith(".npz"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        weights, meta = load_npz(path)
-        if "model" not in meta:
-            raise ValueError(f"expected {path} to hold the model description (written by nin train), it has none")
-        mod = registry.load(backend or meta["backend"])
-        model = mod.NiN(**json.loads(meta["model"]))
-        mod.import_weights(model, weights)
+        weights, kwargs, written_by = read_npz_checkpoint(path)
+        if backend is None and written_by is None:
+            raise ValueError(f"expected --backend: {path} holds canonical weights that name no backend")
+        mod = registry.load(backend or written_by)
+        model = mod.NiN(**kwargs)
+        try:
+            mod.import_weights(model, weights)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
         return mod, model, image_size or model.image_size
     written_by = backend_of(path)
     if backend not in (None, written_by):

@@ -31,22 +31,25 @@ import math
 import os
 import sys
 import time
+from contextlib import ExitStack
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from common.arch.checks import check_input_shape
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
 from common.arch.weights import INITS
 from common.engine import data, registry
 from common.engine.precision import DEVICES, check_precision
-from common.engine.runs import (STATE_FORMAT, find_checkpoint, native_name, read_state, save_training_checkpoint,
-                                write_metrics)
+from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
+                                save_training_checkpoint, write_metrics)
+from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
 from common.util.machine import keep_freed_memory
 from common.util.values import check_choice, check_int, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
-FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val")
+FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val", "precision")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -79,6 +82,15 @@ def check_settings(**settings) -> dict:
 
 # ---------------------------------------------------------------- passes over the data
 
+def check_image_size(model, image_size: int) -> None:
+    """``image_size`` must suit ``model`` (large enough for its poolings; its own size with a dense head)."""
+    shape = (1, model.spec.in_channels, image_size, image_size)
+    try:
+        check_input_shape(model.spec, shape, "NCHW", model.image_size)
+    except ValueError as err:
+        raise ValueError(f"image size {image_size}: {err}") from err
+
+
 def _bar(total: int, desc: str, progress: bool):
     from tqdm import tqdm
 
@@ -89,6 +101,7 @@ def _bar(total: int, desc: str, progress: bool):
 def evaluate(trainer, split: data.Split, batch_size: int, image_size: int, progress: bool = True,
              desc: str = "eval") -> Tuple[float, float, float]:
     """(mean loss, accuracy, seconds) of the model over ``split``, dropout off."""
+    check_image_size(trainer.model, image_size)
     start, loss, correct = time.perf_counter(), 0.0, 0
     with _bar(len(split), desc, progress) as bar:
         for images, labels in data.batches(split, batch_size):
@@ -187,19 +200,51 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     if state is not None:
         run_dir = os.path.dirname(os.path.abspath(ckpt))
         out = run_dir if out is None else out
-    if out is not None and (state is None or os.path.abspath(out) != run_dir):
-        _refuse_occupied(out)
+    with ExitStack() as held:
+        if out is not None:  # before any training: what can be checked about --out is checked now
+            spec = model.spec if model is not None else build_spec(settings["variant"])
+            check_writable_folder(out, checkpoint_bytes(spec, image_size))
+            held.enter_context(folder_lock(out, wait=False, busy="is another nin train running into it?"))
+            if state is None or os.path.abspath(out) != run_dir:
+                _refuse_occupied(out)
+            clean_temporaries(out)
+        return _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress)
 
-    train = data.load("train", data_dir, limit_train, progress=progress)
-    val = data.load("test", data_dir, limit_val, progress=progress)
+
+def _finite_figures(row: dict, saved, settings: dict) -> None:
+    """End the run, as a NaN loss does, when an epoch's training or validation figure is not finite (a
+    blow-up on an epoch's last step shows only in the validation); that epoch is never saved."""
+    bad = [f"{name} {row[name]}" for name in ("train_loss", "train_acc", "val_loss", "val_acc")
+           if not math.isfinite(row[name])]
+    if bad:
+        raise NonFiniteLoss(f"epoch {row['epoch']} ended with {', '.join(bad)}: training stopped. The learning "
+                            f"rate is probably too high for this setting: try a lower one than --lr "
+                            f"{settings['lr']:g}; {_kept(saved)}.", row["step"], row["epoch"])
+
+
+def _kept(saved) -> str:
+    return (f"the last good checkpoint (epoch {saved[0][0]}) stays in {saved[0][1]}" if saved[0] else
+            "no checkpoint was written")
+
+
+def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress) -> List[dict]:
+    """``run`` once its arguments, the run it resumes and its --out are checked (and --out is locked)."""
+    epochs, batch_size, image_size, seed = (settings[k] for k in ("epochs", "batch_size", "image_size", "seed"))
+    device, precision = settings["device"], settings["precision"]
+    train = data.load("train", data_dir, settings["limit_train"], progress=progress)
+    val = data.load("test", data_dir, settings["limit_val"], progress=progress)
     if model is None:
-        model = impl.build_model(device, lr=settings["lr"], variant=variant, seed=seed, init=init,
-                                 image_size=image_size)
+        model = impl.build_model(device, lr=settings["lr"], variant=settings["variant"], seed=seed,
+                                 init=settings["init"], image_size=image_size)
     trainer = make_trainer(backend, model, settings["lr"], device, precision)
     rows, start_epoch, step, elapsed_before = [], 0, 0, 0.0
     if state is not None:
         mod.load_native(os.path.join(ckpt, state["native"]), model)
-        trainer.load_state(ckpt)
+        try:
+            trainer.load_state(ckpt)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"expected the optimizer state in {ckpt} to fit this run, got {first_line(err)}") \
+                from err
         trainer.set_lr(settings["lr"])
         rows, start_epoch, step, elapsed_before = state["rows"], state["epoch"], state["step"], state["elapsed_s"]
 
@@ -215,8 +260,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     saved = [(start_epoch, ckpt) if state else None]  # (epoch, folder) of the last good checkpoint
 
     def stop(at_step: int, loss: float, batch: int, n_batches: int) -> None:
-        kept = (f"the last good checkpoint (epoch {saved[0][0]}) stays in {saved[0][1]}" if saved[0] else
-                "no checkpoint was written")
+        kept = _kept(saved)
         raise NonFiniteLoss(f"the loss became {loss} at step {at_step} (epoch {epoch}, batch {batch} of "
                             f"{n_batches}): training stopped. The learning rate is probably too high for this "
                             f"setting: try a lower one than --lr {settings['lr']:g} (e.g. "
@@ -233,6 +277,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
                    elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=backend,
                    device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
                    image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val))
+        _finite_figures(row, saved, settings)
         rows.append(row)
         _say(epoch_line(row))
         if out is not None:
@@ -264,8 +309,10 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     the device computes it natively, else fp32).
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
-    and device may change, the other settings must match).  A NaN or infinite loss raises NonFiniteLoss
-    naming the step.
+    and device may change, the other settings, precision too, must match).  A NaN or infinite loss raises
+    NonFiniteLoss naming the step; so does an epoch whose training or validation figures are not finite (that
+    epoch is not saved).  ``out`` is checked (a writable folder with room for the checkpoints) and locked
+    before any training.
     """
     return fit
 
