@@ -11,16 +11,20 @@ from common.arch.weights import check_weights, load_npz, save_npz
 from common.arch.config import model_config
 
 NPZ = "npz"
-TARGETS = registry.BACKENDS + (NPZ,)
+ONNX = "onnx"
+TARGETS = registry.BACKENDS + (NPZ, ONNX)
 NPZ_FORMAT = "nin-canonical-1"
 
 
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "convert", "turn a checkpoint of one backend into a native checkpoint of another "
-                                     "(or into canonical .npz weights)")
+                                     "(or into canonical .npz weights, or an ONNX model)")
     O.checkpoint(p)
-    p.add_argument("--to", required=True, choices=TARGETS, help="the target backend, or npz")
-    p.add_argument("--out", required=True, help="the file to write (its .json description is written beside it)")
+    p.add_argument("--to", required=True, choices=TARGETS,
+                   help="the target backend, npz, or onnx (an ONNX graph built from the network's spec, NCHW "
+                        "input 'images', output 'logits'; runs in ONNX Runtime)")
+    p.add_argument("--out", required=True, help="the file to write (for a backend, its .json description is "
+                                                "written beside it)")
     p.set_defaults(run=run)
 
 
@@ -33,7 +37,7 @@ def checkpoint_file(path: str) -> str:
 
 
 def suffix_of(target: str) -> str:
-    return ".npz" if target == NPZ else registry.info(target).native_suffix
+    return {NPZ: ".npz", ONNX: ".onnx"}.get(target) or registry.info(target).native_suffix
 
 
 def source_of(path: str) -> str:
@@ -59,8 +63,13 @@ def read_canonical(path: str):
     return mod.export_weights(model), dict(model.config.kwargs)
 
 
-def write_canonical(weights, kwargs: dict, target: str, out: str) -> None:
-    """Write canonical weights as a native checkpoint of ``target`` (or as .npz), atomically."""
+def write_canonical(weights, kwargs: dict, target: str, out: str, source: str = "") -> None:
+    """Write canonical weights as a native checkpoint of ``target`` (or as .npz, or .onnx), atomically."""
+    if target == ONNX:
+        from common.tools import onnx_graph
+
+        onnx_graph.export(model_config(**kwargs).spec, weights, kwargs, out, **{"nin.source": source})
+        return
     if target == NPZ:
         check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
         save_npz(out, weights, model=json.dumps(kwargs, sort_keys=True), format=NPZ_FORMAT)
@@ -79,7 +88,7 @@ def run(args) -> int:
     path = checkpoint_file(O.checkpoint_of(args))
     source = source_of(path)
     weights, kwargs = read_canonical(path)
-    write_canonical(weights, kwargs, args.to, args.out)
+    write_canonical(weights, kwargs, args.to, args.out, source)
     print(f"converted {path} ({source}) -> {args.out} ({args.to}): {len(weights)} arrays, "
           f"{sum(w.size for w in weights.values()):,} parameters")
     return 0
