@@ -10,6 +10,7 @@ A backend's ``nin_<b>/training.py`` supplies:
   - ``train_step(images_u8, labels, image_size) -> (loss_sum, correct)``: one SGD step on a uint8 batch
     (B, 28, 28) scaled to [0, 1] and resized to ``image_size`` on the device, dropout active;
   - ``eval_step(images_u8, labels, image_size) -> (loss_sum, correct)``: the same without learning, dropout off;
+  - ``predict_step(images_u8, image_size) -> logits``: float32 (B, classes) NumPy logits, dropout off;
   - ``prepare(images_u8, labels, image_size)``: only the input pipeline of a step (transfer, scaling, resizing,
     layout), waited for; what ``nin bench`` times to show the pipeline outruns the model;
   - ``peak_memory_mb()``: the device's peak memory so far (None on the CPU, where the process's resident
@@ -35,11 +36,13 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from common.arch.reference import cross_entropy
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
 from common.arch.weights import INITS
 from common.engine import data, registry
 from common.engine.precision import DEVICES, check_precision
+from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, find_checkpoint, native_name, read_state, save_training_checkpoint,
                                 write_metrics)
 from common.util.machine import keep_freed_memory
@@ -80,19 +83,28 @@ def check_settings(**settings) -> dict:
 # ---------------------------------------------------------------- passes over the data
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=not progress,
-                mininterval=0.5)
+    return progress_bar(progress, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True,
+                        mininterval=0.5)
 
 
 def evaluate(trainer, split: data.Split, batch_size: int, image_size: int, progress: bool = True,
-             desc: str = "eval") -> Tuple[float, float, float]:
-    """(mean loss, accuracy, seconds) of the model over ``split``, dropout off."""
+             desc: str = "eval", predictions: Optional[list] = None) -> Tuple[float, float, float]:
+    """(mean loss, accuracy, seconds) of the model over ``split``, dropout off.
+
+    ``predictions``, if given, receives every image's predicted class in order (the pass then runs
+    ``predict_step`` and computes the loss from its logits, in float64).
+    """
     start, loss, correct = time.perf_counter(), 0.0, 0
     with _bar(len(split), desc, progress) as bar:
         for images, labels in data.batches(split, batch_size):
-            batch_loss, batch_correct = trainer.eval_step(images, labels, image_size)
+            if predictions is None:
+                batch_loss, batch_correct = trainer.eval_step(images, labels, image_size)
+            else:
+                logits = trainer.predict_step(images, image_size)
+                predicted = logits.argmax(axis=1)
+                predictions.extend(predicted.tolist())
+                batch_loss = cross_entropy(logits, labels) * len(labels)
+                batch_correct = int((predicted == labels).sum())
             loss, correct = loss + batch_loss, correct + batch_correct
             bar.update(len(labels))
     return loss / len(split), correct / len(split), time.perf_counter() - start
@@ -118,11 +130,12 @@ def train_epoch(trainer, split: data.Split, settings: dict, epoch: int, step: in
 
 
 def epoch_line(row: dict) -> str:
-    """The one line printed after each epoch."""
+    """The one line printed after each epoch, under 80 columns so that it does not wrap in a narrow terminal:
+    ``epoch 1/10  loss 2.3026/2.3021  acc 0.1016/0.1000  86 img/s  0:00:12`` (train/val; elapsed h:mm:ss)."""
     mins, secs = divmod(int(round(row["elapsed_s"])), 60)
-    return (f"epoch {row['epoch']:>3}/{row['epochs']}  train loss {row['train_loss']:.4f}  train acc "
-            f"{row['train_acc']:.4f}  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.4f}  "
-            f"{row['images_per_s']:,.0f} img/s  elapsed {mins // 60}:{mins % 60:02d}:{secs:02d}")
+    return (f"epoch {row['epoch']}/{row['epochs']}  loss {row['train_loss']:.4f}/{row['val_loss']:.4f}  "
+            f"acc {row['train_acc']:.4f}/{row['val_acc']:.4f}  {row['images_per_s']:,.0f} img/s  "
+            f"{mins // 60}:{mins % 60:02d}:{secs:02d}")
 
 
 # ---------------------------------------------------------------- fit
@@ -139,7 +152,7 @@ def _backend_impl(backend: str):
 
 
 def _say(text: str) -> None:
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     tqdm.write(text, file=sys.stdout)
     sys.stdout.flush()
@@ -207,7 +220,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
          f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
          f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
-         + (f"; resuming after epoch {start_epoch}" if state else ""))
+         + (f"; resuming after epoch {start_epoch}" if state else "") + "; per epoch: loss and acc as train/val")
     if start_epoch >= epochs:
         _say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
         return rows
