@@ -185,7 +185,8 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         lr: float = 0.05, image_size: int = 224, limit_train: Optional[int] = None,
         limit_val: Optional[int] = None, device: str = "auto", precision: str = "auto", seed: int = 0,
         init: str = "xavier", data_dir: Optional[str] = None, out: Optional[str] = None,
-        resume: Optional[str] = None, progress: bool = True) -> List[dict]:
+        resume: Optional[str] = None, progress: bool = True,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> List[dict]:
     """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``."""
     settings = check_settings(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                               limit_train=limit_train, limit_val=limit_val, device=device, precision=precision,
@@ -255,6 +256,8 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
                              native=native_name(backend), canonical="model.npz",
                              rng="every framework is re-seeded from (seed, epoch) at the start of each epoch")
             saved[0] = (epoch, save_training_checkpoint(out, mod, trainer, model, new_state))
+        if on_epoch is not None:
+            on_epoch(row)
     return rows
 
 
@@ -277,8 +280,9 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     the device computes it natively, else fp32).
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
-    and device may change, the other settings must match).  A NaN or infinite loss raises NonFiniteLoss
-    naming the step.
+    and device may change, the other settings must match).  ``on_epoch(row)`` is called after each epoch
+    with its metrics row (``common.tools.live.Animator`` redraws curves with it in a notebook).  A NaN or
+    infinite loss raises NonFiniteLoss naming the step.
     """
     return fit
 

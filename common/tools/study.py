@@ -13,6 +13,7 @@ from typing import Optional, Dict, List, Sequence
 from common.engine import registry
 from common.arch.shapes import batch_shape
 from common.util.files import atomic_path
+from common.util.markdown import table
 from common.arch.costs import resources
 from common.arch.variants import build_spec, check_variant, describe
 
@@ -61,21 +62,6 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
     return runs
 
 
-def _cell(value: object) -> str:
-    """A Markdown table cell: a ``|`` inside it would start another column, so it is escaped."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-flavoured Markdown table; every row has the header's number of cells."""
-    for row in rows:
-        if len(row) != len(header):
-            raise ValueError(f"expected {len(header)} cells in every row of a table, got {len(row)}: {row}")
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _used(runs: Sequence[Run], key: str) -> str:
     """What the runs resolved a setting to ('bf16', or 'fp32 (mxnet), bf16 (torch, tf)' when they differ)."""
     by_value: Dict[str, List[str]] = {}
@@ -96,7 +82,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
              f"{runs[0].final.get('n_train', '?')} training and {runs[0].final.get('n_val', '?')} validation images.",
              "Every run trains on the same images in the same batch order from the same initial weights.", "",
              "## Results", "",
-             _table(["variant", "backend", "parameters (framework)", "multiply-adds / image", "s / epoch (train)",
+             table(["variant", "backend", "parameters (framework)", "multiply-adds / image", "s / epoch (train)",
                      "images/s", "final train loss", "final val loss", "final val acc"],
                     [[r.variant, r.backend, f"{r.params:,}", f"{r.macs:,}", f"{r.epoch_seconds:.1f}",
                       f"{r.final['images_per_s']:.1f}", f"{r.final['train_loss']:.4f}",
@@ -104,7 +90,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
              "", "![loss and accuracy per epoch](curves.png)", "",
              "![parameters and multiply-adds](resources.png)", "", "![time per epoch and accuracy](results.png)", "",
              "## Per-epoch metrics", "",
-             _table(["variant", "backend", "epoch", "train loss", "train acc", "val loss", "val acc", "images/s"],
+             table(["variant", "backend", "epoch", "train loss", "train acc", "val loss", "val acc", "images/s"],
                     [[r.variant, r.backend, row["epoch"], f"{row['train_loss']:.4f}", f"{row['train_acc']:.4f}",
                       f"{row['val_loss']:.4f}", f"{row['val_acc']:.4f}", f"{row['images_per_s']:.1f}"]
                      for r in runs for row in r.rows]),
@@ -116,7 +102,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
         body = []
         for i in range(len(vruns[0].shapes)):
             body.append([i] + [cell for r in vruns for cell in (r.shapes[i][0], tuple(r.shapes[i][1]))])
-        parts += [_table(header, body), ""]
+        parts += [table(header, body), ""]
     parts += [f"Backends: {', '.join(names)}.", ""]
     return "\n".join(parts)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from common.engine.data import CLASS_NAMES
 from common.util.files import atomic_path, write_json
+from common.util.markdown import table
 
 CONFUSION_PNG = "confusion.png"
 EXAMPLES_PNG = "predictions.png"
@@ -62,19 +63,21 @@ def most_confused(matrix: np.ndarray, names: Sequence[str] = CLASS_NAMES, top: i
     return [f"{names[t]} taken for {names[p]} ({off[t, p]} images)" for t, p in pairs if off[t, p] > 0]
 
 
-def markdown(results: Sequence[ClassResult], matrix: np.ndarray, title: str) -> str:
+def markdown(results: Sequence[ClassResult], matrix: np.ndarray, title: str, images: bool = True) -> str:
     """The per-class table and the most frequent confusions, as Markdown."""
     total_n, total_ok = sum(r.n for r in results), sum(r.correct for r in results)
-    lines = [f"# {title}", "", "| class | images | correct | accuracy | precision |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r.name} | {r.n} | {r.correct} | {r.acc:.4f} | {r.precision:.4f} |" for r in results]
-    lines += [f"| **all** | {total_n} | {total_ok} | {total_ok / max(total_n, 1):.4f} | |", "",
+    share = lambda v: "n/a" if v != v else f"{v:.4f}"  # noqa: E731 - nan: no image of / predicted as the class
+    body = [[r.name, r.n, r.correct, share(r.acc), share(r.precision)] for r in results]
+    body.append(["**all**", total_n, total_ok, f"{total_ok / max(total_n, 1):.4f}", ""])
+    lines = [f"# {title}", "", table(["class", "images", "correct", "accuracy", "precision"], body, "lrrrr"), "",
               "accuracy: the share of a class's images predicted as it; precision: the share of the images "
               "predicted as a class that are of it.", ""]
     confused = most_confused(matrix)
     if confused:
         lines += ["Most frequent confusions: " + "; ".join(confused) + ".", ""]
-    lines += [f"![confusion matrix]({CONFUSION_PNG})", "", f"![test images, true and predicted]({EXAMPLES_PNG})", ""]
+    if images:
+        lines += [f"![confusion matrix]({CONFUSION_PNG})", "", f"![test images, true and predicted]({EXAMPLES_PNG})",
+                  ""]
     return "\n".join(lines)
 
 
@@ -82,17 +85,20 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, path) -> None:
+    """Write ``fig`` to ``path`` atomically (nothing for ``None``: the caller shows the figure itself)."""
+    if path is None:
+        return
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
 
 
-def plot_confusion(matrix: np.ndarray, path: str, names: Sequence[str] = CLASS_NAMES, title: str = ""):
+def plot_confusion(matrix: np.ndarray, path=None, names: Sequence[str] = CLASS_NAMES, title: str = ""):
     """The confusion matrix as a heat map, rows normalised (each true class sums to 1), counts in the cells."""
     fig = _figure(7.5, 6.5)
     ax = fig.add_subplot()
@@ -110,17 +116,16 @@ def plot_confusion(matrix: np.ndarray, path: str, names: Sequence[str] = CLASS_N
                     color="white" if share[t, p] > 0.5 else "black")
     if title:
         ax.set_title(title, fontsize="medium")
-    fig.tight_layout()
     _save(fig, path)
     return fig
 
 
-def plot_examples(images_u8: np.ndarray, labels: Sequence[int], predictions: Sequence[int], path: str,
+def plot_examples(images_u8: np.ndarray, labels: Sequence[int], predictions: Sequence[int], path=None,
                   names: Sequence[str] = CLASS_NAMES, count: int = 18, columns: int = 9):
     """The first ``count`` test images with 'true / predicted' above each; mistakes in red (d2l's predict_ch3)."""
     count = min(count, len(labels))
     rows = max(1, -(-count // columns))
-    fig = _figure(1.3 * columns, 1.6 * rows)
+    fig = _figure(1.3 * columns, 1.9 * rows + 0.3)
     for i in range(count):
         ax = fig.add_subplot(rows, columns, i + 1)
         ax.imshow(images_u8[i], cmap="gray_r")
@@ -129,7 +134,6 @@ def plot_examples(images_u8: np.ndarray, labels: Sequence[int], predictions: Seq
         ax.set_title(f"{names[labels[i]]}\n{names[predictions[i]]}", fontsize=7,
                      color="black" if right else "red")
     fig.suptitle("true (top) / predicted (bottom); mistakes in red", fontsize=8)
-    fig.tight_layout()
     _save(fig, path)
     return fig
 
