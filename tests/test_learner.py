@@ -128,3 +128,13 @@ def test_epoch_line_fits_80_columns():
                images_per_s=123456.7, elapsed_s=3 * 3600 + 61)
     line = training.epoch_line(row)
     assert len(line) <= 80 and "loss 2.3026/2.3026" in line and "3:01:01" in line
+
+
+def test_on_epoch_gets_every_row_and_the_animator_collects_them(fashion_mnist):
+    from common.tools.live import Animator
+
+    animator = Animator("t", show=False)
+    fit = registry.part(registry.BACKENDS[0], "training").fit
+    rows = fit(epochs=2, image_size=SIZE, batch_size=16, limit_train=16, limit_val=16, init="kaiming", device="cpu",
+               progress=False, on_epoch=animator)
+    assert animator.rows == rows and [r["epoch"] for r in rows] == [1, 2]
