@@ -29,7 +29,7 @@ from common.arch.weights import check_weights
 from common.engine.registry import BackendUnavailable
 from common.util.files import atomic_path
 
-OPSET = 17  # Conv, MaxPool/AveragePool with ceil_mode, Gemm, GlobalAveragePool, Flatten: all stable since
+OPSET = 17  # every operator used (Conv, MaxPool/AveragePool with ceil_mode, Gemm, ...) is unchanged since opset 11
 FORMAT = "nin-onnx-1"
 NAME = "ONNX Runtime"
 INSTALL = "pip install 'nin[onnx]'"
@@ -133,7 +133,7 @@ def export(spec: S.NetSpec, weights: Mapping[str, np.ndarray], model_kwargs: Map
 
 
 def session(model):
-    """An ONNX Runtime CPU session for a ModelProto or a path (single-threaded ops are not forced)."""
+    """An ONNX Runtime session on the CPU for a ModelProto or a path."""
     ort = _import("onnxruntime")
     source = model.SerializeToString() if hasattr(model, "SerializeToString") else os.fspath(model)
     options = ort.SessionOptions()
