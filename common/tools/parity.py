@@ -200,10 +200,10 @@ def onnx_diffs(check: str, spec: S.NetSpec, weights: Weights, x: np.ndarray) -> 
     pair, tol = f"{ONNX} vs {REFERENCE}", TOLERANCE[check]
     if check == "forward":
         ref = reference.forward(spec, weights, x)
-        return [compare(pair, "forward", "logits", onnx_graph.predict(model, x), ref, peak(ref), tol)]
+        return [abs_diff(pair, "forward", "logits", onnx_graph.predict(model, x), ref, peak(ref), tol)]
     refs = reference.layer_outputs(spec, weights, x)
     outs = onnx_graph.layer_outputs(model, x, len(spec.layers))
-    return [compare(pair, "layers", f"layer {i} ({layer_name(layer)})", out, ref, peak(ref), tol)
+    return [abs_diff(pair, "layers", f"layer {i} ({layer_name(layer)})", out, ref, peak(ref), tol)
             for i, (layer, out, ref) in enumerate(zip(spec.layers, outs, refs))]
 
 
