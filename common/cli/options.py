@@ -165,5 +165,7 @@ def json_output(p) -> None:
 
 
 def show_progress(args) -> bool:
-    """Progress bars only for a person at a terminal, unless switched off."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    """Progress bars only for a person at a terminal (or a notebook), unless switched off."""
+    from common.util.progress import shown
+
+    return shown(not getattr(args, "no_progress", False))
