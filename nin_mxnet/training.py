@@ -96,6 +96,10 @@ class Trainer:
         logits = self.model(x)  # outside autograd.record: prediction mode, dropout off
         return self._stats(logits, self.loss(logits, y), y)
 
+    def predict_step(self, images_u8, image_size: int) -> np.ndarray:
+        x, _ = self.inputs(images_u8, np.zeros(len(images_u8), np.int32), image_size)
+        return self.model(x).asnumpy().astype(np.float32)  # outside autograd.record: dropout off
+
     def prepare(self, images_u8, labels, image_size: int) -> None:
         x, y = self.inputs(images_u8, labels, image_size)
         x.wait_to_read()

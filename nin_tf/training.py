@@ -90,6 +90,9 @@ class Trainer:
         self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
         self._train = tf.function(self._train_graph, reduce_retracing=True)
         self._eval = tf.function(self._eval_graph, reduce_retracing=True)
+        self._predict = tf.function(
+            lambda images_u8, size: tf.cast(self.model(self.inputs(images_u8, size), training=False), tf.float32),
+            reduce_retracing=True)
         self._prepare = tf.function(lambda images_u8, size: tf.reduce_sum(self.inputs(images_u8, size)),
                                     reduce_retracing=True)  # the sum makes the graph compute every pixel
         self.device_name = f"{self.device} ({'GPU' if 'GPU' in self.device else 'CPU'})"
@@ -134,6 +137,10 @@ class Trainer:
 
     def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
         return self._run(self._eval, images_u8, labels, image_size)
+
+    def predict_step(self, images_u8, image_size: int) -> np.ndarray:
+        with tf.device(self.device), compute_policy(self.model, self.policy):
+            return self._predict(tf.constant(np.asarray(images_u8, np.uint8)), int(image_size)).numpy()
 
     def prepare(self, images_u8, labels, image_size: int) -> None:
         with tf.device(self.device):

@@ -114,6 +114,14 @@ class Trainer:
         logits = logits.float()
         return self._stats(logits, F.cross_entropy(logits, y), y)
 
+    @torch.inference_mode()
+    def predict_step(self, images_u8, image_size: int) -> np.ndarray:
+        self.model.eval()
+        x, _ = self.inputs(images_u8, np.zeros(len(images_u8), np.int64), image_size)
+        with self._compute():
+            logits = self.model(x)
+        return logits.float().cpu().numpy()
+
     def reseed(self, seed: int) -> None:
         torch.manual_seed(seed)  # CPU and every CUDA device
 

@@ -198,9 +198,13 @@ def test_bad_constructor_arguments(backend):
             backend.NiN(**kwargs)
 
 
-def run_cli(*args):
+def run_cli(*args, columns=None):
+    env = dict(__import__("os").environ)
+    env.pop("COLUMNS", None)  # not a terminal: rich's 80 columns, unless given
+    if columns:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([sys.executable, "-m", "common.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_cli_summary_single_backend(backend):
@@ -212,12 +216,21 @@ def test_cli_summary_single_backend(backend):
 
 
 def test_cli_summary_all_side_by_side(all_backends):
-    res = run_cli("summary", "--backend", "all", "--in-channels", "3", "--num-classes", "5")
+    res = run_cli("summary", "--backend", "all", "--in-channels", "3", "--num-classes", "5", columns=200)
     assert res.returncode == 0, res.stderr
     assert "(1, 96, 54, 54)" in res.stdout and "(1, 54, 54, 96)" in res.stdout
     assert f"{shapes.num_params(chapter(5, 3)):,}" in res.stdout
     header = [line for line in res.stdout.splitlines() if "torch layer" in line][0]
     assert "mxnet layer" in header and "tf layer" in header
+
+
+def test_cli_summary_all_fits_80_columns(all_backends):
+    res = run_cli("summary", "--backend", "all", "--in-channels", "3", "--num-classes", "5")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "(1,96,54,54)" in res.stdout and "(1,54,54,96)" in res.stdout  # side by side still, shapes unbroken
+    assert sum("1,997,953" in line for line in lines) == 1
 
 
 def test_cli_unknown_backend_exits_2():

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from common.engine import registry
 from common import cli
+from common.engine import registry
 from common.tools import parity
 from common.arch import reference
 from common.arch import spec as S
@@ -59,6 +59,14 @@ def test_reference_conv_matches_direct_loops(kernel, stride, pad):
 def test_reference_pool_matches_direct_loops(size, ceil_mode):
     x = np.random.default_rng(size).normal(size=(2, 3, size, size + 1))
     np.testing.assert_array_equal(reference.max_pool(x, 3, 2, ceil_mode), pool_oracle(x, "max", 3, 2, ceil_mode))
+
+
+@pytest.mark.parametrize("size", [7, 8, 9, 10])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_reference_avg_pool_matches_direct_loops(size, ceil_mode):
+    x = np.random.default_rng(size).normal(size=(2, 3, size, size + 1))
+    np.testing.assert_allclose(reference.avg_pool(x, 3, 2, ceil_mode), pool_oracle(x, "avg", 3, 2, ceil_mode),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_reference_head_and_loss():
@@ -188,14 +196,24 @@ def test_steps_check_tells_a_different_learning_rate(all_backends):
 
 # --- the command -------------------------------------------------------------------------------------------------
 
-def test_cli_parity_passes(all_backends, capsys):
+def test_cli_parity_passes(all_backends, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: every cell on one line
     code = cli.main(["parity", "--image-size", str(SMALL), "--checks", "forward,layers,grads", "--seed", "0"])
     out = capsys.readouterr().out
     assert code == 0, out
     for text in ("pair", "check", "max abs diff", "relative error", "tolerance", "torch vs reference",
-                 "mxnet vs tf", "layer outputs", "gradients", "gradients and SGD in float64", "24 of 24 checks passed"):
+                 "mxnet vs tf", "layer outputs", "gradients", "gradients and SGD in float64", "onnxruntime vs reference",
+                 "26 of 26 checks passed"):
         assert text in out
     assert "FAIL" not in out
+
+
+def test_cli_parity_table_fits_the_terminal(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert cli.main(["parity", "--backends", registry.BACKENDS[0], "--image-size", str(SMALL), "--checks",
+                     "forward"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80 and any("reference" in line for line in lines)
 
 
 def test_cli_parity_grad_dtype_must_be_a_float(capsys):

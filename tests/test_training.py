@@ -49,7 +49,7 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
     assert sigs[0] == sigs[1] == sigs[2]
     assert list(sigs[0].parameters) == ["model", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
-                                        "data_dir", "out", "resume", "progress"]
+                                        "data_dir", "out", "resume", "progress", "on_epoch"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
     with pytest.raises(TypeError, match="epoch"):

@@ -41,6 +41,17 @@ def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> 
     return windows(x, size, stride)[:, :, :oh, :ow].max(axis=(4, 5))
 
 
+def avg_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
+    """Average pooling without padding; with ``ceil_mode`` a partial last window averages only its in-image
+    elements (Caffe's AVE pooling; PyTorch's ``AvgPool2d(ceil_mode=True)``, ONNX's ``count_include_pad=0``)."""
+    h, w = x.shape[2:]
+    oh, ow = pool_out(h, size, stride, ceil_mode), pool_out(w, size, stride, ceil_mode)
+    pad = ((0, 0), (0, 0), (0, max(0, (oh - 1) * stride + size - h)), (0, max(0, (ow - 1) * stride + size - w)))
+    total = windows(np.pad(x, pad), size, stride)[:, :, :oh, :ow].sum(axis=(4, 5))
+    count = windows(np.pad(np.ones((1, 1, h, w)), pad), size, stride)[:, :, :oh, :ow].sum(axis=(4, 5))
+    return total / count
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
 
@@ -64,6 +75,8 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
                 x = relu(z)
         elif isinstance(layer, S.MaxPool):
             x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)
+        elif isinstance(layer, S.AvgPool):
+            x = avg_pool(x, layer.size, layer.stride, layer.ceil_mode)
         elif isinstance(layer, S.GlobalAvgPool):
             x = x.mean(axis=(2, 3), keepdims=True)
         elif isinstance(layer, S.Flatten):

@@ -13,16 +13,20 @@ from common.arch.config import model_config
 from common.util.files import check_not_folder, dumps
 
 NPZ = "npz"
-TARGETS = registry.BACKENDS + (NPZ,)
+ONNX = "onnx"
+TARGETS = registry.BACKENDS + (NPZ, ONNX)
 NPZ_FORMAT = "nin-canonical-1"
 
 
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "convert", "turn a checkpoint of one backend into a native checkpoint of another "
-                                     "(or into canonical .npz weights)")
+                                     "(or into canonical .npz weights, or an ONNX model)")
     O.checkpoint(p)
-    p.add_argument("--to", required=True, choices=TARGETS, help="the target backend, or npz")
-    p.add_argument("--out", required=True, help="the file to write (its .json description is written beside it)")
+    p.add_argument("--to", required=True, choices=TARGETS,
+                   help="the target backend, npz, or onnx (an ONNX graph built from the network's spec, NCHW "
+                        "input 'images', output 'logits'; runs in ONNX Runtime)")
+    p.add_argument("--out", required=True, help="the file to write (for a backend, its .json description is "
+                                                "written beside it)")
     p.set_defaults(run=run)
 
 
@@ -35,7 +39,7 @@ def checkpoint_file(path: str) -> str:
 
 
 def suffix_of(target: str) -> str:
-    return ".npz" if target == NPZ else registry.info(target).native_suffix
+    return {NPZ: ".npz", ONNX: ".onnx"}.get(target) or registry.info(target).native_suffix
 
 
 def source_of(path: str) -> str:
@@ -55,8 +59,13 @@ def read_canonical(path: str):
 
 
 def write_canonical(weights, kwargs: dict, target: str, out: str, backend: Optional[str] = None) -> None:
-    """Write canonical weights as a native checkpoint of ``target`` (or as .npz, recording ``backend``, the
-    one they come from, which ``nin evaluate`` uses by default), atomically."""
+    """Write canonical weights as a native checkpoint of ``target`` (or as .npz recording ``backend``, the one
+    they come from, which ``nin evaluate`` uses by default; or as .onnx), atomically."""
+    if target == ONNX:
+        from common.tools import onnx_graph
+
+        onnx_graph.export(model_config(**kwargs).spec, weights, kwargs, out, **{"nin.source": backend or ""})
+        return
     if target == NPZ:
         check_weights(model_config(**kwargs).spec, weights, kwargs["image_size"])
         meta = dict(model=dumps(kwargs), format=NPZ_FORMAT)

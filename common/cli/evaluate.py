@@ -1,10 +1,13 @@
-"""``nin evaluate``: loss and accuracy of a checkpoint on Fashion-MNIST's 10k test images."""
+"""``nin evaluate``: loss and accuracy of a checkpoint on Fashion-MNIST's 10k test images; with ``--out``, accuracy
+per class, the confusion matrix and test images with their predicted labels."""
 from __future__ import annotations
 
 import json
+import os
 
 from common.cli import options as O
 from common.engine import data, registry, runs, training
+from common.tools import views
 
 
 def add_parser(sub) -> None:
@@ -17,6 +20,10 @@ def add_parser(sub) -> None:
     O.limits(p, train_too=False)
     O.device(p)
     O.data_dir(p)
+    p.add_argument("--out", metavar="DIR",
+                   help="also write DIR/confusion.png, DIR/predictions.png (test images, true and predicted labels), "
+                        "DIR/evaluation.md (accuracy per class) and DIR/evaluation.json, and print the per-class "
+                        "table (several backends: DIR/<backend>/)")
     O.json_output(p)
     O.progress(p)
     p.set_defaults(run=run)
@@ -24,18 +31,22 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     path = O.checkpoint_of(args)
-    for name in args.backend or [None]:
-        evaluate_one(args, path, name)
+    names = args.backend or [None]
+    for name in names:
+        out = os.path.join(args.out, name) if args.out and len(names) > 1 else args.out
+        evaluate_one(args, path, name, out)
     return 0
 
 
-def evaluate_one(args, path: str, backend) -> None:
+def evaluate_one(args, path: str, backend, out=None) -> None:
     mod, model, image_size = runs.load_checkpoint(path, backend)
     image_size = args.image_size or image_size
     trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device)
     progress = O.show_progress(args)
     split = data.load("test", args.data_dir, args.limit_val, progress=progress)
-    loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, progress)
+    predictions = [] if out else None
+    loss, acc, seconds = training.evaluate(trainer, split, args.batch_size, image_size, progress,
+                                           predictions=predictions)
     result = dict(checkpoint=str(path), backend=mod.BACKEND, device=trainer.device_name,
                   image_size=image_size, n=len(split), loss=loss, acc=acc, images_per_s=len(split) / seconds)
     if args.json:
@@ -44,3 +55,22 @@ def evaluate_one(args, path: str, backend) -> None:
         print(f"nin evaluate: {registry.framework(mod.BACKEND)} on {trainer.device_name}: {len(split):,} test "
               f"images at {image_size}x{image_size}: loss {loss:.4f}, accuracy {acc:.4f} "
               f"({result['images_per_s']:,.0f} img/s)")
+    if out:
+        title = f"NiN ({registry.framework(mod.BACKEND)}), {len(split):,} test images at {image_size}x{image_size}: " \
+                f"accuracy {acc:.4f}"
+        paths = views.write(out, split.images, split.labels, predictions, title, result)
+        if not args.json:
+            print_per_class(views.per_class(views.confusion(split.labels, predictions)))
+            print(f"the views are in {out}: {', '.join(os.path.basename(p) for p in paths.values())}")
+
+
+def print_per_class(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="accuracy per class")
+    for col in ("class", "images", "correct", "accuracy"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for r in results:
+        table.add_row(r.name, str(r.n), str(r.correct), f"{r.acc:.4f}")
+    Console().print(table)

@@ -6,7 +6,6 @@ option, and exit 2, before anything runs.  Every ``--help`` shows the defaults.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import List, Optional
 
 from common.arch.variants import VARIANTS
@@ -165,5 +164,7 @@ def json_output(p) -> None:
 
 
 def show_progress(args) -> bool:
-    """Progress bars only for a person at a terminal, unless switched off."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    """Progress bars only for a person at a terminal (or a notebook), unless switched off."""
+    from common.util.progress import shown
+
+    return shown(not getattr(args, "no_progress", False))

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from common.cli import options as O
 from common.engine import registry
-from common.tools import parity
+from common.tools import onnx_graph, parity
 
 
 def add_parser(sub) -> None:
@@ -29,6 +29,10 @@ def add_parser(sub) -> None:
                    help="precision of the grads and steps checks. In float32 a ReLU input within rounding of 0 may "
                         "be gated differently by two frameworks, so these checks can fail with no bug anywhere; "
                         "forward and layers always run in float32")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="leave out ONNX Runtime (by default, when onnx and onnxruntime are installed, the graph "
+                        "'nin convert --to onnx' writes is run in ONNX Runtime and checked against the reference "
+                        "in the forward and layers checks)")
     p.add_argument("--tolerance-scale", type=O.positive_float, default=1.0,
                    help="multiply every tolerance (e.g. 100 to see TF32 on a GPU pass)")
     p.set_defaults(run=run)
@@ -46,8 +50,13 @@ def run(args) -> int:
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
     mods = [registry.load(n) for n in names]  # fail early, naming the framework to install
+    with_onnx = not args.no_onnx and bool(set(checks) & set(parity.ONNX_CHECKS))
+    missing = onnx_graph.available() if with_onnx else None
+    if missing:
+        print(f"note: {onnx_graph.NAME} left out: {missing}")
+        with_onnx = False
     diffs = parity.run_checks(mods, checks, image_size=args.image_size, batch=args.batch_size, seed=args.seed,
-                              steps=args.steps, lr=args.lr, init=args.init,
+                              steps=args.steps, lr=args.lr, init=args.init, onnx=with_onnx,
                               tolerance_scale=args.tolerance_scale, grad_dtype=args.grad_dtype, variant=args.variant,
                               num_classes=args.num_classes, in_channels=args.in_channels)
     rows = parity.summarize(diffs)
@@ -64,7 +73,7 @@ def run(args) -> int:
     for row in rows:
         table.add_row(row.pair, row.check, _num(row.max_abs), _num(row.rel), f"{row.tol:.0e}",
                       "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]", row.where)
-    Console(width=200).print(table)
+    Console().print(table)  # fits the terminal (80 columns when not one, or $COLUMNS)
     failed = [r for r in rows if not r.passed]
     print(f"{len(rows) - len(failed)} of {len(rows)} checks passed" +
           (f"; failed: {', '.join(f'{r.pair} {r.check}' for r in failed)}" if failed else ""))

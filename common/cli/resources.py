@@ -85,7 +85,7 @@ def run(args) -> int:
 
 
 def show(res: C.Resources, checks: Dict[str, dict], args, console: Optional[Console] = None) -> None:
-    console = console or Console(width=200)
+    console = console or Console()  # the terminal's width (80 columns when not a terminal, or $COLUMNS)
     t = Table(title=f"NiN ({res.variant}): {res.in_channels}x{res.image_size}x{res.image_size} input, per image")
     for col in ("#", "layer", "output (C, H, W)", "parameters", "multiply-adds", "activations"):
         t.add_column(col, justify="left" if col in ("layer", "output (C, H, W)") else "right")

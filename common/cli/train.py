@@ -72,8 +72,22 @@ def train_one(backend: str, out, args, kwargs) -> int:
         print(f"nin train: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        where = out or args.resume
-        print("nin train: interrupted" + (f"; continue with: nin train --resume {where}" if where else ""),
-              file=sys.stderr)
+        print(f"nin train: interrupted; {resume_hint(out or args.resume)}", file=sys.stderr)
         return 130
+    where = out or args.resume
+    if where:
+        print(f"nin train: the run is in {where} (metrics.jsonl, curves.png, checkpoint/); look at it with: "
+              f"nin evaluate --checkpoint {where} --out {os.path.join(where, 'evaluation')}")
     return 0
+
+
+def resume_hint(where) -> str:
+    """What to do after an interruption: resume from the last completed epoch, or say there is none."""
+    if where is None:
+        return "nothing was saved (no --out)"
+    try:
+        epoch = runs.read_state(runs.find_checkpoint(where))["epoch"]
+    except FileNotFoundError:
+        return (f"no epoch had completed, so {where} holds no checkpoint to resume: run the same command again "
+                f"to start over")
+    return f"epoch {epoch} is saved; continue with: nin train --resume {where}"

@@ -74,6 +74,10 @@ class Trainer(Protocol):
 
     def eval_step(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int) -> Tuple[float, int]: ...
 
+    def predict_step(self, images_u8: np.ndarray, image_size: int) -> np.ndarray:
+        """float32 logits (B, classes) of a batch through the same input pipeline, dropout off (nin evaluate's
+        per-image views)."""
+
     def prepare(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int) -> None: ...
 
     def peak_memory_mb(self) -> Optional[float]: ...

@@ -11,6 +11,22 @@ CURVES = (("train_loss", "train loss", "-"), ("val_loss", "val loss", "--"),
 
 def plot_curves(rows: Sequence[Mapping], path, title: str = "") -> None:
     """Draw loss and accuracy per epoch from the metrics rows and write ``path`` atomically."""
+    fig = draw_curves(rows, title)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def png_bytes(rows: Sequence[Mapping], title: str = "") -> bytes:
+    """The same figure as PNG bytes (what a notebook displays, see ``common.tools.live``)."""
+    import io
+
+    buffer = io.BytesIO()
+    draw_curves(rows, title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def draw_curves(rows: Sequence[Mapping], title: str = ""):
+    """The figure: loss and accuracy per epoch, integer epoch ticks, on an Agg canvas (pyplot untouched)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -25,11 +41,11 @@ def plot_curves(rows: Sequence[Mapping], path, title: str = "") -> None:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
-    ax.set_xlim(0.5 if len(rows) < 2 else min(epochs), max(epochs) + (0.5 if len(rows) < 2 else 0))
+    last = max(epochs + [rows[-1].get("epochs", 0)])  # a run in progress: the axis spans all its epochs
+    ax.set_xlim(0.5 if last < 2 else min(epochs), last + (0.5 if last < 2 else 0))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title, fontsize="small")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    return fig

@@ -226,12 +226,12 @@ def download(folder: str, names: Sequence[str], mirrors: Sequence[str] = MIRRORS
 
 
 def _fetch(url: str, path: str, opener: Callable, progress: bool) -> None:
-    from tqdm import tqdm
+    from common.util.progress import bar as progress_bar
 
     with opener(url, timeout=60) as response, open(path, "wb") as f:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(url), leave=False,
-                  disable=not progress) as bar:
+        with progress_bar(progress, total=total, unit="B", unit_scale=True, desc=os.path.basename(url),
+                          leave=False) as bar:
             while True:
                 chunk = response.read(1 << 20)
                 if not chunk:

@@ -10,6 +10,7 @@ A backend's ``nin_<b>/training.py`` supplies:
   - ``train_step(images_u8, labels, image_size) -> (loss_sum, correct)``: one SGD step on a uint8 batch
     (B, 28, 28) scaled to [0, 1] and resized to ``image_size`` on the device, dropout active;
   - ``eval_step(images_u8, labels, image_size) -> (loss_sum, correct)``: the same without learning, dropout off;
+  - ``predict_step(images_u8, image_size) -> logits``: float32 (B, classes) NumPy logits, dropout off;
   - ``prepare(images_u8, labels, image_size)``: only the input pipeline of a step (transfer, scaling, resizing,
     layout), waited for; what ``nin bench`` times to show the pipeline outruns the model;
   - ``peak_memory_mb()``: the device's peak memory so far (None on the CPU, where the process's resident
@@ -37,11 +38,13 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from common.arch.checks import check_input_shape
+from common.arch.reference import cross_entropy
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
 from common.arch.weights import INITS
 from common.engine import data, registry
 from common.engine.precision import DEVICES, check_precision
+from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
                                 save_training_checkpoint, write_metrics)
 from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
@@ -92,20 +95,29 @@ def check_image_size(model, image_size: int) -> None:
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=not progress,
-                mininterval=0.5)
+    return progress_bar(progress, total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True,
+                        mininterval=0.5)
 
 
 def evaluate(trainer, split: data.Split, batch_size: int, image_size: int, progress: bool = True,
-             desc: str = "eval") -> Tuple[float, float, float]:
-    """(mean loss, accuracy, seconds) of the model over ``split``, dropout off."""
+             desc: str = "eval", predictions: Optional[list] = None) -> Tuple[float, float, float]:
+    """(mean loss, accuracy, seconds) of the model over ``split``, dropout off.
+
+    ``predictions``, if given, receives every image's predicted class in order (the pass then runs
+    ``predict_step`` and computes the loss from its logits, in float64).
+    """
     check_image_size(trainer.model, image_size)
     start, loss, correct = time.perf_counter(), 0.0, 0
     with _bar(len(split), desc, progress) as bar:
         for images, labels in data.batches(split, batch_size):
-            batch_loss, batch_correct = trainer.eval_step(images, labels, image_size)
+            if predictions is None:
+                batch_loss, batch_correct = trainer.eval_step(images, labels, image_size)
+            else:
+                logits = trainer.predict_step(images, image_size)
+                predicted = logits.argmax(axis=1)
+                predictions.extend(predicted.tolist())
+                batch_loss = cross_entropy(logits, labels) * len(labels)
+                batch_correct = int((predicted == labels).sum())
             loss, correct = loss + batch_loss, correct + batch_correct
             bar.update(len(labels))
     return loss / len(split), correct / len(split), time.perf_counter() - start
@@ -131,11 +143,12 @@ def train_epoch(trainer, split: data.Split, settings: dict, epoch: int, step: in
 
 
 def epoch_line(row: dict) -> str:
-    """The one line printed after each epoch."""
+    """The one line printed after each epoch, under 80 columns so that it does not wrap in a narrow terminal:
+    ``epoch 1/10  loss 2.3026/2.3021  acc 0.1016/0.1000  86 img/s  0:00:12`` (train/val; elapsed h:mm:ss)."""
     mins, secs = divmod(int(round(row["elapsed_s"])), 60)
-    return (f"epoch {row['epoch']:>3}/{row['epochs']}  train loss {row['train_loss']:.4f}  train acc "
-            f"{row['train_acc']:.4f}  val loss {row['val_loss']:.4f}  val acc {row['val_acc']:.4f}  "
-            f"{row['images_per_s']:,.0f} img/s  elapsed {mins // 60}:{mins % 60:02d}:{secs:02d}")
+    return (f"epoch {row['epoch']}/{row['epochs']}  loss {row['train_loss']:.4f}/{row['val_loss']:.4f}  "
+            f"acc {row['train_acc']:.4f}/{row['val_acc']:.4f}  {row['images_per_s']:,.0f} img/s  "
+            f"{mins // 60}:{mins % 60:02d}:{secs:02d}")
 
 
 # ---------------------------------------------------------------- fit
@@ -152,7 +165,7 @@ def _backend_impl(backend: str):
 
 
 def _say(text: str) -> None:
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     tqdm.write(text, file=sys.stdout)
     sys.stdout.flush()
@@ -185,7 +198,8 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
         lr: float = 0.05, image_size: int = 224, limit_train: Optional[int] = None,
         limit_val: Optional[int] = None, device: str = "auto", precision: str = "auto", seed: int = 0,
         init: str = "xavier", data_dir: Optional[str] = None, out: Optional[str] = None,
-        resume: Optional[str] = None, progress: bool = True) -> List[dict]:
+        resume: Optional[str] = None, progress: bool = True,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> List[dict]:
     """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``."""
     settings = check_settings(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                               limit_train=limit_train, limit_val=limit_val, device=device, precision=precision,
@@ -208,7 +222,7 @@ def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10,
             if state is None or os.path.abspath(out) != run_dir:
                 _refuse_occupied(out)
             clean_temporaries(out)
-        return _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress)
+        return _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress, on_epoch)
 
 
 def _finite_figures(row: dict, saved, settings: dict) -> None:
@@ -227,7 +241,7 @@ def _kept(saved) -> str:
             "no checkpoint was written")
 
 
-def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress) -> List[dict]:
+def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress, on_epoch) -> List[dict]:
     """``run`` once its arguments, the run it resumes and its --out are checked (and --out is locked)."""
     epochs, batch_size, image_size, seed = (settings[k] for k in ("epochs", "batch_size", "image_size", "seed"))
     device, precision = settings["device"], settings["precision"]
@@ -252,7 +266,7 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
          f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
          f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
-         + (f"; resuming after epoch {start_epoch}" if state else ""))
+         + (f"; resuming after epoch {start_epoch}" if state else "") + "; per epoch: loss and acc as train/val")
     if start_epoch >= epochs:
         _say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
         return rows
@@ -287,6 +301,8 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
                              native=native_name(backend), canonical="model.npz",
                              rng="every framework is re-seeded from (seed, epoch) at the start of each epoch")
             saved[0] = (epoch, save_training_checkpoint(out, mod, trainer, model, new_state))
+        if on_epoch is not None:
+            on_epoch(row)
     return rows
 
 
@@ -309,10 +325,11 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     the device computes it natively, else fp32).
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
-    and device may change, the other settings, precision too, must match).  A NaN or infinite loss raises
-    NonFiniteLoss naming the step; so does an epoch whose training or validation figures are not finite (that
-    epoch is not saved).  ``out`` is checked (a writable folder with room for the checkpoints) and locked
-    before any training.
+    and device may change, the other settings, precision too, must match).  ``on_epoch(row)`` is called after
+    each epoch with its metrics row (``common.tools.live.Animator`` redraws curves with it in a notebook).  A NaN
+    or infinite loss raises NonFiniteLoss naming the step; so does an epoch whose training or validation figures
+    are not finite (that epoch is not saved).  ``out`` is checked (a writable folder with room for the
+    checkpoints) and locked before any training.
     """
     return fit
 

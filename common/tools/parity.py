@@ -44,6 +44,8 @@ PAIRWISE = ("grads", "steps")  # checks that compare backends with each other on
 GRAD_CHECKS = ("grads", "steps")  # checks run at ``grad_dtype``; forward and layers run in float32
 GRAD_DTYPES = ("float64", "float32")
 REFERENCE = "reference"
+ONNX = "onnxruntime"  # ONNX Runtime running the graph common.tools.onnx_graph builds (forward and layers checks)
+ONNX_CHECKS = ("forward", "layers")
 
 # Relative tolerances (of max|reference| for outputs; of the larger side's max|.| otherwise).
 TOLERANCE = {"forward": 1e-5, "layers": 1e-5, "loss": 1e-4, "grads": 1e-4, "sgd step": 1e-4, "steps": 1e-3}
@@ -189,6 +191,22 @@ def layer_diffs(mods, models, spec: S.NetSpec, weights: Weights, x: np.ndarray) 
     return diffs
 
 
+def onnx_diffs(check: str, spec: S.NetSpec, weights: Weights, x: np.ndarray) -> List[Diff]:
+    """ONNX Runtime against the float64 reference: the graph ``nin convert --to onnx`` writes, with the same
+    weights, run on the same batch (logits, or every top-level layer's output, each scaled by its own peak)."""
+    from common.tools import onnx_graph
+
+    model = onnx_graph.build(spec, weights, x.shape[2], layer_outputs=True)
+    pair, tol = f"{ONNX} vs {REFERENCE}", TOLERANCE[check]
+    if check == "forward":
+        ref = reference.forward(spec, weights, x)
+        return [abs_diff(pair, "forward", "logits", onnx_graph.predict(model, x), ref, peak(ref), tol)]
+    refs = reference.layer_outputs(spec, weights, x)
+    outs = onnx_graph.layer_outputs(model, x, len(spec.layers))
+    return [abs_diff(pair, "layers", f"layer {i} ({layer_name(layer)})", out, ref, peak(ref), tol)
+            for i, (layer, out, ref) in enumerate(zip(spec.layers, outs, refs))]
+
+
 def near_kinks(preactivations: Mapping[str, np.ndarray], band: float = KINK_BAND) -> int:
     """How many ReLU inputs lie within ``band`` (relative to their layer's largest) of 0.
 
@@ -275,7 +293,8 @@ def check_request(names: Sequence[str], checks: Sequence[str], grad_dtype: str =
 def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, image_size: int = 224,
                batch: int = 4, seed: int = 0, steps: int = 20, lr: float = 0.05, init: str = "kaiming",
                models: Optional[Dict[str, object]] = None, weights: Optional[Weights] = None,
-               tolerance_scale: float = 1.0, grad_dtype: str = "float64", **model_kwargs) -> List[Diff]:
+               tolerance_scale: float = 1.0, grad_dtype: str = "float64", onnx: bool = False,
+               **model_kwargs) -> List[Diff]:
     """Run the named checks; every backend starts each check from the weights it started with.
 
     ``weights`` (default: ``NiN(seed=seed, init=init)``'s initial weights) feed the reference;
@@ -283,6 +302,8 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
     ``grad_dtype``: the precision of the gradient, SGD-step and trajectory checks ("float64":
     float64 copies of the models; "float32": the models themselves, subject to ReLU kinks).
     ``tolerance_scale`` multiplies every tolerance (e.g. 10 on a GPU left in TF32).
+    ``onnx``: add ONNX Runtime against the reference to the forward and layers checks (needs onnx and
+    onnxruntime; see ``common.tools.onnx_graph``).
     """
     check_request([m.BACKEND for m in mods], checks, grad_dtype)
     for mod in mods:
@@ -311,6 +332,8 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
             diffs += grad_diffs(mods, current, spec, weights, batches[0], lr, grad_dtype)
         else:
             diffs += step_diffs(trajectories(mods, current, batches[:steps], lr))
+        if onnx and check in ONNX_CHECKS:
+            diffs += onnx_diffs(check, spec, weights, batches[0][0])
     return [replace(d, tol=d.tol * tolerance_scale) for d in diffs]
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Dict, List, Sequence
 from common.engine import registry
 from common.arch.shapes import batch_shape
 from common.util.files import atomic_path
+from common.util.markdown import table
 from common.arch.costs import resources
 from common.arch.variants import build_spec, check_variant, describe
 
@@ -61,10 +62,15 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
     return runs
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _used(runs: Sequence[Run], key: str) -> str:
+    """What the runs resolved a setting to ('bf16', or 'fp32 (mxnet), bf16 (torch, tf)' when they differ)."""
+    by_value: Dict[str, List[str]] = {}
+    for r in runs:
+        by_value.setdefault(str(r.final.get(key, "?")), []).append(f"{r.variant}/{r.backend}")
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    backends = {v: sorted({name.split("/")[1] for name in names}) for v, names in by_value.items()}
+    return ", ".join(f"{v} ({', '.join(b)})" for v, b in backends.items())
 
 
 def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
@@ -72,9 +78,11 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
     names = list(dict.fromkeys(r.backend for r in runs))
     parts = ["# NiN variants across frameworks", "",
              "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".",
+             f"Resolved: device {_used(runs, 'device')}; precision {_used(runs, 'precision')}; "
+             f"{runs[0].final.get('n_train', '?')} training and {runs[0].final.get('n_val', '?')} validation images.",
              "Every run trains on the same images in the same batch order from the same initial weights.", "",
              "## Results", "",
-             _table(["variant", "backend", "parameters (framework)", "multiply-adds / image", "s / epoch (train)",
+             table(["variant", "backend", "parameters (framework)", "multiply-adds / image", "s / epoch (train)",
                      "images/s", "final train loss", "final val loss", "final val acc"],
                     [[r.variant, r.backend, f"{r.params:,}", f"{r.macs:,}", f"{r.epoch_seconds:.1f}",
                       f"{r.final['images_per_s']:.1f}", f"{r.final['train_loss']:.4f}",
@@ -82,7 +90,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
              "", "![loss and accuracy per epoch](curves.png)", "",
              "![parameters and multiply-adds](resources.png)", "", "![time per epoch and accuracy](results.png)", "",
              "## Per-epoch metrics", "",
-             _table(["variant", "backend", "epoch", "train loss", "train acc", "val loss", "val acc", "images/s"],
+             table(["variant", "backend", "epoch", "train loss", "train acc", "val loss", "val acc", "images/s"],
                     [[r.variant, r.backend, row["epoch"], f"{row['train_loss']:.4f}", f"{row['train_acc']:.4f}",
                       f"{row['val_loss']:.4f}", f"{row['val_acc']:.4f}", f"{row['images_per_s']:.1f}"]
                      for r in runs for row in r.rows]),
@@ -90,49 +98,78 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
     for variant in variants:
         vruns = [r for r in runs if r.variant == variant]
         parts += [f"### {variant}", "", describe(variant), ""]
-        header = ["#"] + [f"{r.backend} layer | {r.backend} output" for r in vruns]
+        header = ["#"] + [f"{r.backend} {what}" for r in vruns for what in ("layer", "output")]
         body = []
         for i in range(len(vruns[0].shapes)):
-            body.append([i] + [f"{r.shapes[i][0]} | {tuple(r.shapes[i][1])}" for r in vruns])
-        parts += [_table(header, body), ""]
+            body.append([i] + [cell for r in vruns for cell in (r.shapes[i][0], tuple(r.shapes[i][1]))])
+        parts += [table(header, body), ""]
     parts += [f"Backends: {', '.join(names)}.", ""]
     return "\n".join(parts)
 
 
-def plot(runs: Sequence[Run], out: str) -> None:
-    import matplotlib
+LINE_STYLES = ("-", "--", ":", "-.")  # one per backend
+MARKERS = ("o", "s", "^", "D")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _figure(width: float, height: float, columns: int):
+    """A figure with an Agg canvas (no pyplot, so a notebook's own backend is left alone) and its axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, columns)
+
+
+def _colours(count: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def plot(runs: Sequence[Run], out: str) -> None:
+    """curves.png (one colour per variant, one line style per backend, integer epochs, legends beside the
+    plots), resources.png (linear axes from zero) and results.png."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     variants = list(dict.fromkeys(r.variant for r in runs))
     names = list(dict.fromkeys(r.backend for r in runs))
+    colour = dict(zip(variants, _colours(len(variants))))
+    style = {n: LINE_STYLES[i % len(LINE_STYLES)] for i, n in enumerate(names)}
+    marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(names)}
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = _figure(15, 4.5, 3)
     for r in runs:
         epochs = [row["epoch"] for row in r.rows]
-        axes[0].plot(epochs, [row["train_loss"] for row in r.rows], marker="o", label=r.label)
-        axes[1].plot(epochs, [row["val_loss"] for row in r.rows], marker="o", label=r.label)
-        axes[2].plot(epochs, [row["val_acc"] for row in r.rows], marker="o", label=r.label)
+        for ax, key in zip(axes, ("train_loss", "val_loss", "val_acc")):
+            ax.plot(epochs, [row[key] for row in r.rows], color=colour[r.variant], linestyle=style[r.backend],
+                    marker=marker[r.backend], markersize=4, linewidth=1.4)
     for ax, title in zip(axes, ("train loss", "val loss", "val acc")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
+    by_variant = [Line2D([], [], color=colour[v], linewidth=3, label=v) for v in variants]
+    by_backend = [Line2D([], [], color="0.3", linestyle=style[n], marker=marker[n], label=n) for n in names]
+    fig.legend(handles=by_variant, title="variant (colour)", loc="outside right upper", fontsize=8)
+    fig.legend(handles=by_backend, title="backend (line)", loc="outside right lower", fontsize=8)
     _save(fig, os.path.join(out, "curves.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = _figure(12, 4.5, 2)
     first = {v: next(r for r in runs if r.variant == v) for v in variants}
-    axes[0].bar(variants, [first[v].params for v in variants])
-    axes[0].set_title("parameters")
-    axes[1].bar(variants, [first[v].macs for v in variants])
-    axes[1].set_title("multiply-adds per image")
-    for ax in axes:
-        ax.set_yscale("log")
+    for ax, values, title, unit in ((axes[0], [first[v].params for v in variants], "parameters", 1e6),
+                                    (axes[1], [first[v].macs for v in variants], "multiply-adds per image", 1e6)):
+        bars = ax.bar(variants, [v / unit for v in values], color=[colour[v] for v in variants])
+        ax.bar_label(bars, [f"{v / unit:.2f} M" for v in values], fontsize=8)
+        ax.set_title(title)
+        ax.set_ylabel("millions")
+        ax.set_ylim(bottom=0)  # a linear axis from zero: bar heights compare as the numbers do
         ax.tick_params(axis="x", rotation=45)
     _save(fig, os.path.join(out, "resources.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = _figure(12, 4.5, 2)
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         xs = [i + j * width for i in range(len(variants))]
@@ -142,17 +179,14 @@ def plot(runs: Sequence[Run], out: str) -> None:
     for ax, title in zip(axes, ("seconds per epoch (training)", "final validation accuracy")):
         ax.set_title(title)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(variants))], variants, rotation=45)
-        ax.legend()
+        ax.set_ylim(bottom=0)
+    fig.legend(*axes[0].get_legend_handles_labels(), title="backend", loc="outside right upper", fontsize=8)
     _save(fig, os.path.join(out, "results.png"))
 
 
 def _save(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+        fig.savefig(tmp, format="png")
 
 
 def write(runs: Sequence[Run], out: str, settings: Dict[str, object]) -> str:

@@ -1,0 +1,166 @@
+"""NiN as an ONNX graph, built from the spec and the canonical weights; run with ONNX Runtime.
+
+Route: the graph is written here from ``common.arch.spec`` with the ``onnx`` helper API, and its initializers
+are the canonical weights (``common.arch.weights``: conv OIHW, dense (out, in) with inputs in C, H, W order),
+which every backend exports exactly.  ONNX's own layout is NCHW and OIHW, the canonical one, so no layout
+changes are needed and no framework is imported.  The alternative, each framework's exporter
+(``torch.onnx.export``, tf2onnx, MXNet's ``mx.onnx``), would mean three exporters with three sets of
+version constraints (tf2onnx lags TensorFlow/Keras 3; MXNet's exporter is unmaintained since 1.9), three
+different graphs for the same network (Keras's NHWC graph gains transposes), and no export for a backend
+whose exporter is missing; the spec route is one function serving every backend, including ones added later,
+and its output depends only on the weights, so converting a PyTorch, an MXNet or a TensorFlow checkpoint
+of the same weights gives the same file.
+
+The graph: input ``images`` (N, C, H, W) float32 with N free; output ``logits`` (N, classes); with
+``layer_outputs=True`` also ``layer{i}``, every top-level layer's output (canonical layout, as the float64
+reference's ``layer_outputs``), for ``nin parity``'s layer check.  Dropout is left out (inference).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Mapping, Optional
+
+import numpy as np
+
+from common.arch import spec as S
+from common.arch.shapes import feature_shapes
+from common.arch.weights import check_weights
+from common.engine.registry import BackendUnavailable
+from common.util.files import atomic_path
+
+OPSET = 17  # every operator used (Conv, MaxPool/AveragePool with ceil_mode, Gemm, ...) is unchanged since opset 11
+FORMAT = "nin-onnx-1"
+NAME = "ONNX Runtime"
+INSTALL = "pip install 'nin[onnx]'"
+
+
+class OnnxUnavailable(BackendUnavailable):
+    """``onnx`` or ``onnxruntime`` is not installed (or fails to import); the CLI's one-line error."""
+
+
+def _import(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except (ImportError, OSError) as err:
+        raise OnnxUnavailable(f"ONNX export and ONNX Runtime need the {name} package, which is not installed or "
+                              f"fails to import ({err}); install it with: {INSTALL}") from err
+
+
+def available() -> Optional[str]:
+    """None when onnx and onnxruntime import; else the one-line reason (with the install command)."""
+    try:
+        _import("onnx")
+        _import("onnxruntime")
+    except OnnxUnavailable as err:
+        return str(err)
+    return None
+
+
+def build(spec: S.NetSpec, weights: Mapping[str, np.ndarray], image_size: int, *, layer_outputs: bool = False,
+          meta: Optional[Mapping[str, str]] = None):
+    """An ``onnx.ModelProto`` computing ``spec`` with ``weights`` (checked first) on ``image_size`` images."""
+    onnx = _import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = check_weights(spec, weights, image_size)
+    nodes, inits = [], [numpy_helper.from_array(w, name) for name, w in weights.items()]
+    x, b, d = "images", 0, 0
+    layer_names: List[str] = []
+    for i, layer in enumerate(spec.layers):
+        out = f"layer{i}"
+        if isinstance(layer, S.Block):
+            for c, conv in enumerate(layer.convs):
+                p = f"block{b}.conv{c}"
+                nodes.append(helper.make_node("Conv", [x, f"{p}.weight", f"{p}.bias"], [f"{p}.pre"], name=p,
+                                              kernel_shape=[conv.kernel_size] * 2, strides=[conv.stride] * 2,
+                                              pads=[conv.padding] * 4))
+                x = out if c == len(layer.convs) - 1 else f"{p}.out"
+                nodes.append(helper.make_node("Relu", [f"{p}.pre"], [x], name=f"{p}.relu"))
+            b += 1
+        elif isinstance(layer, (S.MaxPool, S.AvgPool)):
+            op, extra = ("MaxPool", {}) if isinstance(layer, S.MaxPool) else ("AveragePool", {"count_include_pad": 0})
+            nodes.append(helper.make_node(op, [x], [out], name=out, kernel_shape=[layer.size] * 2,
+                                          strides=[layer.stride] * 2, ceil_mode=int(layer.ceil_mode), **extra))
+        elif isinstance(layer, S.GlobalAvgPool):
+            nodes.append(helper.make_node("GlobalAveragePool", [x], [out], name=out))
+        elif isinstance(layer, S.Flatten):
+            nodes.append(helper.make_node("Flatten", [x], [out], name=out, axis=1))
+        elif isinstance(layer, S.Dense):
+            if i == 0 or not isinstance(spec.layers[i - 1], S.Flatten):  # Gemm takes (N, features)
+                nodes.append(helper.make_node("Flatten", [x], [f"dense{d}.in"], name=f"dense{d}.flatten", axis=1))
+                x = f"dense{d}.in"
+            nodes.append(helper.make_node("Gemm", [x, f"dense{d}.weight", f"dense{d}.bias"], [out], name=out,
+                                          transB=1))
+            d += 1
+        elif isinstance(layer, S.Dropout):  # the identity at inference
+            nodes.append(helper.make_node("Identity", [x], [out], name=out))
+        else:  # pragma: no cover - a new layer kind must be taught here
+            raise TypeError(f"unknown layer {layer!r}")
+        x = out
+        layer_names.append(out)
+    nodes.append(helper.make_node("Identity", [x], ["logits"], name="logits"))
+
+    feats = feature_shapes(spec, image_size)
+    value = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])  # noqa: E731
+    outputs = [value("logits", (spec.num_classes,))]
+    if layer_outputs:
+        outputs += [value(name, feat) for name, feat in zip(layer_names, feats)]
+    graph = helper.make_graph(nodes, spec.name, [value("images", (spec.in_channels, image_size, image_size))],
+                              outputs, inits)
+    model = helper.make_model(graph, producer_name="nin", opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = min(model.ir_version, 8)  # 8: what ONNX Runtime releases since 1.10 read
+    helper.set_model_props(model, dict({"format": FORMAT}, **(meta or {})))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save(model, path) -> None:
+    """Write a model atomically."""
+    with atomic_path(os.fspath(path), suffix=".onnx") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(model.SerializeToString())
+
+
+def export(spec: S.NetSpec, weights: Mapping[str, np.ndarray], model_kwargs: Mapping, path, **meta) -> None:
+    """Build the graph of a model (its constructor arguments ``model_kwargs``) and write it to ``path``;
+    the arguments travel in the file's metadata (``nin.model``)."""
+    meta = {k: str(v) for k, v in meta.items()}
+    meta["nin.model"] = json.dumps(dict(model_kwargs), sort_keys=True)
+    save(build(spec, weights, model_kwargs["image_size"], meta=meta), path)
+
+
+def session(model):
+    """An ONNX Runtime session on the CPU for a ModelProto or a path."""
+    ort = _import("onnxruntime")
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else os.fspath(model)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings only from ORT itself, not its per-node info
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run(model, x_nchw: np.ndarray, names: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
+    """Run a model (ModelProto, path or session) on an NCHW float32 batch: {output name: array}."""
+    sess = model if hasattr(model, "get_outputs") else session(model)
+    names = names or [o.name for o in sess.get_outputs()]
+    values = sess.run(names, {"images": np.ascontiguousarray(x_nchw, dtype=np.float32)})
+    return dict(zip(names, values))
+
+
+def predict(model, x_nchw: np.ndarray) -> np.ndarray:
+    """Logits (N, classes) of a model for an NCHW batch."""
+    return run(model, x_nchw, ["logits"])["logits"]
+
+
+def layer_outputs(model, x_nchw: np.ndarray, count: int) -> List[np.ndarray]:
+    """The ``count`` top-level layer outputs of a model built with ``layer_outputs=True``."""
+    out = run(model, x_nchw, [f"layer{i}" for i in range(count)])
+    return [out[f"layer{i}"] for i in range(count)]
+
+
+def read_meta(path) -> Dict[str, str]:
+    """A .onnx file's metadata (``format``, ``nin.model``, ``nin.source``)."""
+    onnx = _import("onnx")
+    return {p.key: p.value for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}
