@@ -30,6 +30,7 @@ REGISTERED: Tuple[Backend, ...] = (
     Backend("torch", "nin_torch", "PyTorch", "torch", "torch", "NCHW", ".pt"),
     Backend("mxnet", "nin_mxnet", "MXNet", "mxnet", "mxnet", "NCHW", ".params"),
     Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5"),
+    Backend("jax", "nin_jax", "JAX", "jax", "jax", "NHWC", ".msgpack"),
 )
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)

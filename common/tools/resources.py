@@ -49,8 +49,11 @@ OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}  # state buffers per parameter
 NEEDS = {"conv": ("input",), "dense": ("input",), "relu": ("output",), "maxpool": ("input", "output"),
          "dropout": ("mask",), "avgpool": (), "gap": (), "flatten": ()}
 VIEWS = ("flatten",)  # operations whose output shares its input's memory
-# Environment a backend's memory measurement needs when its process starts (see nin_tf/resources.py).
-MEASURE_ENV = {"torch": {}, "mxnet": {}, "tf": {"MALLOC_MMAP_THRESHOLD_": "65536"}}
+# Measuring a process's resident memory (``rss_allocation``) needs glibc to map every block of 64 KiB or more
+# on its own, so that a freed tensor leaves at once; glibc reads this only when a process starts.  A backend
+# that measures this way sets ``MEASURE_ENV = RSS_ENV`` in its ``resources`` module (default: nothing).
+RSS_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+RSS_HOW = "resident memory (/proc/self/status VmRSS, VmHWM), glibc mapping blocks of 64 KiB or more"
 
 
 @dataclass(frozen=True)
@@ -314,13 +317,15 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
                           optimizer: str = "sgd", timeout: float = 1800) -> Measured:
     """``nin_<backend>.resources.measured_memory`` for ``NiN(**model_kwargs)`` in a fresh Python process.
 
-    The process starts with ``MEASURE_ENV[backend]`` (glibc reads TensorFlow's setting only when
-    a process starts) and without the allocations and profiler state of this one.
+    The process starts with the backend's ``resources.MEASURE_ENV`` (glibc reads ``RSS_ENV`` only when a
+    process starts) and without the allocations and profiler state of this one.
     """
+    from common.engine import registry
+
     check_options(batch_size, optimizer)
     request = dict(backend=backend, batch_size=batch_size, image_size=image_size, optimizer=optimizer,
                    model=model_kwargs)
-    env = dict(os.environ, **MEASURE_ENV.get(backend, {}))
+    env = dict(os.environ, **getattr(registry.part(backend, "resources"), "MEASURE_ENV", {}))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     res = subprocess.run([sys.executable, "-c", "from common.tools.resources import _worker; _worker()",
@@ -334,9 +339,9 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
     request = json.loads(sys.argv[-1])
-    from common.engine.registry import load
-    backend = load(request["backend"])
-    measuring = registry.part(request['backend'], "resources")
+    from common.engine import registry
+    backend = registry.load(request["backend"])
+    measuring = registry.part(request["backend"], "resources")
     model = backend.NiN(**request["model"])
     measured = measuring.measured_memory(model, request["batch_size"], request["image_size"], request["optimizer"])
     print(json.dumps(measured.as_dict()))
@@ -353,3 +358,35 @@ def human(nbytes: float) -> str:
 
 def batch_shape(data_format: str, batch: int, in_channels: int, size: int) -> Tuple[int, int, int, int]:
     return (batch, in_channels, size, size) if data_format == "NCHW" else (batch, size, size, in_channels)
+
+
+# ---------------------------------------------------------------- resident memory, for allocators without statistics
+
+def _memory_status() -> dict:
+    """VmRSS and VmHWM (peak resident) of this process in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def check_rss_environment(framework: str) -> None:
+    """Raise RuntimeError unless this process can measure its resident memory (Linux, ``RSS_ENV`` set)."""
+    missing = {k: v for k, v in RSS_ENV.items() if os.environ.get(k) != v}
+    if missing or not os.path.exists("/proc/self/clear_refs"):
+        setting = " ".join(f"{k}={v}" for k, v in RSS_ENV.items())
+        raise RuntimeError(f"measuring {framework}'s memory needs Linux and a Python started with {setting} "
+                           f"in the environment (nin resources --measure does that)")
+
+
+def rss_allocation(fn) -> Tuple[int, int]:
+    """(peak, level at the end) of this process's resident memory while ``fn()`` runs, above its start."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the kernel restarts the peak (VmHWM) from the current resident size
+    start = _memory_status()["VmRSS"]
+    fn()
+    status = _memory_status()
+    return max(0, status["VmHWM"] - start), status["VmRSS"] - start
