@@ -1,12 +1,15 @@
-"""Native JAX checkpoints: the model's ``nnx.Param`` state as a Flax msgpack file (``.msgpack``).
+"""Native JAX checkpoints: the model's ``nnx.Param`` state in Flax's msgpack format (``.msgpack``).
 
-``flax.serialization`` writes a flat dictionary {parameter path: array} in msgpack, with NumPy arrays as
-typed byte buffers: no pickle, no extra dependency (it ships with Flax), one file.  Orbax, the JAX world's
-checkpoint manager, writes a folder of TensorStore shards with asynchronous multi-host machinery, which a
-2 MB single-host model does not need and which would not fit the one-file ``save_native`` contract.
+The file is ``flax.serialization.to_bytes(nnx.state(model, nnx.Param).to_pure_dict())``: msgpack with NumPy
+arrays as typed byte buffers, no pickle, no extra dependency (it ships with Flax), one file; a Flax user
+reads it back with ``from_bytes(nnx.state(model, nnx.Param).to_pure_dict(), data)`` and
+``State.replace_by_pure_dict``.  Orbax, the JAX world's checkpoint manager, writes a folder of TensorStore
+shards through asynchronous multi-host machinery, which a 2 MB single-host model does not need and which
+would not fit the one-file ``save_native`` contract.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
@@ -17,34 +20,41 @@ from . import model as _model
 from .model import NiN
 
 
-def _flat(model: NiN) -> dict:
-    """{"net/layers/0/layers/0/kernel": the NNX parameter, ...}: every ``nnx.Param`` by its path."""
-    return {"/".join(str(k) for k in path): var for path, var in nnx.state(model, nnx.Param).flat_state()}
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"net/layers/0/layers/0/kernel": array, ...} from a nested dictionary (msgpack keys are strings)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        out.update(_flat(value, name) if isinstance(value, dict) else {name: value})
+    return out
 
 
 def _write(model: NiN, path) -> None:
-    arrays = {name: np.asarray(var.value) for name, var in _flat(model).items()}
     with open(path, "wb") as f:
-        f.write(serialization.msgpack_serialize(arrays))
+        f.write(serialization.to_bytes(nnx.state(model, nnx.Param).to_pure_dict()))
 
 
 def _read(model: NiN, path) -> None:
-    """Fill ``model`` from a msgpack file; ValueError (before anything changes) when names or shapes differ."""
+    """Fill ``model`` from a msgpack file; ValueError (before anything changes) when names or shapes differ.
+
+    (``from_bytes`` alone checks neither: it fills what it finds.)"""
     with open(path, "rb") as f:
-        saved = serialization.msgpack_restore(f.read())
+        data = f.read()
+    saved = serialization.msgpack_restore(data)
     if not isinstance(saved, dict):
         raise ValueError(f"expected a dictionary of arrays, got {type(saved).__name__}")
-    params = _flat(model)
-    missing, unexpected = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
+    state = nnx.state(model, nnx.Param)
+    expected, got = _flat(state.to_pure_dict()), _flat(saved)
+    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"expected parameters {', '.join(params)}; missing: {', '.join(missing) or 'none'}, "
-                         f"unexpected: {', '.join(unexpected) or 'none'}")
-    for name, var in params.items():
-        got = np.asarray(saved[name])
-        if got.shape != var.value.shape:
-            raise ValueError(f"{name}: expected shape {var.value.shape}, got {got.shape}")
-    for name, var in params.items():
-        var.value = jnp.asarray(saved[name], dtype=var.value.dtype)
+        raise ValueError(f"missing parameters: {', '.join(missing) or 'none'}; unexpected: "
+                         f"{', '.join(unexpected) or 'none'}")
+    for name, value in expected.items():
+        if np.shape(got[name]) != value.shape:
+            raise ValueError(f"{name}: expected shape {value.shape}, got {np.shape(got[name])}")
+    restored = serialization.from_state_dict(state.to_pure_dict(), saved)
+    state.replace_by_pure_dict(jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), restored))
+    nnx.update(model, state)
 
 
 def save_native(model: NiN, path) -> None:

@@ -246,8 +246,9 @@ def import_weights(model: NiN, weights) -> None:
     weights = check_weights(model.spec, weights, model.image_size)
     new = [(param, canonical_to_nhwc(model.spec, model.image_size, prefix, kind, weights[f"{prefix}.{kind}"]))
            for prefix, kind, param in variables(model)]
+    device = device_of(model)
     for param, value in new:
-        param.value = jax.device_put(np.ascontiguousarray(value, dtype=param.value.dtype), param.value.device)
+        param.value = jax.device_put(np.ascontiguousarray(value, dtype=param.value.dtype), device)
 
 
 # Compiled forward passes, one per model.  The model's graph definition (``nnx.split``) is closed over rather
@@ -264,8 +265,10 @@ def forward(model: NiN, x):
     return _FORWARD[model](nnx.state(model), x)
 
 
-def device_of(model: NiN):
-    return variables(model)[0][2].value.device
+def device_of(model: NiN) -> jax.Device:
+    """Where the model's parameters are (JAX's default device for NumPy arrays a plain Flax loader put there)."""
+    value = variables(model)[0][2].value
+    return value.device if isinstance(value, jax.Array) else jax.devices()[0]
 
 
 def layer_shapes(model: NiN, input_shape) -> List[Tuple[str, Tuple[int, ...]]]:
