@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import weakref
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import enable_x64
 
 from common.arch import checks, shapes
 from common.arch import spec as S
@@ -221,13 +223,24 @@ class NiN(nnx.Module):
 
 def parametrized_layers(model: NiN) -> List[Tuple[str, nnx.Module]]:
     """(canonical prefix, native layer) of every layer with parameters, in network order."""
-    return canonical_layers(model.spec, model.net.layers, lambda blk: [m for m in blk.layers if isinstance(m, nnx.Conv)])
+    return canonical_layers(model.spec, model.net.layers,
+                            lambda blk: [m for m in blk.layers if isinstance(m, nnx.Conv)])
 
 
 def variables(model: NiN) -> List[Tuple[str, str, nnx.Param]]:
     """(canonical prefix, "weight" or "bias", NNX parameter) of every parameter, in network order."""
     return [(prefix, kind, layer.kernel if kind == "weight" else layer.bias)
             for prefix, layer in parametrized_layers(model) for kind in ("weight", "bias")]
+
+
+def dtype_of(model: NiN) -> np.dtype:
+    return np.dtype(variables(model)[0][2].value.dtype)
+
+
+def precision_of(model: NiN):
+    """A context in which JAX computes at the model's precision: float64 needs JAX's x64 switch, which is
+    global; ``enable_x64`` turns it on for the block only, so it never leaks into other code."""
+    return enable_x64() if dtype_of(model) == np.float64 else nullcontext()
 
 
 def to_canonical(model: NiN, prefix: str, kind: str, native) -> np.ndarray:
@@ -247,8 +260,9 @@ def import_weights(model: NiN, weights) -> None:
     new = [(param, canonical_to_nhwc(model.spec, model.image_size, prefix, kind, weights[f"{prefix}.{kind}"]))
            for prefix, kind, param in variables(model)]
     device = device_of(model)
-    for param, value in new:
-        param.value = jax.device_put(np.ascontiguousarray(value, dtype=param.value.dtype), device)
+    with precision_of(model):  # a float64 model (``parity.as_float64``) stays float64
+        for param, value in new:
+            param.value = jax.device_put(np.ascontiguousarray(value, dtype=param.value.dtype), device)
 
 
 # Compiled forward passes, one per model.  The model's graph definition (``nnx.split``) is closed over rather

@@ -1,12 +1,13 @@
 """JAX's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps.
 
 JAX computes in float64 only while its ``jax_enable_x64`` switch is on, and that switch is global.  A float64
-model's functions here switch it on for their own duration only (``jax.experimental.enable_x64``), so it never
-leaks into other code; float32 models run with it as it is.
+model's functions here (and ``import_weights``) switch it on for their own duration only
+(``model.precision_of``: ``jax.experimental.enable_x64``), so it never leaks into other code; float32 models
+run with it as it is.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Dict, List, Tuple
 
 import jax
@@ -17,21 +18,12 @@ from jax.experimental import enable_x64
 
 from common.arch import checks
 
-from .model import DATA_FORMAT, NiN, device_of, to_canonical, variables
+from .model import DATA_FORMAT, NiN, device_of, dtype_of, precision_of, to_canonical, variables
 
 
 def parity_mode() -> None:
     """Full float32 on a GPU: matrix products and convolutions at ``highest`` precision (no TF32)."""
     jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def _dtype(model: NiN) -> np.dtype:
-    return np.dtype(variables(model)[0][2].value.dtype)
-
-
-def _precision(model: NiN):
-    """float64 on for a float64 model, for the duration of the block."""
-    return enable_x64() if _dtype(model) == np.float64 else nullcontext()
 
 
 def as_float64(model: NiN) -> NiN:
@@ -51,9 +43,9 @@ def parameters(model: NiN) -> Dict[str, np.ndarray]:
 
 def layer_outputs(model: NiN, x) -> List[np.ndarray]:
     """The output of every top-level layer (NHWC where spatial; (N, C) after global pooling), dropout off."""
-    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size, _dtype(model))
+    x = checks.check_input_array(model.spec, x, DATA_FORMAT, model.image_size, dtype_of(model))
     outs = []
-    with _precision(model):
+    with precision_of(model):
         X = jax.device_put(x, device_of(model))
         for layer in model.net.layers:
             X = layer(X)
@@ -64,8 +56,8 @@ def layer_outputs(model: NiN, x) -> List[np.ndarray]:
 @contextmanager
 def _batch(model: NiN, x, y):
     """The checked batch on the model's device, inside the model's precision."""
-    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, _dtype(model))
-    with _precision(model):
+    x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, dtype_of(model))
+    with precision_of(model):
         yield jax.device_put(x, device_of(model)), jax.device_put(y, device_of(model))
 
 

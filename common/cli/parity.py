@@ -14,7 +14,8 @@ from common.arch.variants import VARIANTS
 def add_parser(sub) -> None:
     p = sub.add_parser("parity", help="check that the backends give the same outputs, gradients and training "
                                       "losses for the same weights (and match a float64 NumPy reference)")
-    p.add_argument("--backends", default="torch,mxnet,tf", help="comma-separated, or all (default: all three)")
+    p.add_argument("--backends", default="all",
+                   help=f"{', '.join(registry.BACKENDS)}: comma-separated, or all (default: all)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")

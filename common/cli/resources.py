@@ -19,7 +19,8 @@ TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
 def add_parser(sub) -> None:
     p = sub.add_parser("resources", help="parameters, multiply-adds and memory (training, prediction), "
                                          "computed from the spec and checked in each backend")
-    p.add_argument("--backend", default="all", help="torch, mxnet, tf, a comma list, or all (default: all)")
+    p.add_argument("--backend", default="all",
+                   help=f"{', '.join(registry.BACKENDS)}, a comma list, or all (default: all)")
     p.add_argument("--variant", default="chapter", choices=list(VARIANTS))
     p.add_argument("--image-size", type=int, default=None, help="default: the variant's (224; 32 for cifar10)")
     p.add_argument("--in-channels", type=int, default=None, help="default: the variant's (1; 3 for cifar10)")

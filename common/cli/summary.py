@@ -12,7 +12,8 @@ from common.arch.variants import VARIANTS, build_spec
 
 def add_parser(sub) -> None:
     p = sub.add_parser("summary", help="per-layer output shapes and parameters, per backend or side by side")
-    p.add_argument("--backend", default="all", help="torch, mxnet, tf, or all (default: all, side by side)")
+    p.add_argument("--backend", default="all",
+                   help=f"{', '.join(registry.BACKENDS)}, or all (default: all, side by side)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--num-classes", type=int, default=10)

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                        description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
                                    "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left "
                                    "out are taken from the run being resumed.")
-    p.add_argument("--backend", choices=registry.BACKENDS, help="torch, mxnet or tf (with --resume: the run's)")
+    p.add_argument("--backend", choices=registry.BACKENDS,
+                   help=f"{', '.join(registry.BACKENDS)} (with --resume: the run's)")
     p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
     p.add_argument("--lr", type=float, help=f"SGD learning rate (default {DEFAULTS['lr']})")
@@ -48,7 +49,7 @@ def run(args) -> int:
     stored = runs.resume_settings(args.resume) if args.resume else {}
     backend = args.backend or stored.get("backend")
     if backend is None:
-        raise ValueError("expected --backend torch|mxnet|tf (or --resume DIR)")
+        raise ValueError(f"expected --backend {'|'.join(registry.BACKENDS)} (or --resume DIR)")
     kwargs = {}
     for name in OPTIONS:
         given = getattr(args, name)
