@@ -244,8 +244,9 @@ def precision_of(model: NiN):
 
 
 def to_canonical(model: NiN, prefix: str, kind: str, native) -> np.ndarray:
-    """One native array (a kernel, its gradient, a bias) in canonical layout, its dtype kept."""
-    return nhwc_to_canonical(model.spec, model.image_size, prefix, kind, np.asarray(native))
+    """One native array (a kernel, its gradient, a bias) in canonical layout, its dtype kept: a writable copy
+    (``np.asarray`` of a JAX array on the CPU is a read-only view of its buffer)."""
+    return nhwc_to_canonical(model.spec, model.image_size, prefix, kind, np.array(native))
 
 
 def export_weights(model: NiN) -> Dict[str, np.ndarray]:

@@ -237,4 +237,4 @@ def test_bad_arguments_same_message_everywhere(all_backends, kwargs, fragment):
 
 def test_cli_train_reports_a_missing_backend_option(capsys):
     assert cli.main(["train", "--epochs", "1"]) == 2
-    assert "expected --backend torch|mxnet|tf (or --resume DIR)" in capsys.readouterr().err
+    assert f"expected --backend {'|'.join(registry.BACKENDS)} (or --resume DIR)" in capsys.readouterr().err
