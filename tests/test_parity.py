@@ -259,3 +259,23 @@ def test_cli_missing_framework_is_named(tmp_path, command):
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "needs MXNet" in res.stderr and "pip install 'nin[mxnet]'" in res.stderr
+
+
+def test_jax_float64_stays_inside_a_float64_models_functions():
+    """JAX's x64 switch is global: the float64 copy's functions turn it on for their own duration only."""
+    load_backend("jax")
+    import jax
+    import jax.numpy as jnp
+    from nin_jax import parity as jax_parity
+    mod = registry.load("jax")
+    model = mod.NiN(image_size=SMALL, seed=0, init="kaiming")
+    double = jax_parity.as_float64(model)
+    x, y = parity.make_batches(model.spec, SMALL, 2, seed=0)[0]
+    x = parity.to_backend(x, mod.DATA_FORMAT)
+    loss, grads = jax_parity.loss_and_grads(double, x, y)
+    jax_parity.sgd_step(double, x, y, 0.05)
+    mod.import_weights(double, mod.export_weights(model))
+    assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32  # nothing leaked
+    assert {v.dtype for v in jax_parity.parameters(double).values()} == {np.dtype(np.float64)}  # still float64
+    assert {g.dtype for g in grads.values()} == {np.dtype(np.float64)}
+    assert {v.dtype for v in jax_parity.parameters(model).values()} == {np.dtype(np.float32)}
