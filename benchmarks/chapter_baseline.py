@@ -2,7 +2,8 @@
 
 What D2L §8.3 runs, per framework: fp32; PyTorch NCHW with the chapter's ``nin_block``
 (LazyConv2d); Gluon not hybridized; TensorFlow eager (``GradientTape`` around a plain call, as
-d2l's Trainer); JAX with Flax linen and a ``jax.jit`` step (d2l's JAX Trainer).  The input pipeline is the chapter's too: for PyTorch and MXNet each 28x28 image is
+d2l's Trainer); JAX with Flax linen and a ``jax.jit`` step (d2l's JAX Trainer).  The input
+pipeline is the chapter's too: for PyTorch, MXNet (and JAX, see ``_jax_step``) each 28x28 image is
 resized to the training size on the CPU, one sample at a time (d2l's ``FashionMNIST`` applies
 torchvision's / Gluon's ``Resize`` + ``ToTensor`` per sample; here PIL's bilinear resize), then
 stacked into a batch; for TensorFlow d2l resizes whole batches with ``tf.image.resize_with_pad``

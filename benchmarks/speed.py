@@ -188,7 +188,8 @@ def summary(row: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="all", help=f"{', '.join(registry.BACKENDS)}, a comma-separated list, or all")
+    p.add_argument("--backend", default="all",
+                   help=f"{', '.join(registry.BACKENDS)}, a comma-separated list, or all")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each path first (default 2)")
