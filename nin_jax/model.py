@@ -142,15 +142,9 @@ class Sequential(nnx.Module):
         return self.layers[index]
 
 
-_RNGS = None
-
-
 def _rngs() -> nnx.Rngs:
     """NNX layers want an ``Rngs`` even when every initializer is zeros (the weights come from ``common``)."""
-    global _RNGS
-    if _RNGS is None:
-        _RNGS = nnx.Rngs(0)
-    return _RNGS
+    return nnx.Rngs(0)
 
 
 def build_block(block: S.Block, in_channels: int) -> Sequential:
