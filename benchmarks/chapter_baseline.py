@@ -2,7 +2,8 @@
 
 What D2L §8.3 runs, per framework: fp32; PyTorch NCHW with the chapter's ``nin_block``
 (LazyConv2d); Gluon not hybridized; TensorFlow eager (``GradientTape`` around a plain call, as
-d2l's Trainer).  The input pipeline is the chapter's too: for PyTorch and MXNet each 28x28 image is
+d2l's Trainer); JAX with Flax linen and a ``jax.jit`` step (d2l's JAX Trainer).  The input
+pipeline is the chapter's too: for PyTorch, MXNet (and JAX, see ``_jax_step``) each 28x28 image is
 resized to the training size on the CPU, one sample at a time (d2l's ``FashionMNIST`` applies
 torchvision's / Gluon's ``Resize`` + ``ToTensor`` per sample; here PIL's bilinear resize), then
 stacked into a batch; for TensorFlow d2l resizes whole batches with ``tf.image.resize_with_pad``
@@ -133,7 +134,68 @@ def _tf_step(batch_size: int, image_size: int) -> Callable:
     return step
 
 
-STEPS = {"torch": _torch_step, "mxnet": _mxnet_step, "tf": _tf_step}
+def _jax_step(batch_size: int, image_size: int) -> Callable:
+    """D2L's JAX NiN: Flax linen, ``optax.sgd``, the loss and update in one ``jax.jit`` step (d2l's Trainer
+    jits its ``training_step``).  d2l's JAX loader resizes with TensorFlow (``tf.image.resize_with_pad``);
+    this one resizes per sample with PIL, as for PyTorch and MXNet, so it runs where TensorFlow is not
+    installed (the GPU machines)."""
+    from functools import partial
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import linen as nn
+
+    def nin_block(out_channels, kernel_size, strides, padding):
+        return nn.Sequential([
+            nn.Conv(out_channels, kernel_size, strides, padding), nn.relu,
+            nn.Conv(out_channels, kernel_size=(1, 1)), nn.relu,
+            nn.Conv(out_channels, kernel_size=(1, 1)), nn.relu])
+
+    class NiN(nn.Module):
+        num_classes: int = 10
+        training: bool = True
+
+        def setup(self):
+            self.net = nn.Sequential([
+                nin_block(96, kernel_size=(11, 11), strides=(4, 4), padding=(0, 0)),
+                lambda x: nn.max_pool(x, (3, 3), strides=(2, 2)),
+                nin_block(256, kernel_size=(5, 5), strides=(1, 1), padding=(2, 2)),
+                lambda x: nn.max_pool(x, (3, 3), strides=(2, 2)),
+                nin_block(384, kernel_size=(3, 3), strides=(1, 1), padding=(1, 1)),
+                lambda x: nn.max_pool(x, (3, 3), strides=(2, 2)),
+                nn.Dropout(0.5, deterministic=not self.training),
+                nin_block(self.num_classes, kernel_size=(3, 3), strides=1, padding=(1, 1)),
+                lambda x: x.mean((1, 2)),  # global average pooling
+                lambda x: x.reshape((x.shape[0], -1))])  # flatten
+
+        def __call__(self, X):
+            return self.net(X)
+
+    net = NiN()
+    key = jax.random.PRNGKey(0)
+    params = net.init({"params": key, "dropout": key}, jnp.zeros((1, image_size, image_size, 1)))["params"]
+    opt = optax.sgd(0.05)
+    state = [params, opt.init(params), key]
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def train(params, opt_state, X, y, key):
+        def loss_fn(p):
+            logits = net.apply({"params": p}, X, rngs={"dropout": key})
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def step(images_u8, labels):
+        X = jnp.asarray(resize_per_sample(images_u8, image_size).transpose(0, 2, 3, 1))  # NHWC
+        state[2], key = jax.random.split(state[2])
+        state[0], state[1], loss = train(state[0], state[1], X, jnp.asarray(labels), key)
+        return float(loss)
+    return step
+
+
+STEPS = {"torch": _torch_step, "mxnet": _mxnet_step, "tf": _tf_step, "jax": _jax_step}
 
 
 def prepare_batch(backend: str, images_u8: np.ndarray, image_size: int):

@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 sys.path.insert(0, HERE)
 
 from common.engine import registry  # noqa: E402
-from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
+from common.engine.precision import DEVICES  # noqa: E402
 from common.util.machine import describe, git_commit, load_average, peak_rss_mb, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
@@ -189,7 +189,8 @@ def summary(row: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="all", help="torch, mxnet, tf, a comma-separated list, or all")
+    p.add_argument("--backend", default="all",
+                   help=f"{', '.join(registry.BACKENDS)}, a comma-separated list, or all")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each path first (default 2)")

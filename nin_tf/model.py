@@ -13,7 +13,7 @@ from tensorflow import keras  # noqa: E402
 from common.arch import checks, shapes
 from common.arch import spec as S
 from common.arch.config import configure
-from common.arch.weights import canonical_layers, check_weights
+from common.arch.weights import canonical_layers, canonical_to_nhwc, check_weights, nhwc_to_canonical
 
 BACKEND = "tf"
 DATA_FORMAT = "NHWC"
@@ -150,46 +150,14 @@ def parametrized_layers(model: NiN) -> List[Tuple[str, keras.layers.Layer]]:
                             lambda blk: [m for m in blk.layers if isinstance(m, keras.layers.Conv2D)])
 
 
-def _dense_input_chw(model: NiN, dense_index: int) -> Tuple[int, ...]:
-    """The (C, H, W) feature shape flattened into a Dense layer (for reordering its inputs)."""
-    return shapes.dense_unflattened_inputs(model.spec, model.image_size)[dense_index]
-
-
-def _chw_to_hwc_rows(w: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
-    """Canonical dense weight (out, C*H*W) -> Keras kernel (H*W*C, out)."""
-    if len(chw) != 3:
-        return w.T
-    c, h, wd = chw
-    return w.reshape(-1, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, -1)
-
-
-def _hwc_rows_to_chw(k: np.ndarray, chw: Tuple[int, ...]) -> np.ndarray:
-    if len(chw) != 3:
-        return k.T
-    c, h, wd = chw
-    return k.reshape(h, wd, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * wd)
-
-
 def to_canonical(model: NiN, prefix: str, kind: str, native: np.ndarray) -> np.ndarray:
-    """One native array (a kernel, its gradient, a bias) in canonical layout, its dtype kept.
-
-    Conv kernels HWIO -> OIHW; dense kernels (H*W*C, out) -> (out, C*H*W); biases as they are.
-    """
-    native = np.asarray(native)
-    if kind == "bias":
-        return native
-    if prefix.startswith("dense"):
-        return np.ascontiguousarray(_hwc_rows_to_chw(native, _dense_input_chw(model, int(prefix[5:]))))
-    return np.ascontiguousarray(native.transpose(3, 2, 0, 1))
+    """One native array (a kernel, its gradient, a bias) in canonical layout, its dtype kept."""
+    return nhwc_to_canonical(model.spec, model.image_size, prefix, kind, native)
 
 
 def to_native(model: NiN, prefix: str, kind: str, canonical: np.ndarray) -> np.ndarray:
     """The inverse of `to_canonical`: a canonical array in the layout of the Keras variable."""
-    if kind == "bias":
-        return canonical
-    if prefix.startswith("dense"):
-        return _chw_to_hwc_rows(canonical, _dense_input_chw(model, int(prefix[5:])))
-    return canonical.transpose(2, 3, 1, 0)
+    return canonical_to_nhwc(model.spec, model.image_size, prefix, kind, canonical)
 
 
 def variables(model: NiN) -> List[Tuple[str, str, keras.Variable]]:

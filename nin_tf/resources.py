@@ -5,13 +5,11 @@ true``, does, but counts whole reused chunks, which made its figures wander by 1
 runs).  So this measures the process's resident memory, which Linux reports in
 /proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
-environment when Python starts, its registry entry's ``measure_env``), so that a freed tensor
+environment when Python starts, ``common.engine.measure.RSS_ENV``), so that a freed tensor
 leaves at once.  ``nin resources --measure`` starts such a process.
 """
 from __future__ import annotations
 
-import os
-from typing import Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,45 +17,20 @@ from tensorflow import keras
 
 from common.arch.costs import BYTES, Execution, check_options
 from common.arch.shapes import batch_shape
-from common.engine.measure import Measured, run_measurement
-from common.engine import registry
-
+from common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
+                                  run_measurement)
 from .model import DATA_FORMAT, NiN
 
 # Keras adds a convolution's bias as a separate operation, and a Sequential runs as a functional
 # graph that keeps every layer's output until the call returns.
 EXECUTION = Execution(conv_outputs=2, holds_inputs=True, keeps_outputs=True)
-HOW = "resident memory (/proc/self/status VmRSS, VmHWM), glibc mapping blocks of 64 KiB or more"
-
-
-def _memory_status() -> dict:
-    """VmRSS and VmHWM (peak resident) of this process in bytes."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
+HOW = RSS_HOW
+MEASURE_ENV = RSS_ENV
 
 
 def check_environment() -> None:
     """Raise RuntimeError unless this process can measure its memory as the module docstring says."""
-    missing = {k: v for k, v in registry.info("tf").measure_env if os.environ.get(k) != v}
-    if missing or not os.path.exists("/proc/self/clear_refs"):
-        setting = " ".join(f"{k}={v}" for k, v in registry.info("tf").measure_env)
-        raise RuntimeError(f"measuring TensorFlow's memory needs Linux and a Python started with {setting} "
-                           f"in the environment (nin resources --measure does that)")
-
-
-def allocation(fn) -> Tuple[int, int]:
-    """(peak, level at the end) of this process's resident memory while ``fn()`` runs, above its start."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the kernel restarts the peak (VmHWM) from the current resident size
-    start = _memory_status()["VmRSS"]
-    fn()
-    status = _memory_status()
-    return max(0, status["VmHWM"] - start), status["VmRSS"] - start
+    check_rss_environment("TensorFlow")
 
 
 def make_optimizer(model: NiN, optimizer: str) -> keras.optimizers.Optimizer:
@@ -91,7 +64,7 @@ def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str
         opt.apply_gradients(zip(grads, model.trainable_variables))
 
     with tf.device("/CPU:0"):  # this measures CPU memory
-        return run_measurement("tf", allocation, begin_step, end_step, lambda: model(x, training=False),
+        return run_measurement("tf", rss_allocation, begin_step, end_step, lambda: model(x, training=False),
                                lambda: sum(v.numpy().nbytes for v in opt.variables if len(v.shape) > 0),
                                params=sum(int(np.prod(v.shape)) for v in model.trainable_variables) * BYTES,
                                input_bytes=int(np.prod(x.shape)) * BYTES, grads_kept=False, how=HOW)

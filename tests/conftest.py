@@ -1,4 +1,4 @@
-"""One harness: every check is written once and parametrized over the three backends.
+"""One harness: every check is written once and parametrized over the registered backends.
 
 A backend whose framework is not installed is skipped with that reason, unless
 NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
@@ -26,13 +26,13 @@ def load_backend(name):
 
 @pytest.fixture(params=registry.BACKENDS)
 def backend(request):
-    """The backend module (nin_torch, nin_mxnet or nin_tf)."""
+    """The backend module (nin_torch, nin_mxnet, nin_tf, nin_jax: every registered one)."""
     return load_backend(request.param)
 
 
 @pytest.fixture
 def all_backends():
-    """All three backend modules (for cross-backend checks)."""
+    """Every registered backend module (for cross-backend checks)."""
     return [load_backend(name) for name in registry.BACKENDS]
 
 

@@ -1,7 +1,9 @@
-"""``nin compare`` end to end on a tiny subset, in all three backends."""
+"""``nin compare`` end to end on a tiny subset, in every registered backend."""
 import re
 import subprocess
 import sys
+
+from common.engine.registry import BACKENDS
 
 
 def test_compare_writes_report_and_plots(all_backends, tmp_path):
@@ -14,15 +16,16 @@ def test_compare_writes_report_and_plots(all_backends, tmp_path):
     report = (out / "report.md").read_text()
     for png in ("curves.png", "resources.png", "results.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = re.findall(r"^\| (chapter|1x1-0) \| (torch|mxnet|tf) \| ([\d,]+) \| ([\d,]+) \|", report, re.M)
-    assert len(rows) == 6
+    names = "|".join(BACKENDS)
+    rows = re.findall(rf"^\| (chapter|1x1-0) \| ({names}) \| ([\d,]+) \| ([\d,]+) \|", report, re.M)
+    assert len(rows) == 2 * len(BACKENDS)
     params = {(v, b): int(p.replace(",", "")) for v, b, p, _ in rows}
-    assert params[("chapter", "torch")] == params[("chapter", "tf")] == params[("chapter", "mxnet")] == 1_992_166
-    assert params[("1x1-0", "torch")] < params[("chapter", "torch")]
-    # shape tables side by side: NCHW for torch/mxnet, NHWC for tf
+    assert {params[("chapter", b)] for b in BACKENDS} == {1_992_166}
+    assert all(params[("1x1-0", b)] < params[("chapter", b)] for b in BACKENDS)
+    # shape tables side by side: NCHW for torch/mxnet, NHWC for tf and jax
     assert "(1, 96, 15, 15)" in report and "(1, 15, 15, 96)" in report
     for v in ("chapter", "1x1-0"):
-        for b in ("torch", "mxnet", "tf"):
+        for b in BACKENDS:
             assert (out / "runs" / f"{v}-{b}" / "metrics.jsonl").exists()
 
 

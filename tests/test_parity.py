@@ -12,10 +12,15 @@ from common.tools import parity
 from common.arch import reference
 from common.arch import spec as S
 from common.arch.config import model_config
-from conftest import pool_oracle
+from conftest import load_backend, pool_oracle
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px
 FLOAT64_AGREEMENT = 1e-9  # float64 backends agree to ~1e-14; float32 ones only to ~1e-6, which this tells apart
+
+
+def pairs(mods):
+    """How many pairs of backends ``mods`` make."""
+    return len(mods) * (len(mods) - 1) // 2
 
 
 def assert_all_pass(diffs, count=None):
@@ -93,7 +98,8 @@ def test_forward_matches_reference(backend, size):
 @pytest.mark.parametrize("size", [SMALL, 224])
 def test_layers_agree_with_reference_and_across_backends(all_backends, size):
     diffs = parity.run_checks(all_backends, ["forward", "layers"], image_size=size, seed=2)
-    assert_all_pass(diffs, count=6 + 6 * 10)  # 3 vs reference + 3 pairs; 10 top-level layers each
+    n = len(all_backends) + pairs(all_backends)  # each vs the reference, and each pair
+    assert_all_pass(diffs, count=n + n * 10)  # forward, and 10 top-level layers each
 
 
 @pytest.mark.parametrize("name,layer", [("block0.conv0.bias", 0), ("block2.conv1.weight", 4),
@@ -127,14 +133,15 @@ def test_dense_head_parity(all_backends, dense_variant):
 @pytest.mark.parametrize("size,seed", [(SMALL, 0), (SMALL, 1), (SMALL, 2), (224, 0)])
 def test_gradients_and_one_sgd_step_agree(all_backends, size, seed):
     diffs = parity.run_checks(all_backends, ["grads"], image_size=size, seed=seed, lr=0.05)
-    assert_all_pass(diffs, count=3 + 3 + 2 * 3 * 24)  # loss vs reference, loss pairs; 24 arrays in 3 pairs
+    n, p = len(all_backends), pairs(all_backends)
+    assert_all_pass(diffs, count=n + p + 2 * p * 24)  # loss vs reference, loss pairs; 24 arrays twice per pair
     assert {d.tol for d in diffs if d.check in ("grads", "sgd step")} == {1e-4}
     assert_float64_agreement(diffs)
 
 
 def test_grad_dtype_float32_runs_the_float32_models(all_backends):
     diffs = parity.run_checks(all_backends, ["grads"], image_size=SMALL, seed=0, grad_dtype="float32")
-    assert len(diffs) == 3 + 3 + 2 * 3 * 24
+    assert len(diffs) == len(all_backends) + pairs(all_backends) * (1 + 2 * 24)
     assert max(d.rel for d in diffs) > FLOAT64_AGREEMENT  # float32 rounding shows
     with pytest.raises(ValueError, match="expected grad_dtype to be one of float64, float32, got 'float16'"):
         parity.run_checks(all_backends, ["grads"], image_size=SMALL, grad_dtype="float16")
@@ -174,13 +181,13 @@ def test_sgd_trajectory_losses_agree(all_backends, seed):
     kwargs = dict(image_size=SMALL, seed=seed, init="kaiming")
     weights = model_config(**kwargs).initial_weights()
     models = parity.float64_models(all_backends, parity.build_models(all_backends, weights, **kwargs))
-    batches = parity.make_batches(models["torch"].spec, SMALL, 4, seed=seed, count=20)
+    batches = parity.make_batches(S.chapter(), SMALL, 4, seed=seed, count=20)
     losses = parity.trajectories(all_backends, models, batches, lr=0.05)
     diffs = parity.step_diffs(losses)
-    assert_all_pass(diffs, count=3 * 20)
+    assert_all_pass(diffs, count=pairs(all_backends) * 20)
     assert {d.tol for d in diffs} == {1e-3}
     assert_float64_agreement(diffs)
-    assert np.ptp(losses["torch"]) > 0.1  # the loss moves
+    assert all(np.ptp(run) > 0.1 for run in losses.values())  # the loss moves
 
 
 def test_steps_check_tells_a_different_learning_rate(all_backends):
@@ -202,9 +209,12 @@ def test_cli_parity_passes(all_backends, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert code == 0, out
     for text in ("pair", "check", "max abs diff", "relative error", "tolerance", "torch vs reference",
-                 "mxnet vs tf", "layer outputs", "gradients", "gradients and SGD in float64", "onnxruntime vs reference",
-                 "26 of 26 checks passed"):
+                 "layer outputs", "gradients", "gradients and SGD in float64", "onnxruntime vs reference"):
         assert text in out
+    names, p = registry.BACKENDS, pairs(all_backends)
+    rows = 3 * (len(names) + p) + 2 * p + 2  # forward, layers, loss: each vs the reference and each pair;
+    # grads, step: each pair; ONNX Runtime vs the reference: forward, layers
+    assert f"{names[-2]} vs {names[-1]}" in out and f"{rows} of {rows} checks passed" in out
     assert "FAIL" not in out
 
 
@@ -255,3 +265,23 @@ def test_cli_missing_framework_is_named(tmp_path, command):
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "needs MXNet" in res.stderr and "pip install 'nin[mxnet]'" in res.stderr
+
+
+def test_jax_float64_stays_inside_a_float64_models_functions():
+    """JAX's x64 switch is global: the float64 copy's functions turn it on for their own duration only."""
+    load_backend("jax")
+    import jax
+    import jax.numpy as jnp
+    from nin_jax import parity as jax_parity
+    mod = registry.load("jax")
+    model = mod.NiN(image_size=SMALL, seed=0, init="kaiming")
+    double = jax_parity.as_float64(model)
+    x, y = parity.make_batches(model.spec, SMALL, 2, seed=0)[0]
+    x = parity.to_backend(x, mod.DATA_FORMAT)
+    loss, grads = jax_parity.loss_and_grads(double, x, y)
+    jax_parity.sgd_step(double, x, y, 0.05)
+    mod.import_weights(double, mod.export_weights(model))
+    assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32  # nothing leaked
+    assert {v.dtype for v in jax_parity.parameters(double).values()} == {np.dtype(np.float64)}  # still float64
+    assert {g.dtype for g in grads.values()} == {np.dtype(np.float64)}
+    assert {v.dtype for v in jax_parity.parameters(model).values()} == {np.dtype(np.float32)}

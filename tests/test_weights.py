@@ -9,6 +9,7 @@ from common.arch import shapes
 from common.arch import spec as S
 from common.arch.weights import initial_weights, load_npz, save_npz
 from common.engine import registry
+from common.engine.runs import native_name
 from conftest import DENSE_SIZE, to_layout
 
 
@@ -132,17 +133,23 @@ def load_plainly(name, path, kwargs):
         model.load_state_dict(torch.load(path, weights_only=True))
     elif name == "mxnet":
         model.load_parameters(str(path))
+    elif name == "jax":
+        from flax import nnx, serialization
+        state = nnx.state(model, nnx.Param)
+        state.replace_by_pure_dict(serialization.from_bytes(state.to_pure_dict(), path.read_bytes()))
+        nnx.update(model, state)
     else:
         model.load_weights(str(path))
     return mod, model
 
 
-CONVERT_CHAIN = [("torch", "model.pt"), ("mxnet", "model.params"), ("tf", "model.weights.h5"),
-                 ("npz", "model.npz"), ("torch", "back.pt")]
+# every registered backend in turn, the canonical .npz, and back to the first
+CONVERT_CHAIN = ([(name, native_name(name)) for name in registry.BACKENDS] + [("npz", "model.npz")]
+                 + [(registry.BACKENDS[0], "back" + registry.info(registry.BACKENDS[0]).native_suffix)])
 
 
 @pytest.mark.parametrize("variant", ["chapter", "dense_head"])
-def test_convert_round_trip_torch_mxnet_tf_torch(all_backends, tmp_path, dense_variant, variant):
+def test_convert_round_trip_through_every_backend(all_backends, tmp_path, dense_variant, variant):
     torch_mod = all_backends[0]
     kwargs = dict(variant=variant, seed=5, init="kaiming", image_size=DENSE_SIZE if variant == "dense_head" else 96)
     start = torch_mod.NiN(**kwargs)

@@ -17,7 +17,7 @@ import numpy as np
 
 from common.util.files import atomic_path, first_line
 from common.util.values import check_choice
-from common.arch.shapes import param_shapes
+from common.arch.shapes import dense_unflattened_inputs, param_shapes
 from common.arch.spec import NetSpec
 
 Weights = Dict[str, np.ndarray]
@@ -138,3 +138,42 @@ def canonical_layers(spec: NetSpec, native_layers, block_convs) -> list:
         elif isinstance(layer, Dense):
             out.append((names[0], native))
     return out
+
+
+# ---------------------------------------------------------------- channels-last (NHWC) layouts
+
+def _dense_input_chw(spec: NetSpec, image_size: int, prefix: str) -> tuple:
+    """The (C, H, W) feature shape flattened into dense layer ``prefix`` (``(C,)`` after global pooling)."""
+    return dense_unflattened_inputs(spec, image_size)[int(prefix[len("dense"):])]
+
+
+def nhwc_to_canonical(spec: NetSpec, image_size: int, prefix: str, kind: str, native) -> np.ndarray:
+    """One array of a channels-last backend (a kernel, its gradient, a bias) in canonical layout, dtype kept.
+
+    Conv kernels HWIO -> OIHW; dense kernels (in, out) whose inputs were flattened in H, W, C order ->
+    (out, C*H*W); biases as they are.  Keras and Flax store both kernels this way.
+    """
+    native = np.asarray(native)
+    if kind == "bias":
+        return native
+    if not prefix.startswith("dense"):
+        return np.ascontiguousarray(native.transpose(3, 2, 0, 1))
+    chw = _dense_input_chw(spec, image_size, prefix)
+    if len(chw) != 3:
+        return np.ascontiguousarray(native.T)
+    c, h, w = chw
+    return np.ascontiguousarray(native.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w))
+
+
+def canonical_to_nhwc(spec: NetSpec, image_size: int, prefix: str, kind: str, canonical) -> np.ndarray:
+    """The inverse of `nhwc_to_canonical`: a canonical array in a channels-last backend's layout."""
+    canonical = np.asarray(canonical)
+    if kind == "bias":
+        return canonical
+    if not prefix.startswith("dense"):
+        return canonical.transpose(2, 3, 1, 0)
+    chw = _dense_input_chw(spec, image_size, prefix)
+    if len(chw) != 3:
+        return canonical.T
+    c, h, w = chw
+    return canonical.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)

@@ -5,8 +5,9 @@ compares the result with ``common.arch.costs``."""
 from __future__ import annotations
 
 import gc
+import os
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Tuple
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,42 @@ def run_measurement(backend: str, allocation: Callable, begin_step: Callable, en
     return Measured(backend, params, params, state(), input_bytes, forward_held, step_peak, predict_peak,
                     grads_kept, how)
 
+
+# Measuring a process's resident memory (``rss_allocation``) needs glibc to map every block of 64 KiB or more
+# on its own, so that a freed tensor leaves at once; glibc reads this only when a process starts.  A backend
+# that measures this way sets ``MEASURE_ENV = RSS_ENV`` in its ``resources`` module (default: nothing), and
+# ``nin resources --measure`` starts the measuring process with it.
+RSS_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+RSS_HOW = "resident memory (/proc/self/status VmRSS, VmHWM), glibc mapping blocks of 64 KiB or more"
+
+
+# ---------------------------------------------------------------- resident memory, for allocators without statistics
+
+def _memory_status() -> dict:
+    """VmRSS and VmHWM (peak resident) of this process in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def check_rss_environment(framework: str) -> None:
+    """Raise RuntimeError unless this process can measure its resident memory (Linux, ``RSS_ENV`` set)."""
+    missing = {k: v for k, v in RSS_ENV.items() if os.environ.get(k) != v}
+    if missing or not os.path.exists("/proc/self/clear_refs"):
+        setting = " ".join(f"{k}={v}" for k, v in RSS_ENV.items())
+        raise RuntimeError(f"measuring {framework}'s memory needs Linux and a Python started with {setting} "
+                           f"in the environment (nin resources --measure does that)")
+
+
+def rss_allocation(fn) -> Tuple[int, int]:
+    """(peak, level at the end) of this process's resident memory while ``fn()`` runs, above its start."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the kernel restarts the peak (VmHWM) from the current resident size
+    start = _memory_status()["VmRSS"]
+    fn()
+    status = _memory_status()
+    return max(0, status["VmHWM"] - start), status["VmRSS"] - start

@@ -1,6 +1,6 @@
 """The one place where backends are registered, and the only module of ``common`` that imports them.
 
-Each backend is a package beside ``common`` (``nin_torch``, ``nin_mxnet``, ``nin_tf``) with the same module
+Each backend is a package beside ``common`` (``nin_torch``, ``nin_mxnet``, ``nin_tf``, ``nin_jax``) with the same module
 names (``model``, ``training``, ``checkpoint``, ``parity``, ``resources``; see ``common.engine.contract`` and
 docs/backends.md).  Everything else in ``common`` (the training loop, the tools, the CLI, the tests) asks this
 module for a backend by name and never writes a package name itself.  Packages are imported lazily, on first
@@ -23,16 +23,14 @@ class Backend:
     extra: str          # pip install 'nin[<extra>]' installs the framework
     data_format: str    # the layout its models take: "NCHW" or "NHWC"
     native_suffix: str  # the ending of its native weight files (save_native/load_native)
-    # environment its memory measurement needs when the measuring process starts (nin resources --measure)
-    measure_env: Tuple[Tuple[str, str], ...] = ()
 
 
 # The registry: one entry per backend, in the order tables and tests list them.
 REGISTERED: Tuple[Backend, ...] = (
     Backend("torch", "nin_torch", "PyTorch", "torch", "torch", "NCHW", ".pt"),
     Backend("mxnet", "nin_mxnet", "MXNet", "mxnet", "mxnet", "NCHW", ".params"),
-    Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5",
-            measure_env=(("MALLOC_MMAP_THRESHOLD_", "65536"),)),  # see nin_tf/resources.py
+    Backend("tf", "nin_tf", "TensorFlow", "tensorflow", "tf", "NHWC", ".weights.h5"),
+    Backend("jax", "nin_jax", "JAX", "jax", "jax", "NHWC", ".msgpack"),
 )
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)

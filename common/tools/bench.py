@@ -1,4 +1,4 @@
-"""How fast the project trains and predicts in one backend, written once for all three: what ``nin bench`` runs.
+"""How fast the project trains and predicts in one backend, written once for every backend: what ``nin bench`` runs.
 
 Everything goes through the training adapter (``common.engine.training``'s contract): ``Trainer.train_step`` for
 training (one host-device synchronisation a step, for its loss and accuracy), ``eval_step`` for inference

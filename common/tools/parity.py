@@ -226,7 +226,7 @@ def float32_lr(lr: float) -> float:
     """The learning rate every backend is given: ``lr`` rounded to float32.
 
     MXNet's SGD holds it as a float32 parameter and Keras's as a float32 variable; giving PyTorch
-    the same value makes all three take the very same step in float64 (0.05 would otherwise
+    the same value makes every backend take the very same step in float64 (0.05 would otherwise
     differ by 1.5e-8 relative).
     """
     return float(np.float32(lr))

@@ -20,13 +20,15 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
                           optimizer: str = "sgd", timeout: float = 1800) -> Measured:
     """``nin_<backend>.resources.measured_memory`` for ``NiN(**model_kwargs)`` in a fresh Python process.
 
-    The process starts with its registry entry's ``measure_env`` (glibc reads TensorFlow's setting only when
-    a process starts) and without the allocations and profiler state of this one.
+    The process starts with the backend's ``resources.MEASURE_ENV`` (glibc reads ``RSS_ENV`` only when a
+    process starts) and without the allocations and profiler state of this one.
     """
+    from common.engine import registry
+
     check_options(batch_size, optimizer)
     request = dict(backend=backend, batch_size=batch_size, image_size=image_size, optimizer=optimizer,
                    model=model_kwargs)
-    env = dict(os.environ, **dict(registry.info(backend).measure_env))
+    env = dict(os.environ, **getattr(registry.part(backend, "resources"), "MEASURE_ENV", {}))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     res = subprocess.run([sys.executable, "-c", "from common.tools.resources import _worker; _worker()",

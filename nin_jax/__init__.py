@@ -1,0 +1,8 @@
+"""NiN (D2L 8.3) in JAX with Flax NNX: ``from nin_jax import NiN``.  Inputs are NHWC."""
+from .model import (BACKEND, DATA_FORMAT, NiN, export_weights, import_weights, layer_shapes, nin_block,
+                    num_params, predict)
+from .checkpoint import load_native, save_native
+from .training import Trainer, fit
+
+__all__ = ["BACKEND", "DATA_FORMAT", "NiN", "nin_block", "layer_shapes", "predict", "num_params",
+           "export_weights", "import_weights", "save_native", "load_native", "Trainer", "fit"]
