@@ -63,3 +63,21 @@ def dense_variant(monkeypatch):
     from common.arch.variants import VARIANTS
     monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
     return dict(variant="dense_head", image_size=DENSE_SIZE)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What Python does at start-up with the nin_runtime.pth that installing nin puts into site-packages (setup.py):
+# a checkout used without installing it (PYTHONPATH=.) gets the same import hook; where nin is installed, the
+# hook is already there and installing it again changes nothing.
+INSTALLED_PRELUDE = f"import site; site.addsitedir({REPO!r})\n"
+
+
+def run_python(code, timeout=600):
+    """``code`` in a fresh Python process of this environment, with nin installed as ``pip install`` does."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-c", INSTALLED_PRELUDE + code], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
