@@ -31,14 +31,26 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1,
     return np.ascontiguousarray((out + bias).transpose(0, 3, 1, 2))
 
 
-def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
-    """Max pooling without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and Caffe)."""
+def _pool_windows(x: np.ndarray, size: int, stride: int, ceil_mode: bool, fill: float) -> np.ndarray:
+    """The pooling windows, without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and
+    Caffe), its outside filled with ``fill``."""
     h, w = x.shape[2:]
     oh, ow = pool_out(h, size, stride, ceil_mode), pool_out(w, size, stride, ceil_mode)
     pad_h, pad_w = max(0, (oh - 1) * stride + size - h), max(0, (ow - 1) * stride + size - w)
     if pad_h or pad_w:
-        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=-np.inf)
-    return windows(x, size, stride)[:, :, :oh, :ow].max(axis=(4, 5))
+        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=fill)
+    return windows(x, size, stride)[:, :, :oh, :ow]
+
+
+def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
+    """Max pooling without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and Caffe)."""
+    return _pool_windows(x, size, stride, ceil_mode, -np.inf).max(axis=(4, 5))
+
+
+def avg_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
+    """Average pooling without padding; a partial last window (``ceil_mode``) averages its in-image elements
+    only (Caffe's AVE pooling, PyTorch ``AvgPool2d(ceil_mode=True)``)."""
+    return np.nanmean(_pool_windows(x, size, stride, ceil_mode, np.nan), axis=(4, 5))
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -66,6 +78,8 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
             b += 1
         elif isinstance(layer, S.MaxPool):
             x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)
+        elif isinstance(layer, S.AvgPool):
+            x = avg_pool(x, layer.size, layer.stride, layer.ceil_mode)
         elif isinstance(layer, S.GlobalAvgPool):
             x = x.mean(axis=(2, 3), keepdims=True)
         elif isinstance(layer, S.Flatten):
