@@ -2,15 +2,59 @@
 
 A backend whose framework is not installed is skipped with that reason, unless
 NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
+
+Fashion-MNIST: the tests that train or evaluate on it find it as ``nin`` does (``common.engine.data.locate``:
+NIN_DATA_DIR, the user cache, Debian's copy, else a download into the cache).  Where none of these has it, each
+such test is skipped saying so, unless NIN_REQUIRE_DATA=1 (set by .ci/run), where it fails instead.  The lookup
+runs once per session and setting: where the data is missing, a download is tried once, not once per test.
 """
 import os
 
 import numpy as np
 import pytest
 
-from common.engine import registry
+from common.engine import data, registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
+REQUIRE_DATA = os.environ.get("NIN_REQUIRE_DATA", "") == "1"
+_locate = data.locate
+_data_missing = {}  # the settings a default lookup failed under -> its DataUnavailable
+
+
+def _locate_once(data_dir=None, **kwargs):
+    """``data.locate`` in the tests: a default lookup that failed fails again at once under the same settings."""
+    if data_dir or kwargs:
+        return _locate(data_dir, **kwargs)
+    key = tuple(os.environ.get(k) for k in ("NIN_DATA_DIR", "XDG_CACHE_HOME", "HOME", "NIN_DATA_MIRROR"))
+    if key in _data_missing:
+        raise _data_missing[key]
+    try:
+        return _locate(progress=False)
+    except data.DataUnavailable as err:
+        _data_missing[key] = err
+        raise
+
+
+data.locate = _locate_once
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that needed Fashion-MNIST where there is none is skipped with the reason (NIN_REQUIRE_DATA=1: fails)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(data.DataUnavailable) and not REQUIRE_DATA:
+        first = str(call.excinfo.value).splitlines()[0]
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           f"Skipped: needs Fashion-MNIST ({first} {data.HOW_TO_GET}; NIN_REQUIRE_DATA=1 makes this "
+                           f"a failure)")
+
+
+@pytest.fixture
+def fashion_mnist():
+    """The folder holding Fashion-MNIST, for tests that hand it to another process (skipped where there is none)."""
+    return data.locate()
 
 
 def load_backend(name):
