@@ -6,7 +6,10 @@ runs).  So this measures the process's resident memory, which Linux reports in
 /proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
 environment when Python starts, ``common.tools.resources.MEASURE_ENV``), so that a freed tensor
-leaves at once.  ``nin resources --measure`` starts such a process.
+leaves at once.  ``nin resources --measure`` starts such a process, with oneDNN off
+(``TF_ENABLE_ONEDNN_OPTS=0``: on CPUs with AVX512-VNNI/BF16 TensorFlow switches oneDNN on, whose allocator keeps
+its pages resident, so the peak missed the activations there).  What is measured is TensorFlow's own kernels'
+memory, the same on every x86 CPU.
 """
 from __future__ import annotations
 

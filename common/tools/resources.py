@@ -50,7 +50,11 @@ NEEDS = {"conv": ("input",), "dense": ("input",), "relu": ("output",), "maxpool"
          "dropout": ("mask",), "avgpool": (), "gap": (), "flatten": ()}
 VIEWS = ("flatten",)  # operations whose output shares its input's memory
 # Environment a backend's memory measurement needs when its process starts (see nin_tf/resources.py).
-MEASURE_ENV = {"torch": {}, "mxnet": {}, "tf": {"MALLOC_MMAP_THRESHOLD_": "65536"}}
+# TensorFlow: oneDNN off, because TF switches it on by default only on CPUs with AVX512-VNNI/BF16 or AMX, and
+# its oneDNN path allocates from a pool that keeps pages resident, so the resident-memory peak missed most
+# activations there (measured at 99 px, batch 32: 26 MiB for a 60 MiB step) and matched on AVX2 machines.
+# Without it every x86 CPU runs the same kernels and allocator (measured on AVX512-BF16: 60.7 MiB vs 60.2).
+MEASURE_ENV = {"torch": {}, "mxnet": {}, "tf": {"MALLOC_MMAP_THRESHOLD_": "65536", "TF_ENABLE_ONEDNN_OPTS": "0"}}
 
 
 @dataclass(frozen=True)
@@ -334,9 +338,9 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
     request = json.loads(sys.argv[-1])
-    from common.engine.registry import load
-    backend = load(request["backend"])
-    measuring = registry.part(request['backend'], "resources")
+    from common.engine import registry
+    backend = registry.load(request["backend"])
+    measuring = registry.part(request["backend"], "resources")
     model = backend.NiN(**request["model"])
     measured = measuring.measured_memory(model, request["batch_size"], request["image_size"], request["optimizer"])
     print(json.dumps(measured.as_dict()))
