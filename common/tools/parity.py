@@ -37,6 +37,7 @@ from common.arch import spec as S
 from common.arch.config import model_config
 from common.arch.shapes import feature_shapes, layer_name
 from common.arch.weights import Weights
+from common.engine import registry
 
 CHECKS = ("forward", "layers", "grads", "steps")
 PAIRWISE = ("grads", "steps")  # checks that compare backends with each other only
