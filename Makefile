@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 
 .PHONY: train test summary install clean
 
-$(BIN)/nin: pyproject.toml constraints.txt
+$(BIN)/nin: pyproject.toml setup.py nin_runtime.pth constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[all,test]'

@@ -1,8 +1,9 @@
 """Import MXNet the way the chapter uses it.
 
-MXNet 1.9.1 (the last release; Apache retired the project) refers to ``numpy.bool``, which
-numpy 1.24-1.26 removed: restore the alias before the import.  Then switch on the NumPy
-interface (``npx.set_np()``) as the chapter and d2l do.
+``common.util.runtime.prepare("mxnet")`` first: MXNet 1.9.1 (the last release; Apache retired the project)
+refers to ``numpy.bool``, which numpy 1.24-1.26 removed, and crashes when TensorFlow loaded libstdc++ before
+it (both explained there; the installed import hook does the same for any ``import mxnet``).  Then switch on
+the NumPy interface (``npx.set_np()``) as the chapter and d2l do.
 
 Threads: unless ``OMP_NUM_THREADS`` is set, MXNet on x86 runs its operators (oneDNN convolutions included)
 on HALF the logical CPUs, assuming two hyper-threads per core; on a machine without hyper-threading, such as
@@ -13,12 +14,10 @@ see no change.  This only works when ``nin_mxnet`` imports MXNet first in the pr
 """
 import os
 
-import numpy
-
+from common.util import runtime
 from common.util.machine import physical_cores
 
-if "bool" not in numpy.__dict__:  # hasattr() would warn on numpy 1.24-1.26
-    numpy.bool = numpy.bool_
+runtime.prepare("mxnet")
 
 _SET_THREADS = "OMP_NUM_THREADS" not in os.environ
 if _SET_THREADS:

@@ -5,8 +5,11 @@ true``, does, but counts whole reused chunks, which made its figures wander by 1
 runs).  So this measures the process's resident memory, which Linux reports in
 /proc/self/status, with its peak restarted through /proc/self/clear_refs; glibc must be told
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
-environment when Python starts, ``common.engine.measure.RSS_ENV``), so that a freed tensor
-leaves at once.  ``nin resources --measure`` starts such a process.
+environment when Python starts, ``MEASURE_ENV`` below), so that a freed tensor
+leaves at once.  ``nin resources --measure`` starts such a process, with oneDNN off
+(``TF_ENABLE_ONEDNN_OPTS=0``: on CPUs with AVX512-VNNI/BF16 TensorFlow switches oneDNN on, whose allocator keeps
+its pages resident, so the peak missed the activations there).  What is measured is TensorFlow's own kernels'
+memory, the same on every x86 CPU.
 """
 from __future__ import annotations
 
@@ -25,7 +28,11 @@ from .model import DATA_FORMAT, NiN
 # graph that keeps every layer's output until the call returns.
 EXECUTION = Execution(conv_outputs=2, holds_inputs=True, keeps_outputs=True)
 HOW = RSS_HOW
-MEASURE_ENV = RSS_ENV
+# oneDNN off: TensorFlow switches it on by default only on CPUs with AVX512-VNNI/BF16 or AMX, and its oneDNN
+# path allocates from a pool that keeps pages resident, so the resident-memory peak missed most activations there
+# (measured at 99 px, batch 32: 26 MiB for a 60 MiB step) and matched on AVX2 machines.  Without it every x86 CPU
+# runs the same kernels and allocator (measured on AVX512-BF16: 60.7 MiB vs 60.2).
+MEASURE_ENV = dict(RSS_ENV, TF_ENABLE_ONEDNN_OPTS="0")
 
 
 def check_environment() -> None:

@@ -1,4 +1,8 @@
 """NiN (D2L 8.3) in PyTorch: ``from nin_torch import NiN``."""
+from common.util import runtime
+
+runtime.prepare("torch")  # before torch: see common.util.runtime
+
 from .model import (BACKEND, DATA_FORMAT, NiN, export_weights, import_weights, layer_shapes, nin_block,
                     num_params, predict)
 from .checkpoint import load_native, save_native

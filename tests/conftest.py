@@ -2,6 +2,11 @@
 
 A backend whose framework is not installed is skipped with that reason, unless
 NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
+
+Fashion-MNIST: the tests that train or evaluate on it find it as ``nin`` does (``common.engine.data.locate``:
+NIN_DATA_DIR, the user cache, Debian's copy, else a download into the cache).  Where none of these has it, each
+such test is skipped saying so, unless NIN_REQUIRE_DATA=1 (set by .ci/run), where it fails instead.  The lookup
+runs once per session and setting: where the data is missing, a download is tried once, not once per test.
 """
 import os
 
@@ -10,9 +15,48 @@ import pytest
 
 from common.arch import shapes
 from common.arch.shapes import array_to_layout, batch_shape
-from common.engine import registry
+from common.engine import data, registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
+REQUIRE_DATA = os.environ.get("NIN_REQUIRE_DATA", "") == "1"
+_locate = data.locate
+_data_missing = {}  # the settings a default lookup failed under -> its DataUnavailable
+
+
+def _locate_once(data_dir=None, **kwargs):
+    """``data.locate`` in the tests: a default lookup that failed fails again at once under the same settings."""
+    if data_dir or kwargs:
+        return _locate(data_dir, **kwargs)
+    key = tuple(os.environ.get(k) for k in ("NIN_DATA_DIR", "XDG_CACHE_HOME", "HOME", "NIN_DATA_MIRROR"))
+    if key in _data_missing:
+        raise _data_missing[key]
+    try:
+        return _locate(progress=False)
+    except data.DataUnavailable as err:
+        _data_missing[key] = err
+        raise
+
+
+data.locate = _locate_once
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that needed Fashion-MNIST where there is none is skipped with the reason (NIN_REQUIRE_DATA=1: fails)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(data.DataUnavailable) and not REQUIRE_DATA:
+        first = str(call.excinfo.value).splitlines()[0]
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           f"Skipped: needs Fashion-MNIST ({first} {data.HOW_TO_GET}; NIN_REQUIRE_DATA=1 makes this "
+                           f"a failure)")
+
+
+@pytest.fixture
+def fashion_mnist():
+    """The folder holding Fashion-MNIST, for tests that hand it to another process (skipped where there is none)."""
+    return data.locate()
 
 
 def load_backend(name):
@@ -77,3 +121,21 @@ def pool_oracle(x: np.ndarray, kind: str, k: int, s: int, ceil_mode: bool) -> np
         for j in range(ow):
             res[:, :, i, j] = reduce(x[:, :, i * s:min(i * s + k, h), j * s:min(j * s + k, w)], axis=(2, 3))
     return res
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What Python does at start-up with the nin_runtime.pth that installing nin puts into site-packages (setup.py):
+# a checkout used without installing it (PYTHONPATH=.) gets the same import hook; where nin is installed, the
+# hook is already there and installing it again changes nothing.
+INSTALLED_PRELUDE = f"import site; site.addsitedir({REPO!r})\n"
+
+
+def run_python(code, timeout=600):
+    """``code`` in a fresh Python process of this environment, with nin installed as ``pip install`` does."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-c", INSTALLED_PRELUDE + code], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)

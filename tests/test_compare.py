@@ -6,7 +6,7 @@ import sys
 from common.engine.registry import BACKENDS
 
 
-def test_compare_writes_report_and_plots(all_backends, tmp_path):
+def test_compare_writes_report_and_plots(all_backends, fashion_mnist, tmp_path):
     out = tmp_path / "cmp"
     res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--backend", "all",
                           "--variants", "chapter,1x1-0", "--epochs", "1", "--limit-train", "32", "--limit-val", "16",

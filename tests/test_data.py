@@ -51,7 +51,7 @@ def fresh(monkeypatch, tmp_path):
 
 def need_system_copy():
     if not os.path.isdir(SYSTEM):
-        if os.environ.get("NIN_REQUIRE_BACKENDS") == "all":
+        if os.environ.get("NIN_REQUIRE_DATA") == "1":
             pytest.fail(f"{SYSTEM} is missing (install dataset-fashion-mnist)", pytrace=False)
         pytest.skip(f"needs Debian's dataset-fashion-mnist in {SYSTEM}")
 

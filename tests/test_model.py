@@ -1,6 +1,4 @@
 """Foundation: the chapter's model, shapes, parameter counts and input errors, in every backend."""
-import contextlib
-import io
 import subprocess
 import sys
 
@@ -10,7 +8,7 @@ import pytest
 from common.engine import registry
 from common.arch import shapes
 from common.arch.spec import chapter
-from conftest import shape_in, to_layout
+from conftest import run_python, shape_in, to_layout
 
 CHAPTER_NAMES = {
     "torch": ["Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Dropout",
@@ -27,30 +25,36 @@ CHAPTER_SHAPES_NCHW = [(1, 96, 54, 54), (1, 96, 26, 26), (1, 256, 26, 26), (1, 2
 CHAPTER_SHAPES_NHWC = [(1, 54, 54, 96), (1, 26, 26, 96), (1, 26, 26, 256), (1, 12, 12, 256), (1, 12, 12, 384),
                        (1, 5, 5, 384), (1, 5, 5, 384), (1, 5, 5, 10), (1, 10), (1, 10)]
 
-# The chapter's snippet, verbatim but for the import line.
+# The chapter's code for each framework (its imports, then its shape table), verbatim but for the line that
+# imported d2l, which imports NiN instead, where it stood.  Each runs in a fresh process with nin installed as
+# the README installs it: the MXNet one starts with ``from mxnet import np, npx``, before nin_mxnet is imported
+# (numpy 1.26 lacks numpy.bool, which MXNet 1.9.1 uses: the import hook of common.util.runtime restores it).
 SNIPPETS = {
-    "torch": """
-import torch
+    "torch": """import torch
+from torch import nn
 from nin_torch import NiN
+
 model = NiN()
 X = torch.randn(1, 1, 224, 224)
 for layer in model.net:
     X = layer(X)
     print(layer.__class__.__name__,'output shape:\\t', X.shape)
 """,
-    "mxnet": """
-from mxnet import np, npx
+    "mxnet": """from mxnet import init, np, npx
+from mxnet.gluon import nn
 from nin_mxnet import NiN
+
 npx.set_np()
+
 model = NiN()
 X = np.random.randn(1, 1, 224, 224)
 for layer in model.net:
     X = layer(X)
     print(layer.__class__.__name__,'output shape:\\t', X.shape)
 """,
-    "tf": """
-import tensorflow as tf
+    "tf": """import tensorflow as tf
 from nin_tf import NiN
+
 model = NiN()
 X = tf.random.normal((1, 224, 224, 1))
 for layer in model.net.layers:
@@ -70,18 +74,24 @@ for layer in model.net.layers:
 
 
 def test_chapter_snippet_prints_the_chapter_table(backend):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(SNIPPETS[backend.BACKEND], {})
-    lines = out.getvalue().strip().splitlines()
+    res = run_python(SNIPPETS[backend.BACKEND])
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.strip().splitlines()
     expected = CHAPTER_SHAPES_NHWC if backend.DATA_FORMAT == "NHWC" else CHAPTER_SHAPES_NCHW
-    assert len(lines) == 10
+    assert len(lines) == 10, res.stdout
     for line, name, shape in zip(lines, CHAPTER_NAMES[backend.BACKEND], expected):
         printed_name, printed_shape = line.split(" output shape:\t ")
         assert printed_name == name
         digits = tuple(int(t) for t in printed_shape.replace("torch.Size", "").strip("()[] ").replace("[", "")
                        .replace("]", "").split(",") if t.strip())
         assert digits == shape
+
+
+def test_chapter_snippets_in_the_chapters_order_in_one_process(all_backends):
+    """The three, one after the other in one process, in the chapter's order (PyTorch, MXNet, TensorFlow)."""
+    res = run_python("\n".join(SNIPPETS[name] for name in ("torch", "mxnet", "tf")))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(res.stdout.strip().splitlines()) == 30
 
 
 def test_public_api_names(backend):

@@ -16,16 +16,6 @@ SMALL = dict(image_size=SIZE, batch_size=16, limit_train=48, limit_val=32, init=
 STEPS_PER_EPOCH = 3
 
 
-@pytest.fixture(autouse=True)
-def fashion_mnist():
-    try:
-        data.locate(download_to_cache=False)
-    except data.DataUnavailable as err:
-        if os.environ.get("NIN_REQUIRE_BACKENDS") == "all":
-            pytest.fail(str(err), pytrace=False)
-        pytest.skip(f"needs Fashion-MNIST: {err}")
-
-
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
 def device(request, backend):
     """``cpu``, and ``gpu`` where the framework sees one (skipped with the reason otherwise)."""
@@ -87,14 +77,30 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert not [p for p in os.listdir(run) if p.startswith(".tmp") or p.startswith("checkpoint.")]
 
 
-def test_one_small_batch_is_overfitted(backend, device):
-    """150 SGD steps on 4 images: their loss (dropout off) falls well below its start."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_small_batch_is_overfitted(backend, device, precision):
+    """150 SGD steps on 4 images, in each precision the backend trains in: their loss (dropout off) falls well
+    below its start.
+
+    At lr 0.03 this small batch trains at the edge of stability: the training loss spikes now and then (measured
+    in TensorFlow fp32, 5 dropout seeds: to 2.1-4.8 after step 100; bf16's rounding makes it likelier), and a
+    spike in the last steps left the model where it started (issue 10: TF bf16 ended at 2.06).  So the last 30
+    steps run at lr 0.003, as a schedule's end does: the test checks that the batch is learnt, not where an
+    oscillation happens to be at step 150.  bf16 runs here on every machine, emulated where the CPU lacks it.
+    """
     split = data.load("train", limit=4)
     model = training_of(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
-    trainer = training_of(backend).Trainer(model, 0.03, device)
+    try:
+        trainer = training_of(backend).Trainer(model, 0.03, device, precision)
+    except ValueError as err:  # a backend without bf16 says why (MXNet 1.9)
+        assert precision == "bf16" and "precision bf16 is not available in" in str(err)
+        return
+    assert trainer.precision == precision
     trainer.reseed(1)
     start = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
-    losses = [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(150)]
+    losses = [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(120)]
+    trainer.set_lr(0.003)
+    losses += [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(30)]
     end = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
     assert np.all(np.isfinite(losses))
     assert 2.0 < start < 2.6
@@ -182,7 +188,7 @@ def test_non_finite_loss_stops_naming_the_step(backend, device, tmp_path, monkey
         tr.fit(model, epochs=1, device=device, **SMALL)
 
 
-def test_cli_train_resume_evaluate(backend, tmp_path, capsys):
+def test_cli_train_resume_evaluate(backend, fashion_mnist, tmp_path, capsys):
     run = str(tmp_path / "run")
     args = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "48", "--limit-val", "32",
             "--init", "kaiming", "--device", "cpu", "--no-progress"]

@@ -31,25 +31,26 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1,
     return np.ascontiguousarray((out + bias).transpose(0, 3, 1, 2))
 
 
-def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
-    """Max pooling without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and Caffe)."""
+def _pool_windows(x: np.ndarray, size: int, stride: int, ceil_mode: bool, fill: float) -> np.ndarray:
+    """The pooling windows, without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and
+    Caffe), its outside filled with ``fill``."""
     h, w = x.shape[2:]
     oh, ow = pool_out(h, size, stride, ceil_mode), pool_out(w, size, stride, ceil_mode)
     pad_h, pad_w = max(0, (oh - 1) * stride + size - h), max(0, (ow - 1) * stride + size - w)
     if pad_h or pad_w:
-        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=-np.inf)
-    return windows(x, size, stride)[:, :, :oh, :ow].max(axis=(4, 5))
+        x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=fill)
+    return windows(x, size, stride)[:, :, :oh, :ow]
+
+
+def max_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
+    """Max pooling without padding; ``ceil_mode`` lets a partial last window count (as PyTorch and Caffe)."""
+    return _pool_windows(x, size, stride, ceil_mode, -np.inf).max(axis=(4, 5))
 
 
 def avg_pool(x: np.ndarray, size: int, stride: int, ceil_mode: bool = False) -> np.ndarray:
-    """Average pooling without padding; with ``ceil_mode`` a partial last window averages only its in-image
-    elements (Caffe's AVE pooling; PyTorch's ``AvgPool2d(ceil_mode=True)``, ONNX's ``count_include_pad=0``)."""
-    h, w = x.shape[2:]
-    oh, ow = pool_out(h, size, stride, ceil_mode), pool_out(w, size, stride, ceil_mode)
-    pad = ((0, 0), (0, 0), (0, max(0, (oh - 1) * stride + size - h)), (0, max(0, (ow - 1) * stride + size - w)))
-    total = windows(np.pad(x, pad), size, stride)[:, :, :oh, :ow].sum(axis=(4, 5))
-    count = windows(np.pad(np.ones((1, 1, h, w)), pad), size, stride)[:, :, :oh, :ow].sum(axis=(4, 5))
-    return total / count
+    """Average pooling without padding; a partial last window (``ceil_mode``) averages its in-image elements
+    only (Caffe's AVE pooling, PyTorch ``AvgPool2d(ceil_mode=True)``)."""
+    return np.nanmean(_pool_windows(x, size, stride, ceil_mode, np.nan), axis=(4, 5))
 
 
 def relu(x: np.ndarray) -> np.ndarray:

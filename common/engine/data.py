@@ -4,7 +4,8 @@ Where the data is looked for, in this order:
 
 1. ``data_dir`` (``--data-dir``), else the ``NIN_DATA_DIR`` environment variable;
 2. the user cache, ``$XDG_CACHE_HOME/nin/fashion-mnist`` (default ``~/.cache/nin/fashion-mnist``);
-3. Debian's system copy, ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``);
+3. Debian's system copy, ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``; another
+   folder with ``NIN_DATA_SYSTEM_DIR``, e.g. an empty one to try a machine without the package);
 4. a download from the official mirror into the cache (a temporary file, renamed into place only once
    it passed its checks).
 
@@ -41,7 +42,7 @@ SHA256 = {  # of the decompressed IDX bytes
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+SYSTEM_DIR = os.environ.get("NIN_DATA_SYSTEM_DIR") or "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                "ankle boot")
 IMAGE_SIDE = 28

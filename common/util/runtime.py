@@ -1,0 +1,122 @@
+"""What the frameworks need before they are imported, in any order, in one process (framework-free).
+
+Two defects of the frameworks' wheels, both fixed here before the framework's first import:
+
+1. **TensorFlow before MXNet crashed the process** (``Segmentation fault: 11``, or ``random_device could not
+   be read``).  ``libtensorflow_framework.so.2`` exports its own copies of ``std::random_device::_M_init``
+   (new-ABI string) and ``_M_getval``, from the older libstdc++ it was built with, whose ``random_device``
+   has another layout.  When TensorFlow is the first to load the system's ``libstdc++.so.6``, the dynamic
+   linker resolves libstdc++'s own internal calls in TensorFlow's scope: libstdc++'s old-ABI
+   ``random_device::_M_init(const std::string&)`` (the one MXNet 1.9.1, built with the old ABI, calls from
+   a static constructor) then forwards to TensorFlow's ``_M_init``, which fills the object in the old layout,
+   and MXNet's next call, to libstdc++'s own ``_M_getval``, reads a function pointer that was never written
+   and jumps to it.  Fix: load ``libstdc++.so.6`` (with ``RTLD_NOW``, as ctypes does) before any framework,
+   so that its symbols are bound to itself once and for all; a later TensorFlow then keeps its copies to
+   itself.  (Seen with ``LD_DEBUG=bindings``: ``binding file libstdc++.so.6 to libtensorflow_framework.so.2:
+   _ZNSt13random_device7_M_initERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE``.)
+
+2. **``from mxnet import np`` fails on numpy 1.24-1.26** (``module 'numpy' has no attribute 'bool'``):
+   MXNet 1.9.1, the last release, still uses ``numpy.bool``, which numpy 1.24 removed and numpy 2 brought
+   back as the name of ``numpy.bool_`` (MXNet does not run on numpy 2).  Fix: ``numpy.bool = numpy.bool_``,
+   numpy 2's own meaning, before MXNet is imported.
+
+The package installs ``nin_runtime.pth`` into site-packages, which runs ``install()`` at interpreter start: a
+``sys.meta_path`` entry that calls ``prepare(name)`` when ``torch``, ``tensorflow`` or ``mxnet`` is first
+imported, whoever imports it (the chapter's own code, a user's ``import tensorflow``), and then lets Python
+import it as usual.  It costs one string comparison per import, and
+about 4 ms at start-up (measured with ``python -X importtime``).  ``nin_torch``, ``nin_mxnet`` and
+``nin_tf`` call ``prepare`` themselves too, for a checkout used without installing it.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List
+
+# ctypes is imported where it is used: this module is imported at every interpreter start (nin_runtime.pth)
+
+FRAMEWORKS = ("torch", "tensorflow", "mxnet")
+LIBSTDCXX = "libstdc++.so.6"
+_libstdcxx = None  # the ctypes.CDLL, once loaded
+
+
+def loaded_libraries() -> List[str]:
+    """The paths of the shared objects in this process, in the order they were loaded (Linux; [] elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    import ctypes
+
+    class Info(ctypes.Structure):  # the start of struct dl_phdr_info (link.h)
+        _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
+
+    names: List[str] = []
+    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t, ctypes.c_void_p)(
+        lambda info, size, data: names.append((info.contents.name or b"").decode(errors="replace")) or 0)
+    ctypes.CDLL(None).dl_iterate_phdr(callback, None)
+    return names
+
+
+def libstdcxx_bound_by_tensorflow() -> bool:
+    """Whether a TensorFlow library was loaded before ``libstdc++.so.6`` (so libstdc++'s internal calls were
+    bound to TensorFlow's copies, and MXNet would crash)."""
+    for name in loaded_libraries():
+        if "/libstdc++.so" in name:
+            return False
+        if "tensorflow" in name:
+            return True
+    return False
+
+
+def preload_libstdcxx() -> None:
+    """Load the system's libstdc++ now, binding its symbols to itself (fix 1 above); a no-op where it is
+    already loaded or where there is none (macOS, Windows, a static build)."""
+    global _libstdcxx
+    if _libstdcxx is None and sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            _libstdcxx = ctypes.CDLL(LIBSTDCXX)  # ctypes adds RTLD_NOW: every symbol bound here, now
+        except OSError:
+            pass
+
+
+def numpy_bool_alias() -> None:
+    """``numpy.bool`` as numpy 2 defines it (``numpy.bool_``), where this numpy lacks it (fix 2 above)."""
+    import numpy
+
+    if "bool" not in numpy.__dict__:  # hasattr() would warn on numpy 1.24-1.26
+        numpy.bool = numpy.bool_
+
+
+class TensorFlowFirst(ImportError):
+    """MXNet asked for after TensorFlow loaded libstdc++ (only without the installed hook)."""
+
+
+def prepare(framework: str) -> None:
+    """Run just before ``framework`` (``torch``, ``tensorflow``, ``mxnet``) is first imported."""
+    if framework == "mxnet" and "mxnet" not in sys.modules:
+        if libstdcxx_bound_by_tensorflow():
+            raise TensorFlowFirst(
+                "expected MXNet to be imported before TensorFlow, or nin's import hook to be installed; got "
+                "TensorFlow first without it, which would crash MXNet (see common/util/runtime.py): "
+                "reinstall nin (pip install -e .) or import mxnet/nin_mxnet before tensorflow")
+        numpy_bool_alias()
+    preload_libstdcxx()
+
+
+class Hook:
+    """A ``sys.meta_path`` finder that finds nothing: it calls ``prepare`` before a framework's first import."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if path is None and fullname in FRAMEWORKS:
+            prepare(fullname)
+        return None
+
+
+def installed() -> bool:
+    return any(isinstance(finder, Hook) for finder in sys.meta_path)
+
+
+def install() -> None:
+    """Put the hook first on ``sys.meta_path`` (once); ``nin_runtime.pth`` calls it at interpreter start."""
+    if not installed():
+        sys.meta_path.insert(0, Hook())
