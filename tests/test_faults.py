@@ -16,7 +16,7 @@ from common.engine import data, registry, runs, training
 from common.util import files
 from conftest import to_layout
 from conftest import training_of as impl
-from test_training import SMALL, SIZE, fashion_mnist, npz_weights, poison  # noqa: F401 (autouse fixture)
+from test_training import SMALL, SIZE, npz_weights, poison
 
 TINY = dict(SMALL, batch_size=16, limit_train=16, limit_val=16)
 TINY_CLI = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "16", "--limit-val", "16",

@@ -17,14 +17,6 @@ TRAIN = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "32",
          "--init", "kaiming", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture
-def fashion_mnist():
-    try:
-        data.locate(download_to_cache=False)
-    except data.DataUnavailable as err:
-        pytest.fail(f"needs Fashion-MNIST: {err}", pytrace=False)
-
-
 # --- views -----------------------------------------------------------------------------------------------------
 
 def test_confusion_and_per_class_count_by_hand():
