@@ -1,4 +1,5 @@
 """NiN (D2L 8.3) in JAX with Flax NNX: ``from nin_jax import NiN``.  Inputs are NHWC."""
+from . import runtime  # noqa: F401,I001  (first: prepares the process for JAX; see there)
 from .model import (BACKEND, DATA_FORMAT, NiN, export_weights, import_weights, layer_shapes, nin_block,
                     num_params, predict)
 from .checkpoint import load_native, save_native

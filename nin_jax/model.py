@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.experimental import enable_x64
+
+from . import runtime
 
 from common.arch import checks, shapes
 from common.arch import spec as S
@@ -232,7 +233,7 @@ def dtype_of(model: NiN) -> np.dtype:
 def precision_of(model: NiN):
     """A context in which JAX computes at the model's precision: float64 needs JAX's x64 switch, which is
     global; ``enable_x64`` turns it on for the block only, so it never leaks into other code."""
-    return enable_x64() if dtype_of(model) == np.float64 else nullcontext()
+    return runtime.x64() if dtype_of(model) == np.float64 else nullcontext()
 
 
 def to_canonical(model: NiN, prefix: str, kind: str, native) -> np.ndarray:

@@ -14,22 +14,22 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
-from jax.experimental import enable_x64
 
 from common.arch import checks
 
+from . import runtime
 from .model import DATA_FORMAT, NiN, device_of, dtype_of, precision_of, to_canonical, variables
 
 
 def parity_mode() -> None:
     """Full float32 on a GPU: matrix products and convolutions at ``highest`` precision (no TF32)."""
-    jax.config.update("jax_default_matmul_precision", "highest")
+    runtime.full_float32()
 
 
 def as_float64(model: NiN) -> NiN:
     """A float64 copy of a float32 model, with the same weights (``model`` itself is left as it is)."""
     double = NiN(**model.config.kwargs)
-    with enable_x64():
+    with runtime.x64():
         for (_, _, src), (_, _, dst) in zip(variables(model), variables(double)):
             dst.value = jax.device_put(np.asarray(src.value, np.float64), device_of(model))
     return double

@@ -1,7 +1,7 @@
 """Native MXNet checkpoints: ``save_parameters`` files read back with ``load_parameters``."""
 from __future__ import annotations
 
-from ._mx import mx
+from .runtime import mx
 from common.engine import checkpoint as ck
 
 from . import model as _model

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._mx import array, mx
+from .runtime import array, mx
 from mxnet.gluon import nn
 
 from common.arch import checks, shapes

@@ -1,12 +1,12 @@
 """MXNet's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
-from ._mx import array
+from . import runtime
+from .runtime import array
 from mxnet import autograd, gluon
 
 from common.arch import checks
@@ -16,14 +16,8 @@ from .model import DATA_FORMAT, NiN, context_of, export_weights, import_weights,
 
 
 def parity_mode() -> None:
-    """Full float32 on a GPU: no Tensor Core (TF32 or float16) math in cuBLAS or cuDNN.
-
-    MXNet reads these variables once per process, when its first GPU operator runs: call this
-    before any GPU work.  ``NVIDIA_TF32_OVERRIDE=0`` is the CUDA libraries' own switch.
-    """
-    os.environ["MXNET_CUDA_ALLOW_TENSOR_CORE"] = "0"
-    os.environ["MXNET_CUDA_TENSOR_OP_MATH_ALLOW_CONVERSION"] = "0"
-    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+    """Full float32 on a GPU: no Tensor Core (TF32 or float16) math in cuBLAS or cuDNN (see runtime)."""
+    runtime.full_float32()
 
 
 def as_float64(model: NiN) -> NiN:

@@ -19,7 +19,7 @@ from mxnet import autograd, gluon
 from common.arch.costs import BYTES, Execution, check_options
 from common.arch.shapes import batch_shape
 from common.engine.measure import Measured, run_measurement
-from ._mx import array, mx
+from .runtime import array, mx
 from .model import DATA_FORMAT, NiN, context_of
 
 # Gluon adds a convolution's bias inside the convolution, and each input is freed once used (measured: also

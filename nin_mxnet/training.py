@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ._mx import mx
+from .runtime import mx
 from mxnet import autograd, gluon, npx
 
 from common.arch.checks import check_step

@@ -1,10 +1,7 @@
 """NiN in TensorFlow Keras, built by walking the spec in ``common``."""
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional, Tuple
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

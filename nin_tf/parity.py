@@ -9,12 +9,13 @@ from tensorflow import keras
 
 from common.arch import checks
 
+from . import runtime
 from .model import DATA_FORMAT, NiN, export_weights, import_weights, to_canonical, variables
 
 
 def parity_mode() -> None:
     """Full float32 on a GPU: no TF32 in matrix products or convolutions."""
-    tf.config.experimental.enable_tensor_float_32_execution(False)
+    runtime.full_float32()
 
 
 def as_float64(model: NiN) -> NiN:
@@ -23,12 +24,8 @@ def as_float64(model: NiN) -> NiN:
     Keras layers take their dtype from the global dtype policy when created: it is float64 while
     the copy is built, and restored after.
     """
-    policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
+    with runtime.dtype_policy("float64"):
         double = NiN(**model.config.kwargs)
-    finally:
-        keras.config.set_dtype_policy(policy)
     import_weights(double, export_weights(model))
     return double
 

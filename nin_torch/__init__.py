@@ -1,7 +1,5 @@
 """NiN (D2L 8.3) in PyTorch: ``from nin_torch import NiN``."""
-from common.util import runtime
-
-runtime.prepare("torch")  # before torch: see common.util.runtime
+from . import runtime  # noqa: F401,I001  (first: prepares the process for torch; see there)
 
 from .model import (BACKEND, DATA_FORMAT, NiN, export_weights, import_weights, layer_shapes, nin_block,
                     num_params, predict)

@@ -10,13 +10,13 @@ from torch.nn import functional as F
 
 from common.arch import checks
 
+from . import runtime
 from .model import DATA_FORMAT, NiN, device_of, eval_mode, parametrized_layers
 
 
 def parity_mode() -> None:
     """Full float32 on a GPU: no TF32 in matrix products (cuBLAS) or convolutions (cuDNN)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    runtime.full_float32()
 
 
 def as_float64(model: NiN) -> NiN:

@@ -132,12 +132,23 @@ class ResourcesModule(Protocol):
 
     EXECUTION: Execution  # how the framework holds tensors, checked against the measurement
     HOW: str              # which allocator statistic it reads
+    # (optional) MEASURE_ENV: environment the measuring process must start with (common.engine.measure.RSS_ENV)
 
     def measured_memory(self, model: Model, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured: ...
 
 
+class RuntimeModule(Protocol):
+    """``<package>.runtime``: everything the backend does to the process, in one place, each with why: what it
+    does when imported (imported first by the package), the environment variables it sets, and the switches
+    ``nin parity`` needs.  No other module of the package changes process-wide state."""
+
+    ENVIRONMENT: dict  # environment variable -> why, for every one importing the backend sets
+
+    def full_float32(self) -> None: ...
+
+
 PARTS: Dict[str, type] = {"model": ModelModule, "training": TrainingModule, "checkpoint": CheckpointModule,
-                          "parity": ParityModule, "resources": ResourcesModule}
+                          "parity": ParityModule, "resources": ResourcesModule, "runtime": RuntimeModule}
 # what ``import <package>`` itself offers (the README's API, the same names everywhere)
 PUBLIC = ("BACKEND", "DATA_FORMAT", "NiN", "nin_block", "layer_shapes", "predict", "num_params", "export_weights",
           "import_weights", "save_native", "load_native", "Trainer", "fit")

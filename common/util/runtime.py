@@ -34,7 +34,7 @@ from typing import List
 
 # ctypes is imported where it is used: this module is imported at every interpreter start (nin_runtime.pth)
 
-FRAMEWORKS = ("torch", "tensorflow", "mxnet")
+FRAMEWORKS = ("torch", "tensorflow", "mxnet", "jax")  # libstdc++ goes first before any of these
 LIBSTDCXX = "libstdc++.so.6"
 _libstdcxx = None  # the ctypes.CDLL, once loaded
 
