@@ -277,7 +277,7 @@ def test_jax_float64_stays_inside_a_float64_models_functions():
     model = mod.NiN(image_size=SMALL, seed=0, init="kaiming")
     double = jax_parity.as_float64(model)
     x, y = parity.make_batches(model.spec, SMALL, 2, seed=0)[0]
-    x = parity.to_backend(x, mod.DATA_FORMAT)
+    x = parity.array_to_layout(x, mod.DATA_FORMAT)
     loss, grads = jax_parity.loss_and_grads(double, x, y)
     jax_parity.sgd_step(double, x, y, 0.05)
     mod.import_weights(double, mod.export_weights(model))

@@ -67,6 +67,7 @@ class Trainer(Protocol):
     """
 
     model: Model      # the model it trains
+    device: Any       # the framework's device (a torch.device, a TF device string, an MXNet context, ...)
     device_name: str  # for people: "cpu (CPU)", "cuda:0 (NVIDIA H100)"
     precision: str    # "fp32" or "bf16": what ``common.engine.precision.resolve_precision`` chose
 
@@ -95,6 +96,8 @@ class TrainingModule(Protocol):
     """``<package>.training``: the adapter ``common.engine.training`` drives, and ``fit``."""
 
     def gpu_count(self) -> int: ...
+
+    def bf16_native(self, device: Any) -> bool: ...  # whether ``auto`` picks bf16 on this (Trainer.device) device
 
     def build_model(self, device: str = "auto", **model_kwargs) -> Model: ...
 
