@@ -4,26 +4,38 @@ from __future__ import annotations
 import inspect
 import sys
 
-from common.engine import precision, registry, runs, training
+from common.engine import precision, recipes, registry, runs, training
 from common.arch.variants import VARIANTS
 from common.arch.weights import INITS
 
 # fit's arguments the command offers, with their option names; defaults come from fit itself
-OPTIONS = {"epochs": int, "batch_size": int, "lr": float, "image_size": int, "limit_train": int, "limit_val": int,
-           "device": str, "precision": str, "seed": int, "init": str, "variant": str, "data_dir": str}
+OPTIONS = {"recipe": str, "epochs": int, "batch_size": int, "lr": float, "image_size": int, "limit_train": int, "limit_val": int,
+           "device": str, "precision": str, "seed": int, "init": str, "schedule": str, "warmup": float, "variant": str, "data_dir": str}
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
+CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
+
+
+def _recipes_help() -> str:
+    return "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
+                     f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train NiN on Fashion-MNIST (default: the chapter's recipe)",
                        description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
-                                   "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left "
-                                   "out are taken from the run being resumed.")
+                                   "batch 128, 10 epochs, 224x224, Xavier init; --recipe quick learns on a CPU in "
+                                   "minutes. Options given win over the recipe's values. With --resume, the "
+                                   "options left out are taken from the run being resumed.")
     p.add_argument("--backend", choices=registry.BACKENDS, help="torch, mxnet or tf (with --resume: the run's)")
-    p.add_argument("--epochs", type=int, help=f"total epochs (default {DEFAULTS['epochs']})")
-    p.add_argument("--batch-size", type=int, help=f"default {DEFAULTS['batch_size']}")
-    p.add_argument("--lr", type=float, help=f"SGD learning rate (default {DEFAULTS['lr']})")
-    p.add_argument("--image-size", type=int, help=f"images are resized to this (default {DEFAULTS['image_size']})")
+    p.add_argument("--recipe", choices=list(recipes.RECIPES),
+                   help=f"the settings not given (default {recipes.DEFAULT_RECIPE}): {_recipes_help()}")
+    p.add_argument("--epochs", type=int, help=f"total epochs (chapter: {CHAPTER['epochs']})")
+    p.add_argument("--batch-size", type=int, help=f"chapter: {CHAPTER['batch_size']}")
+    p.add_argument("--lr", type=float, help=f"SGD learning rate, the peak of the schedule (chapter: {CHAPTER['lr']})")
+    p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "
+                                                                  "(chapter) or cosine (decays to 0 at the end)")
+    p.add_argument("--warmup", type=float, help="epochs of linear learning-rate warm-up (chapter: 0)")
+    p.add_argument("--image-size", type=int, help=f"images are resized to this (chapter: {CHAPTER['image_size']})")
     p.add_argument("--limit-train", type=int, help="train on the first N training images only")
     p.add_argument("--limit-val", type=int, help="validate on the first N test images only")
     p.add_argument("--device", choices=precision.DEVICES, help="auto (the GPU when the framework sees one; default), "
