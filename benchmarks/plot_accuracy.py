@@ -33,6 +33,7 @@ def plot(rows: dict, png: str, label: str, target: float = None) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     backends = sorted({k[0] for k in rows})
@@ -45,8 +46,9 @@ def plot(rows: dict, png: str, label: str, target: float = None) -> None:
                 label=f"{backend} {precision} seed {seed}: {row['val_acc'][-1]:.4f} in {row['seconds'] / 60:.1f} min")
     if target is not None:
         ax.axhline(target, color="grey", lw=0.8, ls=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (10,000 images)")
+    ax.set_ylabel("test accuracy")
     ax.set_title(f"NiN on Fashion-MNIST, recipe '{label}', per backend and seed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
