@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,11 +46,11 @@ def stalled(final_train_loss: float) -> bool:
 def run_one(backend: str, settings: dict, args) -> dict:
     fit = registry.part(backend, "training").fit
     out = os.path.join(args.out_root, backend) if args.out_root else None
-    start = time.perf_counter()
+    resume = out if args.resume and out and os.path.isfile(os.path.join(out, "checkpoint", "state.json")) else None
     load_before = describe()["load_avg"]
-    rows = fit(device=args.device, seed=args.seed, data_dir=args.data_dir, out=out, progress=not args.no_progress,
-               **settings)
-    seconds = time.perf_counter() - start
+    rows = fit(device=args.device, seed=args.seed, data_dir=args.data_dir, out=None if resume else out,
+               resume=resume, progress=not args.no_progress, **settings)
+    seconds = rows[-1]["elapsed_s"]  # training and evaluation, summed over the run's processes when resumed
     recipe = recipes.check_recipe(settings["recipe"])
     full = (all(settings[k] in (None, recipe[k]) for k in recipes.RECIPE_KEYS) and settings["limit_train"] is None
             and settings["limit_val"] is None)  # any precision
@@ -68,7 +67,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
         train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
-        train_s=[round(r["train_s"], 1) for r in rows], elapsed_s=[round(r["elapsed_s"], 1) for r in rows],
+        resumed_from=resume, train_s=[round(r["train_s"], 1) for r in rows], elapsed_s=[round(r["elapsed_s"], 1) for r in rows],
         load_avg=[r.get("load_avg") for r in rows], load_avg_before=load_before,
         final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
         target=(f">= {target['acc']} test accuracy" + (f" within {target['seconds']} s" if target["seconds"] else "")
@@ -98,6 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
     p.add_argument("--out-root", help="keep each run's metrics, curves and checkpoints in OUT_ROOT/<backend>")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run OUT_ROOT/<backend> holds from its last completed epoch (the same weights "
+                        "as an uninterrupted run on a CPU)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     settings = dict(recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
