@@ -15,15 +15,21 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 STYLES = ("-", "--", ":", "-.")
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+from common.engine import recipes  # noqa: E402
 
 
 def latest_rows(path: str, label: str) -> dict:
-    """{(backend, seed, precision): row} of the rows with ``label``, the last one of each key."""
+    """{(backend, seed, precision): row} of the rows with ``label`` made with the recipe's present settings (a
+    recipe changed since leaves its older rows out), the last one of each key."""
+    current = recipes.RECIPES.get(label)
     found = {}
     with open(path) as f:
         for line in f:
             row = json.loads(line)
-            if row.get("label") == label:
+            if row.get("label") == label and (current is None or all(
+                    row["settings"].get(k) == v for k, v in current.items())):
                 found[(row["backend"], row["settings"]["seed"], row["precision"])] = row
     return found
 

@@ -286,7 +286,7 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
 
     ``recipe`` (``common.engine.recipes``) fills every setting left None: ``"chapter"`` (the default) is the
     chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, Xavier, cross-entropy, the 10k test
-    split as validation; ``"quick"`` learns on a CPU in minutes: 67x67, Kaiming, 6 epochs, lr 0.05 decaying
+    split as validation; ``"quick"`` learns on a CPU in minutes: 67x67, Kaiming, 10 epochs, lr 0.05 decaying
     to 0 along a cosine (``schedule="cosine"``; ``warmup=E`` adds a linear warm-up over E epochs).  Values given
     explicitly win over the recipe's.  ``init="kaiming"`` (He-normal, zero biases) leaves the loss plateau
     at 2.303 that the chapter's ``"xavier"`` sits on for a long time.  ``model``: train this model instead of
