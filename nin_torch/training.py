@@ -19,6 +19,16 @@ from .checkpoint import read
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.pt"
+# The memory layout of the model and its inputs per (device type, precision), chosen by measurement:
+# * cuda: channels-last (NHWC in memory, still NCHW tensors), the layout cuDNN's tensor-core convolutions use;
+# * cpu, bf16: channels-last: oneDNN's bf16 convolutions ran faster in it on a 2-core EPYC with AVX512-BF16
+#   (one thread, the two layouts interleaved in one process, load average 12: 14.7 vs 12.3 images/s at
+#   224 px batch 32, 187 vs 162 at 67 px batch 128);
+# * cpu, fp32: NCHW: oneDNN's fp32 5x5 convolution, half of the network's work, ran faster in it (21.7 vs
+#   20.1 images/s at batch 128/224, two threads); the interleaved one-thread probe above gave channels-last
+#   7.7 vs 7.0 (224 px) and 117 vs 103 (67 px), too close under that load to change it.
+LAYOUTS = {("cuda", "bf16"): torch.channels_last, ("cuda", "fp32"): torch.channels_last,
+           ("cpu", "bf16"): torch.channels_last, ("cpu", "fp32"): torch.contiguous_format}
 
 
 def gpu_count() -> int:
@@ -45,17 +55,15 @@ def bf16_native(device: torch.device) -> bool:
 class Trainer:
     """Plain SGD on cross-entropy (the chapter's optimizer), one step per call, all work on the device.
 
-    On a GPU the model and its inputs are kept channels-last (NHWC in memory, still NCHW tensors), the
-    layout cuDNN's tensor-core convolutions use.  On a CPU they stay NCHW: oneDNN's 5x5 convolution, half of
-    the network's work, runs faster in it (measured 21.7 vs 20.1 images/s at batch 128/224 on a 2-core
-    EPYC).  ``bf16`` runs the network under ``torch.autocast`` (bfloat16 convolutions, float32 weights,
-    optimizer and loss).
+    The model and its inputs are kept in the memory layout ``LAYOUTS`` gives for the device and precision
+    (channels-last on a GPU and for bf16 on a CPU, NCHW for fp32 on a CPU; measured).  ``bf16`` runs the network
+    under ``torch.autocast`` (bfloat16 convolutions, float32 weights, optimizer and loss).
     """
 
     def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
         self.device = select_device(device)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
-        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.memory_format = LAYOUTS[(self.device.type, self.precision)]
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import training_of
-from common.engine import data, registry, runs, training
+from common.engine import data, recipes, registry, runs, training
 from common import cli
 from common.arch.weights import load_npz
 
@@ -37,11 +37,15 @@ def max_abs_diff(a, b):
 def test_fit_has_the_same_signature_everywhere(all_backends):
     sigs = [inspect.signature(training_of(b).fit) for b in all_backends]
     assert sigs[0] == sigs[1] == sigs[2]
-    assert list(sigs[0].parameters) == ["model", "variant", "epochs", "batch_size", "lr", "image_size",
+    assert list(sigs[0].parameters) == ["model", "recipe", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
-                                        "data_dir", "out", "resume", "progress", "on_epoch"]
+                                        "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
-    assert (defaults["epochs"], defaults["batch_size"], defaults["lr"], defaults["image_size"]) == (10, 128, 0.05, 224)
+    assert defaults["recipe"] == "chapter"  # the settings left None come from it: the chapter's recipe
+    assert all(defaults[k] is None for k in recipes.RECIPE_KEYS)
+    chapter = recipes.RECIPES["chapter"]
+    assert (chapter["epochs"], chapter["batch_size"], chapter["lr"], chapter["image_size"], chapter["init"],
+            chapter["schedule"]) == (10, 128, 0.05, 224, "xavier", "constant")
     with pytest.raises(TypeError, match="epoch"):
         training_of(all_backends[0]).fit(epoch=1)  # a misspelt setting is refused, not ignored
 

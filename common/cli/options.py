@@ -12,7 +12,7 @@ from common.arch.variants import VARIANTS
 from common.arch.weights import INITS
 from common.engine import registry
 from common.engine.precision import DEVICES, PRECISIONS
-from common.util.values import check_int, check_positive
+from common.util.values import check_int, check_non_negative, check_positive
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,6 +53,7 @@ def _parsed(convert, check, what: str):
 positive_int = _parsed(int, lambda v: check_int("value", v), "a positive integer")
 non_negative_int = _parsed(int, lambda v: check_int("value", v, least=0), "a non-negative integer")
 positive_float = _parsed(float, lambda v: check_positive("value", v), "a positive finite number")
+non_negative_float = _parsed(float, lambda v: check_non_negative("value", v), "a non-negative finite number")
 
 
 def backend_list(text: str) -> List[str]:

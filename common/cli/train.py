@@ -6,29 +6,41 @@ import os
 import sys
 
 from common.cli import options as O
-from common.engine import registry, runs, training
+from common.engine import recipes, registry, runs, training
 
-# fit's arguments the command offers; left out, they come from the run being resumed, else from fit's defaults
-OPTIONS = ("epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision", "seed",
-           "init", "variant", "data_dir")
+# fit's arguments the command offers; left out, they come from the run being resumed, else from the recipe
+OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",
+           "seed", "init", "schedule", "warmup", "variant", "data_dir")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
+CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
+
+
+def _recipes_help() -> str:
+    return "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
+                     f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
 
 
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "train", "train NiN on Fashion-MNIST (default: the chapter's recipe)",
                      description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
-                                 "batch 128, 10 epochs, 224x224, Xavier init. With --resume, the options left out "
-                                 "are taken from the run being resumed.")
+                                 "batch 128, 10 epochs, 224x224, Xavier init; --recipe quick learns on a CPU in "
+                                 "minutes. Options given win over the recipe's values. With --resume, the options "
+                                 "left out are taken from the run being resumed.")
     O.backend(p, default=None, help="backend(s) to train, one after the other (with --resume: the run's)")
-    d = DEFAULTS
-    O.epochs(p, default=None, help=f"total epochs (default: {d['epochs']})")
-    O.batch_size(p, default=None, help=f"images per batch (default: {d['batch_size']})")
-    O.lr(p, default=None, help=f"SGD learning rate (default: {d['lr']})")
-    O.image_size(p, default=None, help=f"images are resized to this (default: {d['image_size']})")
+    p.add_argument("--recipe", choices=list(recipes.RECIPES),
+                   help=f"the settings not given (default: {recipes.DEFAULT_RECIPE}): {_recipes_help()}")
+    c = CHAPTER
+    O.epochs(p, default=None, help=f"total epochs (chapter: {c['epochs']})")
+    O.batch_size(p, default=None, help=f"images per batch (chapter: {c['batch_size']})")
+    O.lr(p, default=None, help=f"SGD learning rate, the peak of the schedule (chapter: {c['lr']})")
+    p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "
+                                                                  "(chapter) or cosine (decays to 0 at the end)")
+    p.add_argument("--warmup", type=O.non_negative_float, help="epochs of linear learning-rate warm-up (chapter: 0)")
+    O.image_size(p, default=None, help=f"images are resized to this (chapter: {c['image_size']})")
     O.limits(p)
     O.device(p, default=None)
     O.precision(p, default=None)
-    O.seed(p, default=None, help=f"seed of the weights, shuffling and dropout (default: {d['seed']})")
+    O.seed(p, default=None, help=f"seed of the weights, shuffling and dropout (default: {DEFAULTS['seed']})")
     O.init(p, default=None)
     O.variant(p, default=None)
     O.data_dir(p)

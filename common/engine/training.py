@@ -42,17 +42,18 @@ from common.arch.reference import cross_entropy
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
 from common.arch.weights import INITS
-from common.engine import data, registry
+from common.engine import data, recipes, registry
 from common.engine.precision import DEVICES, check_precision
 from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
                                 save_training_checkpoint, write_metrics)
 from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
-from common.util.machine import keep_freed_memory
-from common.util.values import check_choice, check_int, check_positive
+from common.util.machine import keep_freed_memory, load_average
+from common.util.values import check_choice, check_int, check_non_negative, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
-FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val", "precision")
+FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val", "precision",
+                   "schedule", "warmup")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -80,7 +81,9 @@ def check_settings(**settings) -> dict:
     check_choice("init", settings["init"], INITS)
     check_choice("device", settings["device"], DEVICES)
     check_precision(settings["precision"])
-    return dict(settings, lr=lr)
+    check_choice("schedule", settings["schedule"], recipes.SCHEDULES)
+    warmup = check_non_negative("warmup", settings["warmup"])
+    return dict(settings, lr=lr, warmup=warmup)
 
 
 # ---------------------------------------------------------------- passes over the data
@@ -128,10 +131,16 @@ def train_epoch(trainer, split: data.Split, settings: dict, epoch: int, step: in
     """One pass of SGD over ``split``: (mean loss, accuracy, seconds, last global step)."""
     size, bs = settings["image_size"], settings["batch_size"]
     n_batches = data.num_batches(len(split), bs)
+    total, warm = n_batches * settings["epochs"], recipes.warmup_steps(settings["warmup"], n_batches)
+    lr = None
     start, loss, correct, seen = time.perf_counter(), 0.0, 0, 0
     with _bar(len(split), f"epoch {epoch}/{settings['epochs']}", progress) as bar:
         for i, (images, labels) in enumerate(data.batches(split, bs, shuffle=True, seed=settings["seed"],
                                                           epoch=epoch), 1):
+            step_lr = recipes.lr_at(settings["schedule"], settings["lr"], step, total, warm)
+            if step_lr != lr:
+                trainer.set_lr(step_lr)
+                lr = step_lr
             step += 1
             batch_loss, batch_correct = trainer.train_step(images, labels, size)
             if not math.isfinite(batch_loss):
@@ -194,16 +203,23 @@ def _refuse_occupied(out: str) -> None:
                      f"or choose another --out")
 
 
-def run(backend: str, model=None, *, variant: str = "chapter", epochs: int = 10, batch_size: int = 128,
-        lr: float = 0.05, image_size: int = 224, limit_train: Optional[int] = None,
-        limit_val: Optional[int] = None, device: str = "auto", precision: str = "auto", seed: int = 0,
-        init: str = "xavier", data_dir: Optional[str] = None, out: Optional[str] = None,
-        resume: Optional[str] = None, progress: bool = True,
+def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, variant: str = "chapter",
+        epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
+        image_size: Optional[int] = None, limit_train: Optional[int] = None, limit_val: Optional[int] = None,
+        device: str = "auto", precision: str = "auto", seed: int = 0, init: Optional[str] = None,
+        schedule: Optional[str] = None, warmup: Optional[float] = None, data_dir: Optional[str] = None,
+        out: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
         on_epoch: Optional[Callable[[dict], None]] = None) -> List[dict]:
-    """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``."""
-    settings = check_settings(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                              limit_train=limit_train, limit_val=limit_val, device=device, precision=precision,
-                              seed=seed, init=init)
+    """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``.
+
+    The settings left None (``epochs``, ``batch_size``, ``lr``, ``image_size``, ``init``, ``schedule``,
+    ``warmup``) come from ``recipe`` (``common.engine.recipes``); a value given wins over the recipe's."""
+    chosen = recipes.resolve(recipe, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, init=init,
+                             schedule=schedule, warmup=warmup)
+    settings = check_settings(variant=variant, limit_train=limit_train, limit_val=limit_val, device=device,
+                              precision=precision, seed=seed, **chosen)
+    image_size = settings["image_size"]
+    settings["recipe"] = recipe
     mod, impl = _backend_impl(backend)
     if model is not None:
         if model.image_size != image_size:
@@ -264,7 +280,8 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
 
     framework = registry.framework(backend)
     _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
-         f"images ({train.source}) at {image_size}x{image_size}; batch {batch_size}, SGD lr {settings['lr']:g}, "
+         f"images ({train.source}) at {image_size}x{image_size}; recipe {settings['recipe']}: batch {batch_size}, SGD "
+         f"{recipes.describe(settings['schedule'], settings['lr'], settings['warmup'])}, "
          f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
          + (f"; resuming after epoch {start_epoch}" if state else "") + "; per epoch: loss and acc as train/val")
     if start_epoch >= epochs:
@@ -290,7 +307,9 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
                    val_acc=val_acc, images_per_s=len(train) / train_s, train_s=train_s,
                    elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=backend,
                    device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
-                   image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val))
+                   image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val),
+                   recipe=settings["recipe"], schedule=settings["schedule"], warmup=settings["warmup"],
+                   load_avg=load_average())
         _finite_figures(row, saved, settings)
         rows.append(row)
         _say(epoch_line(row))
@@ -316,8 +335,11 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     fit.__signature__ = inspect.Signature(params, return_annotation=List[dict])
     fit.__doc__ = f"""Train NiN on Fashion-MNIST with {registry.framework(backend)}; returns the per-epoch metrics rows.
 
-    The defaults are the chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, cross-entropy,
-    the 10k test split as validation.  ``init="kaiming"`` (He-normal, zero biases) leaves the loss plateau
+    ``recipe`` (``common.engine.recipes``) fills every setting left None: ``"chapter"`` (the default) is the
+    chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, Xavier, cross-entropy, the 10k test
+    split as validation; ``"quick"`` learns on a CPU in minutes: 67x67, Kaiming, 10 epochs, lr 0.05 decaying
+    to 0 along a cosine (``schedule="cosine"``; ``warmup=E`` adds a linear warm-up over E epochs).  Values given
+    explicitly win over the recipe's.  ``init="kaiming"`` (He-normal, zero biases) leaves the loss plateau
     at 2.303 that the chapter's ``"xavier"`` sits on for a long time.  ``model``: train this model instead of
     a new ``NiN(variant=, seed=, init=, image_size=)``.  ``limit_train``/``limit_val``: the first N images of
     each split.  ``device``: ``"auto"`` (the GPU when the framework sees one), ``"cpu"`` or ``"gpu"``.

@@ -28,6 +28,13 @@ def check_positive(name: str, value) -> float:
     return float(value)
 
 
+def check_non_negative(name: str, value) -> float:
+    """``value`` as a float if it is a finite number >= 0, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"expected {name} to be a non-negative finite number, got {value!r}")
+    return float(value)
+
+
 def check_choice(name: str, value, choices: Iterable):
     """``value`` unchanged if it is one of ``choices``, else ValueError listing them."""
     choices = tuple(choices)
