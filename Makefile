@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine:
-#   make train   - creates .venv on first use, then trains NiN on Fashion-MNIST (BACKEND=torch|mxnet|tf, ARGS=...):
+#   make train   - creates .venv on first use, then trains NiN on Fashion-MNIST (BACKEND=torch|mxnet|tf|jax, ARGS=...):
 #                  the chapter's recipe where nvidia-smi lists a GPU, else the quick recipe (RECIPE=... overrides)
-#   make test    - creates .venv on first use, then runs the test suite over all three backends
+#   make test    - creates .venv on first use, then runs the test suite over every backend
 PYTHON ?= python3
 VENV ?= .venv
 BACKEND ?= torch

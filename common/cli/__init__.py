@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    thread_defaults()  # before any framework is imported (documented in the README's Speed section)
+    thread_defaults()  # before any framework is imported (documented in docs/speed.md)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
