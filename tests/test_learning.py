@@ -16,7 +16,11 @@ from test_training import SMALL, max_abs_diff, npz_weights
 # best test accuracy over the epochs 0.323, 0.330, 0.340, final 0.323, 0.330, 0.227 (it swings).  The most
 # frequent class is 39 of the 300 test images (0.13).  A network that stopped learning (no gradient, lr 0, a
 # broken loss, optimizer or data pipeline) stays at 2.30 and at or below 0.13.
-LEARN = dict(recipe="quick", limit_train=512, limit_val=300, batch_size=16, lr=0.02, schedule="constant", epochs=8,
+# init and warm-up are pinned to what the calibration measured (plain He-normal, no warm-up): at batch 16 the
+# quick recipe's kaiming-alive start was measured to fall back onto the plateau (all ten class channels dead by
+# epoch 8) - its biases sit at 0.5 and small noisy batches push them below 0 one class at a time.
+LEARN = dict(recipe="quick", init="kaiming", warmup=0.0, limit_train=512, limit_val=300, batch_size=16, lr=0.02,
+             schedule="constant", epochs=8,
              precision="fp32", seed=0, device="cpu", progress=False)
 LEARNED_LOSS = 2.0   # the final training loss must be below this (plateau: 2.303; measured 1.80-1.86)
 LEARNED_ACC = 0.25   # the best test accuracy over the epochs must reach this (chance 0.1; measured 0.32-0.34)

@@ -118,6 +118,18 @@ def init(p, default: Optional[str] = "xavier") -> None:
                         "2.303 sooner)")
 
 
+def recipe(p, default: Optional[str] = None) -> None:
+    """--recipe, --schedule and --warmup: the settings a recipe fills (common.engine.recipes)."""
+    from common.engine import recipes
+    about = "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
+                      f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
+    p.add_argument("--recipe", choices=list(recipes.RECIPES), default=default,
+                   help=f"the settings not given (default: {default or recipes.DEFAULT_RECIPE}): {about}")
+    p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "
+                                                                  "(chapter) or cosine (decays to 0 at the end)")
+    p.add_argument("--warmup", type=non_negative_float, help="epochs of linear learning-rate warm-up (chapter: 0)")
+
+
 def variant(p, default: Optional[str] = "chapter") -> None:
     p.add_argument("--variant", choices=sorted(VARIANTS), default=default, help="network variant")
 

@@ -15,11 +15,6 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).param
 CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
 
 
-def _recipes_help() -> str:
-    return "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
-                     f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
-
-
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "train", "train NiN on Fashion-MNIST (default: the chapter's recipe)",
                      description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
@@ -27,15 +22,11 @@ def add_parser(sub) -> None:
                                  "minutes. Options given win over the recipe's values. With --resume, the options "
                                  "left out are taken from the run being resumed.")
     O.backend(p, default=None, help="backend(s) to train, one after the other (with --resume: the run's)")
-    p.add_argument("--recipe", choices=list(recipes.RECIPES),
-                   help=f"the settings not given (default: {recipes.DEFAULT_RECIPE}): {_recipes_help()}")
+    O.recipe(p)
     c = CHAPTER
     O.epochs(p, default=None, help=f"total epochs (chapter: {c['epochs']})")
     O.batch_size(p, default=None, help=f"images per batch (chapter: {c['batch_size']})")
     O.lr(p, default=None, help=f"SGD learning rate, the peak of the schedule (chapter: {c['lr']})")
-    p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "
-                                                                  "(chapter) or cosine (decays to 0 at the end)")
-    p.add_argument("--warmup", type=O.non_negative_float, help="epochs of linear learning-rate warm-up (chapter: 0)")
     O.image_size(p, default=None, help=f"images are resized to this (chapter: {c['image_size']})")
     O.limits(p)
     O.device(p, default=None)

@@ -42,8 +42,10 @@ class Run:
 
 def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: int, image_size: int,
             limit_train, limit_val, batch_size: int, lr: float, init: str, seed: int, device: str,
-            precision: str = "auto", data_dir: Optional[str] = None, progress: bool = True) -> List[Run]:
-    """Train every (variant, backend) with the same settings; each run writes to ``out/runs/<variant>-<backend>``."""
+            precision: str = "auto", recipe: str = "quick", schedule: Optional[str] = None,
+            warmup: Optional[float] = None, data_dir: Optional[str] = None, progress: bool = True) -> List[Run]:
+    """Train every (variant, backend) with the same settings; each run writes to ``out/runs/<variant>-<backend>``.
+    The settings left None (``schedule``, ``warmup``) come from ``recipe``."""
     for v in variants:
         check_variant(v)
     mods = [registry.load(n) for n in names]  # fail before any training when a framework is missing
@@ -57,7 +59,8 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
             print(f"== {run.label}: {run.params:,} parameters, {macs:,} multiply-adds per image", flush=True)
             run.rows = mod.fit(variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                                limit_train=limit_train, limit_val=limit_val, device=device, seed=seed, init=init,
-                               precision=precision, data_dir=data_dir, out=os.path.join(out, "runs", f"{variant}-{mod.BACKEND}"), progress=progress)
+                               precision=precision, recipe=recipe, schedule=schedule, warmup=warmup, data_dir=data_dir,
+                               out=os.path.join(out, "runs", f"{variant}-{mod.BACKEND}"), progress=progress)
             runs.append(run)
     return runs
 
