@@ -23,7 +23,7 @@ from common.arch.spec import NetSpec
 Weights = Dict[str, np.ndarray]
 INITS = ("xavier", "kaiming", "kaiming-alive")
 # kaiming-alive: the bias that starts the class block's first convolution, chosen by measurement (see initial_weights)
-ALIVE_BIAS = 0.5
+ALIVE_BIAS = 1.0
 
 
 def check_weights(spec: NetSpec, weights: Mapping[str, object], image_size: int = 224) -> Weights:

@@ -114,8 +114,8 @@ def seed(p, default: Optional[int] = 0, help: str = "seed of the weights, shuffl
 
 def init(p, default: Optional[str] = "xavier") -> None:
     p.add_argument("--init", choices=INITS, default=default,
-                   help="xavier (the chapter's) or kaiming (He-normal, zero biases; leaves the loss plateau at "
-                        "2.303 sooner)")
+                   help="xavier (the chapter's), kaiming (He-normal, zero biases; leaves the loss plateau at "
+                        "2.303 sooner) or kaiming-alive (kaiming with no class starting dead: the quick recipe's)")
 
 
 def recipe(p, default: Optional[str] = None) -> None:
