@@ -14,6 +14,10 @@ def test_compare_writes_report_and_plots(all_backends, fashion_mnist, tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     report = (out / "report.md").read_text()
+    # every setting it used is stated: the recipe's (the default, quick) and the ones given
+    for setting in ("recipe=quick", "init=kaiming-alive", "schedule=cosine", "warmup=0.5", "epochs=1",
+                    "batch_size=16", "precision=auto"):
+        assert setting in report
     for png in ("curves.png", "resources.png", "results.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     names = "|".join(BACKENDS)

@@ -79,7 +79,7 @@ def test_import_rejects_non_numeric(backend):
         backend.import_weights(model, weights)
 
 
-@pytest.mark.parametrize("init", ["xavier", "kaiming"])
+@pytest.mark.parametrize("init", ["xavier", "kaiming", "kaiming-alive"])
 @pytest.mark.parametrize("seed", [0, 7])
 def test_same_seed_bit_identical_in_every_backend(all_backends, seed, init):
     kwargs = dict(seed=seed, init=init, in_channels=3, num_classes=5)
