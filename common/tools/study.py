@@ -76,6 +76,15 @@ def _used(runs: Sequence[Run], key: str) -> str:
     return ", ".join(f"{v} ({', '.join(b)})" for v, b in backends.items())
 
 
+def _load(run: Run) -> str:
+    """The 1-minute load averages after the run's epochs ('1.9' or '1.9-4.0'; '?' where not recorded)."""
+    loads = [row["load_avg"][0] for row in run.rows if row.get("load_avg")]
+    if not loads:
+        return "?"
+    low, high = min(loads), max(loads)
+    return f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}–{high:.1f}"
+
+
 def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
     variants = list(dict.fromkeys(r.variant for r in runs))
     names = list(dict.fromkeys(r.backend for r in runs))
@@ -86,10 +95,13 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
              "Every run trains on the same images in the same batch order from the same initial weights.", "",
              "## Results", "",
              table(["variant", "backend", "parameters (framework)", "multiply-adds / image", "s / epoch (train)",
-                     "images/s", "final train loss", "final val loss", "final val acc"],
+                     "images/s", "load (1 min)", "final train loss", "final val loss", "final val acc"],
                     [[r.variant, r.backend, f"{r.params:,}", f"{r.macs:,}", f"{r.epoch_seconds:.1f}",
-                      f"{r.final['images_per_s']:.1f}", f"{r.final['train_loss']:.4f}",
+                      f"{r.final['images_per_s']:.1f}", _load(r), f"{r.final['train_loss']:.4f}",
                       f"{r.final['val_loss']:.4f}", f"{r.final['val_acc']:.4f}"] for r in runs]),
+             "",
+             "Times are comparable only between runs made at the same load: the load column gives the machine's "
+             "1-minute load average after each epoch (above the number of cores, another job shared them).",
              "", "![loss and accuracy per epoch](curves.png)", "",
              "![parameters and multiply-adds](resources.png)", "", "![time per epoch and accuracy](results.png)", "",
              "## Per-epoch metrics", "",
