@@ -9,7 +9,7 @@ ARGS ?=
 # a GPU (as nvidia-smi sees one) runs the chapter's recipe in minutes; a CPU needs hours for it, so it gets the quick one
 HAVE_GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
 RECIPE ?= $(if $(HAVE_GPU),chapter,quick)
-NOTICE_quick := the quick recipe (67x67, Kaiming init, 10 epochs, lr 0.05 decaying to 0 along a cosine; minutes on a CPU). RECIPE=chapter runs the chapter's (hours on a CPU)
+NOTICE_quick := the quick recipe (67x67, kaiming-alive init, 10 epochs, lr 0.05 after a half-epoch warm-up, decaying to 0 along a cosine; minutes on a CPU). RECIPE=chapter runs the chapter's (hours on a CPU)
 NOTICE_chapter := the chapter's recipe (224x224, Xavier init, lr 0.05, 10 epochs)
 BIN := $(VENV)/bin
 
