@@ -9,7 +9,9 @@ The training forward pass is ``jax.vjp`` of the ``jax.jit``-compiled loss: JAX s
 forward pass returning the residuals (what the backward pass needs: the tensors the analytic figures count)
 and a compiled backward pass.  (Run eagerly, operation by operation, ``jax.vjp`` keeps every primitive's
 residuals separately, among them each ReLU's float mask and each convolution's output before the bias,
-about twice the analytic figure.)  The prediction runs eagerly, as in the other backends.
+about twice the analytic figure.)  The prediction runs eagerly, as in the other backends, with JAX's CPU
+client dispatching synchronously (``runtime.SYNC_DISPATCH_ENV``, in ``MEASURE_ENV``): asynchronously, how
+many queued operations hold their tensors at once depends on the machine's load, and so did the peak.
 """
 from __future__ import annotations
 
@@ -23,12 +25,13 @@ from common.arch.shapes import batch_shape
 from common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
                                   run_measurement)
 from .model import DATA_FORMAT, NiN, device_of
+from .runtime import SYNC_DISPATCH_ENV, sync_dispatch
 
 # An NNX convolution adds its bias as a separate operation; a block (``Sequential``) holds its input in the
 # caller's loop until it returns.
 EXECUTION = Execution(conv_outputs=2, holds_inputs=True)
 HOW = RSS_HOW
-MEASURE_ENV = RSS_ENV
+MEASURE_ENV = dict(RSS_ENV, **{SYNC_DISPATCH_ENV: "1"})
 
 
 def make_optimizer(optimizer: str, lr: float) -> optax.GradientTransformation:
@@ -41,6 +44,9 @@ def measured_memory(model: NiN, batch_size: int, image_size: int, optimizer: str
     """Memory of a training step (cross-entropy, ``optimizer``) and a prediction, measured (see Measured)."""
     check_options(batch_size, optimizer)
     check_rss_environment("JAX")
+    if not sync_dispatch():
+        raise RuntimeError(f"measuring JAX's memory needs a Python started with {SYNC_DISPATCH_ENV}=1 in the "
+                           f"environment (nin resources --measure does that)")
     if device_of(model).platform != "cpu":
         raise ValueError(f"expected a model on the CPU (this measures CPU memory), got one on {device_of(model)}")
     rng = np.random.default_rng(0)

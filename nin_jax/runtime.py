@@ -2,12 +2,22 @@
 
 * At import (``nin_jax/__init__`` imports this first): ``common.util.runtime.prepare("jax")``: the system's
   libstdc++ before any framework (see there).  No environment variable is set.
+* ``SYNC_DISPATCH_ENV``, read at import, never set: with it set to ``1``, JAX's CPU client runs each operation
+  before the call returns, instead of queueing it and returning at once (asynchronous dispatch).  ``nin
+  resources --measure`` starts its measuring process with it (``resources.MEASURE_ENV``): with asynchronous
+  dispatch, an eagerly run prediction queues operations ahead of the ones computing, every queued operation
+  holds its inputs and output, and how far ahead Python gets depends on the load of the machine.  So the
+  measured peak depended on the load: 19.6 MiB alone and up to 25.8 MiB with two busy processes beside it,
+  against 19.8 MiB analytic (99x99, batch 32).  JAX reads its ``jax_cpu_enable_async_dispatch`` flag only
+  when it creates the CPU client, and from no environment variable, hence this one.
 * ``x64()``: JAX computes in float64 only while its ``jax_enable_x64`` switch is on, and that switch is
   process-wide.  Float64 models (``nin parity``'s copies) run their functions inside this block, so it never
   leaks into other code (``model.precision_of``).
 * ``full_float32()``: what ``nin parity`` switches on (``parity.parity_mode``): matrix products and
   convolutions at ``highest`` precision (on a GPU, XLA's default may use TF32 or bf16 passes).
 """
+import os
+
 from common.util import runtime
 
 runtime.prepare("jax")
@@ -16,6 +26,15 @@ import jax  # noqa: E402
 from jax.experimental import enable_x64  # noqa: E402
 
 ENVIRONMENT: dict = {}  # environment variables importing the backend sets (and why): none
+
+SYNC_DISPATCH_ENV = "NIN_JAX_CPU_SYNC_DISPATCH"
+if os.environ.get(SYNC_DISPATCH_ENV) == "1":
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+
+def sync_dispatch() -> bool:
+    """Whether JAX's CPU client runs each operation before the call returns (``SYNC_DISPATCH_ENV``)."""
+    return not jax.config.values["jax_cpu_enable_async_dispatch"]
 
 
 def x64():

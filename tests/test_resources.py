@@ -1,7 +1,9 @@
 """Exercise 4: parameters, multiply-adds and memory, from the spec, checked against each framework."""
 import json
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -131,3 +133,33 @@ def test_measured_memory_within_25_percent(backend):
         assert abs(got - want) <= 0.25 * want, f"{what}: measured {C.human(got)}, analytic {C.human(want)}"
     assert measured["step"] >= measured["train"] - measured["grads"]  # the step's peak holds at least the forward's
     assert row["within_tolerance"] and out["ok"]
+
+
+@contextmanager
+def busy_cores():
+    """As many busy processes as the machine has cores, for the block."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_measured_memory_does_not_depend_on_the_machines_load(backend):
+    """The same measurement alone and beside a busy process per core agrees within 3%.
+
+    JAX's CPU client dispatched asynchronously: its eager prediction queued operations, each holding its
+    tensors, and how many depended on the load (19.6 MiB alone, up to 25.8 MiB loaded; it failed the 25%
+    check above in CI).  Run to run, the resident-memory measurements differ by under 1.5% here.
+    """
+    from common.tools.resources import measure_in_subprocess
+
+    args = (backend.BACKEND, dict(image_size=99, seed=0), 32, 99, "momentum")
+    alone = measure_in_subprocess(*args)
+    with busy_cores():
+        loaded = measure_in_subprocess(*args)
+    for field in ("forward_held", "step_peak", "predict_peak"):
+        a, b = getattr(alone, field), getattr(loaded, field)
+        assert abs(b - a) <= 0.03 * a, f"{field}: {C.human(a)} alone, {C.human(b)} with every core busy"
