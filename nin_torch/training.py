@@ -16,6 +16,7 @@ from common.util.files import atomic_path
 from common.util.machine import cpu_bf16
 
 from .checkpoint import read
+from .distributed import global_mean_loss, wrap
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -60,12 +61,17 @@ class Trainer:
     under ``torch.autocast`` (bfloat16 convolutions, float32 weights, optimizer and loss).
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
         self.device = select_device(device)
+        if group is not None and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # this worker's GPU (LOCAL_RANK)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.memory_format = LAYOUTS[(self.device.type, self.precision)]
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        self.group = group
+        if group is not None:  # data-parallel: DDP runs the training steps (nin_torch.distributed)
+            self.ddp = wrap(self.model, self.device)
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         self.device_name = f"{self.device} ({name})"
 
@@ -102,15 +108,20 @@ class Trainer:
         stats = torch.stack([loss.detach() * len(y), (logits.argmax(dim=1) == y).sum().float()]).cpu()
         return float(stats[0]), int(stats[1])
 
-    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+    def train_step(self, images_u8, labels, image_size: int, global_batch: Optional[int] = None) -> Tuple[float, int]:
         self.model.train()
         x, y = self.inputs(images_u8, labels, image_size)
         with self._compute():
-            logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y)
+            logits = (self.model if self.group is None else self.ddp)(x)
+        if self.group is None:
+            loss = F.cross_entropy(logits.float(), y)
+        else:
+            loss = global_mean_loss(logits.float(), y, self.group.world, global_batch or len(y) * self.group.world.size)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.group is not None:  # the figures of this worker's slice (the loop sums them over the workers)
+            loss = loss * (global_batch or len(y) * self.group.world.size) / self.group.world.size / len(y)
         return self._stats(logits, loss, y)
 
     @torch.inference_mode()

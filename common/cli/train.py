@@ -7,10 +7,11 @@ import sys
 
 from common.cli import options as O
 from common.engine import recipes, registry, runs, training
+from common.engine.distributed import WorkerLost
 
 # fit's arguments the command offers; left out, they come from the run being resumed, else from the recipe
 OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",
-           "seed", "init", "schedule", "warmup", "variant", "data_dir")
+           "seed", "init", "schedule", "warmup", "variant", "data_dir", "workers", "port")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
 CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
 
@@ -39,6 +40,11 @@ def add_parser(sub) -> None:
                                                 "backends: DIR/<backend>; with --resume: the resumed run's folder; "
                                                 "else nothing is saved)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last completed epoch")
+    p.add_argument("--workers", type=O.positive_int, metavar="N",
+                   help="data-parallel worker processes on this machine, through the framework's own engine and "
+                        "launcher (the batch is the global one, split evenly; default: one per GPU, else 1)")
+    p.add_argument("--port", type=O.positive_int, metavar="PORT",
+                   help="where the workers meet on 127.0.0.1 (default: a free port)")
     O.progress(p)
     p.set_defaults(run=run)
 
@@ -71,13 +77,16 @@ def train_one(backend: str, out, args, kwargs) -> int:
     fit = registry.part(backend, "training").fit
     try:
         fit(out=out, resume=args.resume, progress=O.show_progress(args), **kwargs)
-    except training.NonFiniteLoss as err:
+    except (training.NonFiniteLoss, WorkerLost) as err:
         print(f"nin train: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"nin train: interrupted; {resume_hint(out or args.resume)}", file=sys.stderr)
         return 130
     where = out or args.resume
+    world = registry.part(backend, "distributed").environment_world()
+    if world is not None and (os.environ.get("NIN_LAUNCHED") or not world.chief):
+        return 0  # a worker: the launcher (or the chief) says where the run is
     if where:
         print(f"nin train: the run is in {where} (metrics.jsonl, curves.png, checkpoint/); look at it with: "
               f"nin evaluate --checkpoint {where} --out {os.path.join(where, 'evaluation')}")

@@ -1,6 +1,6 @@
 """What a backend package provides, as code: one Protocol per module of the package, and ``check``.
 
-A backend is a package beside ``common`` (registered once in ``common.engine.registry``) with five modules of
+A backend is a package beside ``common`` (registered once in ``common.engine.registry``) with seven modules of
 the same names in every backend; docs/backends.md explains each to whoever adds one.  ``check(name)`` compares a
 registered backend with these Protocols (every member present, functions taking the declared parameters, the
 constants agreeing with the registry); ``check_model`` checks what a built model object carries.  The contract
@@ -71,7 +71,11 @@ class Trainer(Protocol):
     device_name: str  # for people: "cpu (CPU)", "cuda:0 (NVIDIA H100)"
     precision: str    # "fp32" or "bf16": what ``common.engine.precision.resolve_precision`` chose
 
-    def train_step(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int) -> Tuple[float, int]: ...
+    def train_step(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int,
+                   global_batch: Optional[int] = None) -> Tuple[float, int]:
+        """One SGD step.  In a data-parallel run (a Trainer built with ``group=``) the batch is this worker's
+        slice of a global batch of ``global_batch`` images: the step's gradient is that of the global batch's
+        mean loss, combined by the engine; the returned figures are this worker's."""
 
     def eval_step(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int) -> Tuple[float, int]: ...
 
@@ -140,6 +144,34 @@ class ResourcesModule(Protocol):
     def measured_memory(self, model: Model, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured: ...
 
 
+class DistributedModule(Protocol):
+    """``<package>.distributed``: data-parallel training through the framework's own engine
+    (``common.engine.distributed``, ``common.engine.launch``; docs/distributed.md).
+
+    A data-parallel Trainer is ``Trainer(model, lr, device, precision, group=join(world))``, built (with its
+    model) under ``group.scope()``."""
+
+    ENGINE: str    # for people: "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
+    LAUNCHER: str  # how the engine starts processes: "torchrun"
+
+    def environment_world(self) -> Optional[Any]:
+        """The ``World`` the engine's launcher put this process in (its variables), or None when none did."""
+
+    def launch_plan(self, workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Any]:
+        """The processes (``common.engine.launch.Process``) that start ``workers`` workers of ``worker_argv`` on
+        this machine through the engine's launcher, ``threads`` threads each, meeting at ``port`` (None: free)."""
+
+    def join(self, world: Any) -> Any:
+        """Join the engine as ``world`` says; the ``Group`` (``common.engine.distributed.Group``) with its
+        collectives and ``errors``, the exceptions by which the engine says another worker went away."""
+
+    def sgd_steps(self, group: Any, model: Model, batches: List[Tuple[np.ndarray, np.ndarray]],
+                  lr: float) -> Weights:
+        """Plain SGD through the engine on this worker's slices of global batches (``batches``: (images in the
+        backend's DATA_FORMAT at the model's dtype, labels, global batch size)), dropout off, at the model's
+        precision (float64 after ``parity.as_float64``); the canonical weights after the last step (parity)."""
+
+
 class RuntimeModule(Protocol):
     """``<package>.runtime``: everything the backend does to the process, in one place, each with why: what it
     does when imported (imported first by the package), the environment variables it sets, and the switches
@@ -151,7 +183,8 @@ class RuntimeModule(Protocol):
 
 
 PARTS: Dict[str, type] = {"model": ModelModule, "training": TrainingModule, "checkpoint": CheckpointModule,
-                          "parity": ParityModule, "resources": ResourcesModule, "runtime": RuntimeModule}
+                          "parity": ParityModule, "resources": ResourcesModule, "runtime": RuntimeModule,
+                          "distributed": DistributedModule}
 # what ``import <package>`` itself offers (the README's API, the same names everywhere)
 PUBLIC = ("BACKEND", "DATA_FORMAT", "NiN", "nin_block", "layer_shapes", "predict", "num_params", "export_weights",
           "import_weights", "save_native", "load_native", "Trainer", "fit")

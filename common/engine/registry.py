@@ -35,7 +35,7 @@ REGISTERED: Tuple[Backend, ...] = (
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)
 # the modules every backend package has (the contract's parts)
-PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime")
+PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime", "distributed")
 
 
 class BackendUnavailable(RuntimeError):

@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -42,7 +43,8 @@ from common.arch.reference import cross_entropy
 from common.arch.shapes import min_image_size
 from common.arch.variants import build_spec
 from common.arch.weights import INITS
-from common.engine import data, recipes, registry
+from common.engine import data, launch, recipes, registry
+from common.engine.distributed import ALONE, Alone, World, WorkerLost, check_world, local_slice, worker_seed
 from common.engine.precision import DEVICES, check_precision
 from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
@@ -64,9 +66,10 @@ class NonFiniteLoss(FloatingPointError):
         self.step, self.epoch = step, epoch
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed every framework's random state gets at the start of ``epoch`` (a 31-bit integer)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed every framework's random state gets at the start of ``epoch`` on worker ``rank`` (a 31-bit integer;
+    ``common.engine.distributed.worker_seed``)."""
+    return worker_seed(seed, epoch, rank)
 
 
 def check_settings(**settings) -> dict:
@@ -103,12 +106,22 @@ def _bar(total: int, desc: str, progress: bool):
 
 
 def evaluate(trainer, split: data.Split, batch_size: int, image_size: int, progress: bool = True,
-             desc: str = "eval", predictions: Optional[list] = None) -> Tuple[float, float, float]:
+             desc: str = "eval", predictions: Optional[list] = None, group=None) -> Tuple[float, float, float]:
     """(mean loss, accuracy, seconds) of the model over ``split``, dropout off.
 
     ``predictions``, if given, receives every image's predicted class in order (the pass then runs
-    ``predict_step`` and computes the loss from its logits, in float64).
+    ``predict_step`` and computes the loss from its logits, in float64).  ``group``: the workers of a
+    data-parallel run; each evaluates its own contiguous shard and the sums are reduced by the engine, so every
+    image is counted once.
     """
+    if group is not None and group.world.distributed:
+        if predictions is not None:
+            raise ValueError("expected predictions from one process, got a data-parallel group")
+        part = local_slice(len(split), group.world)
+        shard = data.Split(split.name, split.images[part], split.labels[part], split.source)
+        loss, acc, seconds = evaluate(trainer, shard, batch_size, image_size, progress, desc)
+        total_loss, total_correct, n = group.all_sum([loss * len(shard), acc * len(shard), len(shard)])
+        return float(total_loss / n), float(round(total_correct) / n), seconds
     check_image_size(trainer.model, image_size)
     start, loss, correct = time.perf_counter(), 0.0, 0
     with _bar(len(split), desc, progress) as bar:
@@ -127,8 +140,15 @@ def evaluate(trainer, split: data.Split, batch_size: int, image_size: int, progr
 
 
 def train_epoch(trainer, split: data.Split, settings: dict, epoch: int, step: int, progress: bool,
-                on_bad_loss: Callable[[int, float, int, int], None]) -> Tuple[float, float, float, int]:
-    """One pass of SGD over ``split``: (mean loss, accuracy, seconds, last global step)."""
+                on_bad_loss: Callable[[int, float, int, int], None], group=None) -> Tuple[float, float, float, int]:
+    """One pass of SGD over ``split``: (mean loss, accuracy, seconds, last global step).
+
+    With a data-parallel ``group``, each global batch of the single-process order is cut into the workers'
+    contiguous slices (``distributed.local_slice``); each worker steps on its slice, the engine combines the
+    gradients, and the step's loss and correct count are summed over the workers, so every worker sees the
+    figures of the whole batch (and a non-finite loss anywhere stops all of them at the same step)."""
+    group = group or Alone()
+    world = group.world
     size, bs = settings["image_size"], settings["batch_size"]
     n_batches = data.num_batches(len(split), bs)
     total, warm = n_batches * settings["epochs"], recipes.warmup_steps(settings["warmup"], n_batches)
@@ -142,7 +162,14 @@ def train_epoch(trainer, split: data.Split, settings: dict, epoch: int, step: in
                 trainer.set_lr(step_lr)
                 lr = step_lr
             step += 1
-            batch_loss, batch_correct = trainer.train_step(images, labels, size)
+            if world.distributed:
+                part = local_slice(len(labels), world)
+                batch_loss, batch_correct = trainer.train_step(images[part], labels[part], size,
+                                                               global_batch=len(labels))
+                batch_loss, batch_correct = group.all_sum([batch_loss, batch_correct])
+                batch_loss, batch_correct = float(batch_loss), int(round(batch_correct))
+            else:
+                batch_loss, batch_correct = trainer.train_step(images, labels, size)
             if not math.isfinite(batch_loss):
                 on_bad_loss(step, batch_loss / len(labels), i, n_batches)
             loss, correct, seen = loss + batch_loss, correct + batch_correct, seen + len(labels)
@@ -162,11 +189,15 @@ def epoch_line(row: dict) -> str:
 
 # ---------------------------------------------------------------- fit
 
-def make_trainer(backend: str, model, lr: float, device: str = "auto", precision: str = "auto"):
+def make_trainer(backend: str, model, lr: float, device: str = "auto", precision: str = "auto", group=None):
     """The backend's Trainer for a run (training, evaluation, a benchmark).  Where a run starts, the process-wide
-    memory setting is made (``keep_freed_memory``: once per process, see common.util.machine)."""
+    memory setting is made (``keep_freed_memory``: once per process, see common.util.machine).  ``group``: the
+    data-parallel workers it trains with (the Trainer then steps through the engine)."""
     keep_freed_memory()
-    return registry.part(backend, "training").Trainer(model, lr, device, precision)
+    cls = registry.part(backend, "training").Trainer
+    if group is not None and group.world.distributed:
+        return cls(model, lr, device, precision, group=group)
+    return cls(model, lr, device, precision)
 
 
 def _backend_impl(backend: str):
@@ -203,13 +234,45 @@ def _refuse_occupied(out: str) -> None:
                      f"or choose another --out")
 
 
+@dataclass
+class Job:
+    """One training run as the loop sees it: the checked settings, the run it continues, where it writes, and
+    who this process is among the workers (``world``, the one place that knows the rank)."""
+
+    backend: str
+    settings: dict
+    model: object = None
+    state: Optional[dict] = None     # the resumed run's state file
+    ckpt: Optional[str] = None       # ... and its checkpoint folder
+    data_dir: Optional[str] = None
+    out: Optional[str] = None        # written by the chief only
+    progress: bool = True
+    on_epoch: Optional[Callable[[dict], None]] = None
+    world: World = ALONE
+
+    @property
+    def writes(self) -> bool:
+        return self.out is not None and self.world.chief
+
+
+def resolve_workers(backend: str, workers: Optional[int], device: str) -> int:
+    """How many workers a run gets: ``workers``, else the GPUs the framework sees when it trains on them (one
+    worker per GPU), else 1."""
+    if workers is not None:
+        return check_int("workers", workers)
+    impl = registry.part(backend, "training")
+    gpus = impl.gpu_count() if device in ("auto", "gpu") else 0
+    return gpus if gpus > 1 else 1
+
+
 def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, variant: str = "chapter",
         epochs: Optional[int] = None, batch_size: Optional[int] = None, lr: Optional[float] = None,
         image_size: Optional[int] = None, limit_train: Optional[int] = None, limit_val: Optional[int] = None,
         device: str = "auto", precision: str = "auto", seed: int = 0, init: Optional[str] = None,
         schedule: Optional[str] = None, warmup: Optional[float] = None, data_dir: Optional[str] = None,
         out: Optional[str] = None, resume: Optional[str] = None, progress: bool = True,
-        on_epoch: Optional[Callable[[dict], None]] = None) -> List[dict]:
+        on_epoch: Optional[Callable[[dict], None]] = None, workers: Optional[int] = None,
+        port: Optional[int] = None) -> List[dict]:
     """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``.
 
     The settings left None (``epochs``, ``batch_size``, ``lr``, ``image_size``, ``init``, ``schedule``,
@@ -220,8 +283,27 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
                               precision=precision, seed=seed, **chosen)
     image_size = settings["image_size"]
     settings["recipe"] = recipe
+    dist = registry.part(backend, "distributed")
+    world = dist.environment_world()
+    if world is None:  # not started by the engine's launcher: alone, or the launcher of ``workers`` processes
+        n = resolve_workers(backend, workers, device)
+        if port is not None:
+            check_int("port", port, least=1)
+        if n > 1:
+            if model is not None:
+                raise ValueError(f"expected model=None with workers={n}: each worker process builds its own "
+                                 f"NiN (the engine keeps them equal)")
+            check_world(World(size=n), settings["batch_size"], min(limit_train or 60000, 60000))
+            return _launch(backend, n, dict(settings, recipe=recipe, data_dir=data_dir, out=out, resume=resume, workers=n,
+                                            epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
+                                            init=init, schedule=schedule, warmup=warmup), progress, port)
+        world = ALONE
+    elif workers is not None and workers != world.size:
+        raise ValueError(f"expected workers={world.size} (what the launcher started), got workers={workers}")
     mod, impl = _backend_impl(backend)
     if model is not None:
+        if world.distributed:
+            raise ValueError(f"expected model=None in a worker of {world.size}: each worker builds its own NiN")
         if model.image_size != image_size:
             raise ValueError(f"expected a model built for image_size {image_size} (fit's image_size), got one "
                              f"built for {model.image_size}; build it with NiN(image_size={image_size})")
@@ -230,15 +312,57 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
     if state is not None:
         run_dir = os.path.dirname(os.path.abspath(ckpt))
         out = run_dir if out is None else out
+    job = Job(backend, settings, model, state, ckpt, data_dir, out, progress and world.chief, on_epoch, world)
     with ExitStack() as held:
-        if out is not None:  # before any training: what can be checked about --out is checked now
+        if job.writes:  # before any training: what can be checked about --out is checked now
             spec = model.spec if model is not None else build_spec(settings["variant"])
             check_writable_folder(out, checkpoint_bytes(spec, image_size))
             held.enter_context(folder_lock(out, wait=False, busy="is another nin train running into it?"))
             if state is None or os.path.abspath(out) != run_dir:
                 _refuse_occupied(out)
             clean_temporaries(out)
-        return _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress, on_epoch)
+        if not world.distributed:
+            return _train(job, mod, impl, Alone())
+        group = dist.join(world)
+        try:
+            launch.register(world.rank)
+            try:
+                rows = _train(job, mod, impl, group)
+                group.barrier()
+            except group.errors as err:  # the engine's own error when another worker went away
+                raise WorkerLost(f"worker {world.rank} of {world.size} lost the others ({first_line(err)})") \
+                    from None
+        finally:
+            group.leave()
+        launch.finish(world.rank)
+        return rows
+
+
+def _launch(backend: str, n: int, settings: dict, progress: bool, port: Optional[int]) -> List[dict]:
+    """Start ``n`` workers through the backend's launcher, wait for them, and return the run's rows (read from
+    its metrics; a temporary folder holds them where no ``out`` is given)."""
+    import json
+    import tempfile
+
+    with ExitStack() as held:
+        where = settings["out"] or settings["resume"]
+        if where is None:
+            where = settings["out"] = held.enter_context(tempfile.TemporaryDirectory(prefix="nin-run-"))
+        argv = launch.worker_command(backend, settings, progress)
+        try:
+            launch.start(backend, n, argv, port)
+        except launch.JobFailed as err:
+            raise WorkerLost(f"{err}; {_kept_in(where)}") from None
+        with open(os.path.join(where, "metrics.jsonl")) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def _kept_in(where: str) -> str:
+    try:
+        epoch = read_state(find_checkpoint(where))["epoch"]
+    except (FileNotFoundError, ValueError):
+        return "no checkpoint was written"
+    return f"the last good checkpoint (epoch {epoch}) stays in {where}; continue with: nin train --resume {where}"
 
 
 def _finite_figures(row: dict, saved, settings: dict) -> None:
@@ -257,16 +381,21 @@ def _kept(saved) -> str:
             "no checkpoint was written")
 
 
-def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, progress, on_epoch) -> List[dict]:
+def _train(job: Job, mod, impl, group) -> List[dict]:
     """``run`` once its arguments, the run it resumes and its --out are checked (and --out is locked)."""
+    backend, settings, state, ckpt, out, progress, world = (job.backend, job.settings, job.state, job.ckpt, job.out,
+                                                            job.progress, job.world)
     epochs, batch_size, image_size, seed = (settings[k] for k in ("epochs", "batch_size", "image_size", "seed"))
     device, precision = settings["device"], settings["precision"]
-    train = data.load("train", data_dir, settings["limit_train"], progress=progress)
-    val = data.load("test", data_dir, settings["limit_val"], progress=progress)
-    if model is None:
-        model = impl.build_model(device, lr=settings["lr"], variant=settings["variant"], seed=seed,
-                                 init=settings["init"], image_size=image_size)
-    trainer = make_trainer(backend, model, settings["lr"], device, precision)
+    train = data.load("train", job.data_dir, settings["limit_train"], progress=progress)
+    val = data.load("test", job.data_dir, settings["limit_val"], progress=progress)
+    check_world(world, batch_size, len(train))
+    model = job.model
+    with group.scope():
+        if model is None:
+            model = impl.build_model(device, lr=settings["lr"], variant=settings["variant"], seed=seed,
+                                     init=settings["init"], image_size=image_size)
+        trainer = make_trainer(backend, model, settings["lr"], device, precision, group)
     rows, start_epoch, step, elapsed_before = [], 0, 0, 0.0
     if state is not None:
         mod.load_native(os.path.join(ckpt, state["native"]), model)
@@ -279,13 +408,17 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
         rows, start_epoch, step, elapsed_before = state["rows"], state["epoch"], state["step"], state["elapsed_s"]
 
     framework = registry.framework(backend)
-    _say(f"nin train: {framework} on {trainer.device_name}; {len(train):,} training and {len(val):,} validation "
-         f"images ({train.source}) at {image_size}x{image_size}; recipe {settings['recipe']}: batch {batch_size}, SGD "
-         f"{recipes.describe(settings['schedule'], settings['lr'], settings['warmup'])}, "
-         f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
-         + (f"; resuming after epoch {start_epoch}" if state else "") + "; per epoch: loss and acc as train/val")
+    say = _say if world.chief else (lambda text: None)
+    say(f"nin train: {framework} on {trainer.device_name}"
+        + (f", {world.size} workers ({world.engine})" if world.distributed else "")
+        + f"; {len(train):,} training and {len(val):,} validation "
+        f"images ({train.source}) at {image_size}x{image_size}; recipe {settings['recipe']}: batch {batch_size}"
+        + (f" ({batch_size // world.size} per worker)" if world.distributed else "") + ", SGD "
+        f"{recipes.describe(settings['schedule'], settings['lr'], settings['warmup'])}, "
+        f"init {settings['init']}, seed {seed}, precision {trainer.precision}"
+        + (f"; resuming after epoch {start_epoch}" if state else "") + "; per epoch: loss and acc as train/val")
     if start_epoch >= epochs:
-        _say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
+        say(f"nothing to do: the run already completed {start_epoch} of {epochs} epoch(s)")
         return rows
 
     saved = [(start_epoch, ckpt) if state else None]  # (epoch, folder) of the last good checkpoint
@@ -300,28 +433,31 @@ def _train(backend, mod, impl, model, settings, state, ckpt, data_dir, out, prog
     t0 = time.perf_counter()
     title = f"NiN, {framework}, {image_size}x{image_size}, lr {settings['lr']:g}, init {settings['init']}"
     for epoch in range(start_epoch + 1, epochs + 1):
-        trainer.reseed(epoch_seed(seed, epoch))
-        train_loss, train_acc, train_s, step = train_epoch(trainer, train, settings, epoch, step, progress, stop)
-        val_loss, val_acc, _ = evaluate(trainer, val, batch_size, image_size, progress, f"epoch {epoch} val")
+        trainer.reseed(epoch_seed(seed, epoch, world.rank))
+        train_loss, train_acc, train_s, step = train_epoch(trainer, train, settings, epoch, step, progress, stop,
+                                                           group)
+        val_loss, val_acc, _ = evaluate(trainer, val, batch_size, image_size, progress, f"epoch {epoch} val",
+                                        group=group)
         row = dict(epoch=epoch, epochs=epochs, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                    val_acc=val_acc, images_per_s=len(train) / train_s, train_s=train_s,
                    elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=backend,
                    device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
                    image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val),
                    recipe=settings["recipe"], schedule=settings["schedule"], warmup=settings["warmup"],
-                   load_avg=load_average())
+                   workers=world.size, load_avg=load_average())
         _finite_figures(row, saved, settings)
         rows.append(row)
-        _say(epoch_line(row))
-        if out is not None:
+        say(epoch_line(row))
+        if job.writes:
             write_metrics(out, rows, title)
             new_state = dict(format=STATE_FORMAT, backend=backend, epoch=epoch, step=step,
-                             elapsed_s=row["elapsed_s"], settings=dict(settings, epochs=epochs), rows=rows,
-                             native=native_name(backend), canonical="model.npz",
-                             rng="every framework is re-seeded from (seed, epoch) at the start of each epoch")
+                             elapsed_s=row["elapsed_s"], settings=dict(settings, epochs=epochs, workers=world.size),
+                             rows=rows, native=native_name(backend), canonical="model.npz",
+                             rng="every framework is re-seeded from (seed, epoch, worker rank) at the start of "
+                                 "each epoch")
             saved[0] = (epoch, save_training_checkpoint(out, mod, trainer, model, new_state))
-        if on_epoch is not None:
-            on_epoch(row)
+        if job.on_epoch is not None and world.chief:
+            job.on_epoch(row)
     return rows
 
 
@@ -354,6 +490,12 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     or infinite loss raises NonFiniteLoss naming the step; so does an epoch whose training or validation figures
     are not finite (that epoch is not saved).  ``out`` is checked (a writable folder with room for the
     checkpoints) and locked before any training.
+    ``workers``: train with that many data-parallel worker processes on this machine, started through the
+    framework's own engine and launcher (``torchrun``, ``TF_CONFIG`` workers of MultiWorkerMirroredStrategy,
+    MXNet's ``tools/launch.py`` with a ``dist_sync`` kvstore, ``jax.distributed``); the batch is the global
+    one, split evenly; None: one per GPU the framework sees, else 1.  ``port``: where the workers meet
+    (default: a free one).  A process started by the engine's launcher itself finds its rank in the
+    launcher's variables and trains as one of the workers.  See docs/distributed.md.
     """
     return fit
 

@@ -1,0 +1,135 @@
+"""Data-parallel NiN in PyTorch: ``torch.distributed`` with ``DistributedDataParallel``, started by ``torchrun``.
+
+How the idiom reads (PyTorch's DDP tutorial): every worker builds the same model, wraps it in
+``DistributedDataParallel`` (which broadcasts rank 0's weights and all-reduces the gradients, averaged, in
+buckets that overlap the backward pass), and steps on its own slice of the batch.  The transport is gloo on a
+CPU and NCCL on GPUs (one GPU per worker: ``LOCAL_RANK``).  ``torchrun`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; ``environment_world`` reads them.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from common.engine import distributed as D
+from common.engine.launch import Process
+
+from . import parity
+
+ENGINE = "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
+LAUNCHER = "torchrun"
+TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, one collective)
+
+
+def timeout_s() -> float:
+    return float(os.environ.get(TIMEOUT_VARIABLE) or D.DEFAULT_TIMEOUT_S)
+
+
+def environment_world() -> Optional[D.World]:
+    """The worker ``torchrun`` (or a cluster manager setting its variables) made this process, or None."""
+    size, rank = D.optional_int(os.environ.get("WORLD_SIZE")), D.optional_int(os.environ.get("RANK"))
+    if size is None or rank is None:
+        return None
+    address = f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', '29500')}"
+    return D.World(size=size, rank=rank, engine=f"torch.distributed, {_transport()}", coordinator=address)
+
+
+def _transport() -> str:
+    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "gloo"
+
+
+def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
+    """``torchrun --nproc_per_node N`` on this machine (torch.distributed.run, as the ``torchrun`` script runs it),
+    meeting at 127.0.0.1:port."""
+    if port is None:
+        port = D.free_port()
+    else:
+        D.check_port_free(port)
+    interpreter, *argv = worker_argv
+    return [Process([interpreter, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
+                     str(workers), "--master_addr", "127.0.0.1", "--master_port", str(port),
+                     "--monitor_interval", "0.5", *argv],
+                    env={"TORCHELASTIC_ERROR_FILE": os.devnull}, name="torchrun")]
+
+
+class Group:
+    """The process group of this run's workers (``common.engine.distributed.Group``)."""
+
+    errors = (dist.DistError, RuntimeError)  # gloo reports a lost peer as a RuntimeError from its C++ side
+
+    def __init__(self, world: D.World):
+        self.world = world
+        self.transport = _transport()
+        if self.transport == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", world.rank)))
+        threads = D.optional_int(os.environ.get(D.THREADS_VARIABLE))
+        if threads:
+            torch.set_num_threads(threads)
+        host, port = D.parse_address(world.coordinator, "MASTER_ADDR:MASTER_PORT")
+        if world.rank != 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+            D.wait_reachable(host, port, timeout_s(), "the rank-0 worker (MASTER_ADDR:MASTER_PORT)")
+        if world.rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+            D.check_port_free(port, "0.0.0.0" if host not in ("127.0.0.1", "localhost") else host)
+        try:
+            dist.init_process_group(self.transport, rank=world.rank, world_size=world.size,
+                                    timeout=timedelta(seconds=timeout_s()))
+        except dist.DistError as err:
+            raise ValueError(f"expected {world.size} workers to meet at {world.coordinator}, got: "
+                             f"{str(err).splitlines()[0]}") from None
+
+    def _device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if self.transport == "nccl" else torch.device("cpu")
+
+    def all_sum(self, values: Sequence[float]) -> np.ndarray:
+        t = torch.tensor(np.asarray(values, np.float64), device=self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu().numpy()
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def scope(self):
+        from contextlib import nullcontext
+        return nullcontext()
+
+    def leave(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def join(world: D.World) -> Group:
+    return Group(world)
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """The model as DDP trains it: one replica per worker, gradients all-reduced (averaged) during backward."""
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def global_mean_loss(logits: torch.Tensor, y: torch.Tensor, world: D.World, global_batch: int) -> torch.Tensor:
+    """This worker's share of the global batch's mean loss, scaled for DDP's average over the workers: DDP divides
+    the summed gradients by the worker count, so sum(losses) * size / global_batch gives the gradient of the
+    global mean even when the workers' slices differ in size (an epoch's last batch)."""
+    return F.cross_entropy(logits, y, reduction="sum") * (world.size / global_batch)
+
+
+def sgd_steps(group: Group, model, batches, lr: float):
+    """Plain SGD through DDP on this worker's slices, dropout off (``eval`` mode), at the model's dtype."""
+    device = next(model.parameters()).device
+    ddp = wrap(model, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    model.eval()
+    for x, y, global_batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        logits = ddp(torch.from_numpy(np.ascontiguousarray(x)).to(device))
+        global_mean_loss(logits, torch.from_numpy(np.asarray(y, np.int64)).to(device), group.world,
+                         global_batch).backward()
+        optimizer.step()
+    return parity.parameters(model)
