@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,22 +41,29 @@ def environment_world() -> Optional[D.World]:
     return D.World(size=size, rank=rank, engine=f"torch.distributed, {_transport()}", coordinator=address)
 
 
+def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
+    """The variables ``torchrun`` sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port (what a
+    cluster manager or another launcher sets to start a worker by hand)."""
+    return {"RANK": str(rank), "WORLD_SIZE": str(workers), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(workers),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
 def _transport() -> str:
     return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "gloo"
 
 
 def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
-    """``torchrun --nproc_per_node N`` on this machine (torch.distributed.run, as the ``torchrun`` script runs it),
-    meeting at 127.0.0.1:port."""
+    """``torchrun --nproc_per_node N`` on this machine, meeting at 127.0.0.1:port (``nin_torch.torchrun``: torchrun
+    itself, its failure report left to nin's launcher)."""
     if port is None:
         port = D.free_port()
     else:
         D.check_port_free(port)
     interpreter, *argv = worker_argv
-    return [Process([interpreter, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
+    return [Process([interpreter, "-m", "nin_torch.torchrun", "--nnodes", "1", "--nproc_per_node",
                      str(workers), "--master_addr", "127.0.0.1", "--master_port", str(port),
                      "--monitor_interval", "0.5", *argv],
-                    env={"TORCHELASTIC_ERROR_FILE": os.devnull}, name="torchrun")]
+                    name="torchrun")]
 
 
 class Group:

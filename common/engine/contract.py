@@ -161,6 +161,9 @@ class DistributedModule(Protocol):
         """The processes (``common.engine.launch.Process``) that start ``workers`` workers of ``worker_argv`` on
         this machine through the engine's launcher, ``threads`` threads each, meeting at ``port`` (None: free)."""
 
+    def worker_environment(self, workers: int, rank: int, port: int) -> Dict[str, str]:
+        """The variables the engine's launcher sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port."""
+
     def join(self, world: Any) -> Any:
         """Join the engine as ``world`` says; the ``Group`` (``common.engine.distributed.Group``) with its
         collectives and ``errors``, the exceptions by which the engine says another worker went away."""

@@ -28,7 +28,7 @@ from common.engine.distributed import THREADS_VARIABLE, split_threads
 from common.util.machine import available_cpus
 
 JOB_VARIABLE = "NIN_JOB_DIR"  # the folder where workers started by us register their pids
-GRACE_S = 20.0                # what the other workers get to end on their own after one is lost
+GRACE_S = 5.0                 # what the other workers get to end on their own after one is lost
 POLL_S = 0.2
 # the run() settings a worker command line carries, as nin train's options
 OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import re
 import sys
 import time
 from contextlib import ExitStack
@@ -330,8 +331,8 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
                 rows = _train(job, mod, impl, group)
                 group.barrier()
             except group.errors as err:  # the engine's own error when another worker went away
-                raise WorkerLost(f"worker {world.rank} of {world.size} lost the others ({first_line(err)})") \
-                    from None
+                why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))  # less the C++ source position
+                raise WorkerLost(f"worker {world.rank} of {world.size} lost the others ({why})") from None
         finally:
             group.leave()
         launch.finish(world.rank)

@@ -1,0 +1,148 @@
+"""Data-parallel parity: N SGD steps on W workers end with the weights of the same steps in one process.
+
+Each worker (started through the backend's own launcher, ``common.engine.launch``) builds the same NiN, takes its
+slice of every global batch, and steps through the framework's engine (``<backend>.distributed.sgd_steps``),
+dropout off; the chief saves the weights.  The single process steps on the whole batches with the parity
+hooks' ``sgd_step`` (the cross-framework checks' own code), and every weight is compared element-wise.
+
+Tolerances: in float64 the two must agree to 1e-10 relative (only the order of the batch sums differs, at
+1e-16).  In float32, both runs round; the single process's own float32 error is measured against a float64 run
+of the same steps, and the workers' float32 weights must be as close to that float64 answer:
+``max|w32(workers) - w64| <= 2 * max|w32(alone) - w64| + eps32 * max|w64|`` per tensor (the factor 2: two
+rounding paths of the same size; the eps term: a tensor the single process happens to round exactly).
+
+Run it with ``nin parity --workers 2`` (``python -m common.tools.dataparallel worker ...`` is the worker).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from common.arch.shapes import array_to_layout
+from common.arch.weights import load_npz, save_npz
+from common.engine import launch, registry
+from common.engine.distributed import World, local_slice
+from common.tools.parity import float32_lr, make_batches
+
+FLOAT64_TOL = 1e-10
+EPS32 = float(np.finfo(np.float32).eps)
+DEFAULTS = dict(workers=2, steps=3, batch=128, image_size=67, seed=0, lr=0.05)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One weight tensor compared: workers against alone (and, in float32, each against float64)."""
+
+    dtype: str
+    item: str
+    max_abs: float      # max |w(workers) - w(alone)|, element-wise
+    rel: float          # ... over max |w(alone)|
+    tol: float          # the bound on ``rel`` (float64) or on ``max_abs`` (float32), see the module's doc
+    passed: bool
+
+
+def _model(backend: str, image_size: int, seed: int, dtype: str):
+    mod = registry.load(backend)
+    model = mod.NiN(seed=seed, init="kaiming", image_size=image_size)
+    hooks = registry.part(backend, "parity")
+    hooks.parity_mode()
+    return hooks.as_float64(model) if dtype == "float64" else model
+
+
+def _batches(backend: str, spec, settings: dict, dtype: str):
+    fmt = registry.info(backend).data_format
+    out = []
+    for x, y in make_batches(spec, settings["image_size"], settings["batch"], settings["seed"], settings["steps"]):
+        out.append((array_to_layout(x.astype(dtype), fmt), y.astype(np.int64)))
+    return out
+
+
+def worker(argv: Sequence[str]) -> int:
+    """One worker of the check (started by the launcher): steps through the engine, the chief saves weights."""
+    p = argparse.ArgumentParser(prog="python -m common.tools.dataparallel worker")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    for name, value in DEFAULTS.items():
+        if name != "workers":
+            p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    args = p.parse_args(argv)
+    settings = {k: getattr(args, k) for k in DEFAULTS if k != "workers"}
+    dist = registry.part(args.backend, "distributed")
+    world = dist.environment_world()
+    if world is None:
+        raise SystemExit("expected to be started by the engine's launcher (no worker variables set)")
+    group = dist.join(world)
+    try:
+        launch.register(world.rank)
+        with group.scope():
+            model = _model(args.backend, args.image_size, args.seed, args.dtype)
+        local = []
+        for x, y in _batches(args.backend, model.spec, settings, args.dtype):
+            part = local_slice(len(y), world)
+            local.append((x[part], y[part], len(y)))
+        weights = dist.sgd_steps(group, model, local, float32_lr(args.lr))
+        if world.chief:
+            save_npz(args.out, {k: np.asarray(v) for k, v in weights.items()})
+        group.barrier()
+    finally:
+        group.leave()
+    launch.finish(world.rank)
+    return 0
+
+
+def alone(backend: str, dtype: str, **settings) -> Dict[str, np.ndarray]:
+    """The same steps in this process, on whole batches, with the parity hooks' ``sgd_step``."""
+    settings = dict(DEFAULTS, **settings)
+    model = _model(backend, settings["image_size"], settings["seed"], dtype)
+    hooks = registry.part(backend, "parity")
+    for x, y in _batches(backend, model.spec, settings, dtype):
+        hooks.sgd_step(model, x, y, float32_lr(settings["lr"]))
+    return {k: np.asarray(v, np.float64) for k, v in hooks.parameters(model).items()}
+
+
+def with_workers(backend: str, dtype: str, folder: str, timeout_s: float = 600, **settings) -> Dict[str, np.ndarray]:
+    """The weights after the steps on ``settings['workers']`` workers started through the backend's launcher."""
+    settings = dict(DEFAULTS, **settings)
+    out = os.path.join(folder, f"{backend}-{dtype}-weights.npz")
+    argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", out, "--dtype", dtype]
+    for name, value in settings.items():
+        if name != "workers":
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    launch.start(backend, settings["workers"], argv, timeout_s=timeout_s)
+    return {k: np.asarray(v, np.float64) for k, v in load_npz(out)[0].items()}
+
+
+def compare(backend: str, folder: str, dtypes: Sequence[str] = ("float64", "float32"), **settings) -> List[Result]:
+    """Every weight tensor after the steps, workers against alone, at each of ``dtypes``."""
+    results: List[Result] = []
+    exact = alone(backend, "float64", **settings)
+    for dtype in dtypes:
+        mine = with_workers(backend, dtype, folder, **settings)
+        ref = exact if dtype == "float64" else alone(backend, dtype, **settings)
+        for name in exact:
+            diff = float(np.abs(mine[name] - ref[name]).max())
+            scale = float(np.abs(ref[name]).max()) or 1.0
+            if dtype == "float64":
+                results.append(Result(dtype, name, diff, diff / scale, FLOAT64_TOL, diff / scale <= FLOAT64_TOL))
+            else:
+                own = float(np.abs(ref[name] - exact[name]).max())      # what float32 itself costs alone
+                err = float(np.abs(mine[name] - exact[name]).max())     # ... and with workers
+                tol = 2 * own + EPS32 * float(np.abs(exact[name]).max())
+                results.append(Result(dtype, name, diff, diff / scale, tol, err <= tol))
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["worker"]:
+        return worker(argv[1:])
+    raise SystemExit("usage: python -m common.tools.dataparallel worker ... (nin parity --workers N runs the check)")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,270 @@
+"""Data-parallel training through each framework's own engine, on 127.0.0.1: two workers train one model, the
+engine's launcher starts the same run, two workers take the steps one process takes, faults end cleanly.
+
+Every process a test starts carries a tag in its environment; after each test no tagged process is left.
+"""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from common.arch import weights as W
+from common.engine import distributed as D
+from common.engine import launch, registry, runs
+from common.tools import dataparallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 67
+# 4 global batches of 32 (2 workers x 16), 64 validation images: tiny, still one model trained by two workers;
+# a constant learning rate, so that a run of 1 epoch resumed to 2 takes the steps of a run of 2
+TINY_CLI = ["--recipe", "quick", "--schedule", "constant", "--warmup", "0", "--image-size", str(SIZE),
+            "--batch-size", "32", "--limit-train", "128",
+            "--limit-val", "64", "--device", "cpu", "--precision", "fp32", "--no-progress"]
+JOB_TIMEOUT_S = 300
+
+
+@pytest.fixture
+def tagged(tmp_path):
+    """The environment for the processes of one test (tagged; temporary files under tmp_path), and the check
+    that none of them is left when the test ends."""
+    tag = uuid.uuid4().hex
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, NIN_TEST_TAG=tag, TMPDIR=str(tmp), NIN_DIST_TIMEOUT="30",
+               PYTHONPATH=os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                    if p]))
+    yield env
+    deadline = time.monotonic() + 10
+    while tagged_processes(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = tagged_processes(tag)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes left behind: {left}"
+
+
+def tagged_processes(tag):
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as f:
+                if f"NIN_TEST_TAG={tag}".encode() in f.read().split(b"\0"):
+                    pid = int(path.split("/")[2])
+                    with open(f"/proc/{pid}/stat") as s:
+                        if s.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(pid)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def nin(env, *argv, timeout=JOB_TIMEOUT_S):
+    return subprocess.run([sys.executable, "-m", "common.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def one_line(proc, *fragments):
+    """The process failed with one line on stderr (no traceback) naming each fragment; returns the line."""
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert lines and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def rows_of(run):
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def final_weights(run):
+    return W.load_npz(os.path.join(runs.find_checkpoint(run), "model.npz"))[0]
+
+
+def dist_of(name):
+    from conftest import load_backend
+
+    load_backend(name)
+    return registry.part(name, "distributed")
+
+
+def engine_launch(name, env, argv, port=None):
+    """Start the workers as the engine's own launcher does (``torchrun``, MXNet's launch.py, one process per
+    worker with TF_CONFIG or JAX's coordinator variables), without nin's launcher watching; wait for them."""
+    plan = dist_of(name).launch_plan(2, [sys.executable, "-m", "common.cli", *argv], 1, port)
+    procs = [subprocess.Popen(p.argv, env=dict(env, **p.env), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for p in plan]
+    outs = [p.communicate(timeout=JOB_TIMEOUT_S) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return outs
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_two_workers_train_one_model_and_resume(name, tmp_path, tagged):
+    """The engine's own launcher and ``nin train --workers 2`` train the same model; a run resumed with the same
+    workers ends bit-identical to an uninterrupted one; with another worker count it continues."""
+    straight, run = str(tmp_path / "straight"), str(tmp_path / "run")
+    engine_launch(name, tagged, ["train", "--backend", name, "--epochs", "2", "--out", straight, *TINY_CLI])
+    rows = rows_of(straight)
+    assert [r["workers"] for r in rows] == [2, 2] and [r["n_train"] for r in rows] == [128, 128]
+    assert all(r["n_val"] == 64 for r in rows)
+
+    first = nin(tagged, "train", "--backend", name, "--workers", "2", "--epochs", "1", "--out", run, *TINY_CLI)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "2 workers" in first.stdout and first.stdout.count("epoch 1/1") == 1, first.stdout
+    resumed = nin(tagged, "train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final, expected = final_weights(run), final_weights(straight)
+    assert max(float(np.abs(final[k] - expected[k]).max()) for k in expected) == 0
+    assert [r["workers"] for r in rows_of(run)] == [2, 2]
+
+    other = nin(tagged, "train", "--resume", run, "--epochs", "3", "--workers", "1", "--no-progress")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert [r["workers"] for r in rows_of(run)] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monkeypatch):
+    """Float64, dropout off: 3 SGD steps on 2 workers x 64 images end with the weights of 3 steps on 128 images
+    in one process (element-wise, 1e-10 relative); float32 within the bound the module derives."""
+    dist_of(name)
+    for key in ("NIN_TEST_TAG", "TMPDIR", "NIN_DIST_TIMEOUT"):
+        monkeypatch.setenv(key, tagged[key])
+    results = dataparallel.compare(name, str(tmp_path))
+    failed = [r for r in results if not r.passed]
+    assert results and not failed, failed
+    assert {r.dtype for r in results} == {"float64", "float32"}
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_a_killed_worker_ends_the_job_and_the_checkpoint_resumes(name, tmp_path, tagged):
+    """SIGKILL to worker 1 mid-run: the job ends within 60 s with one line naming the lost worker, no process is
+    left, the last checkpoint is good and ``--resume`` continues from it."""
+    run = str(tmp_path / "run")
+    argv = [sys.executable, "-m", "common.cli", "train", "--backend", name, "--workers", "2", "--epochs", "20",
+            "--out", run, *TINY_CLI]
+    proc = subprocess.Popen(argv, env=tagged, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        pid_files = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            pid_files = glob.glob(os.path.join(tagged["TMPDIR"], "nin-job-*", "worker-1.pid"))
+            try:
+                epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
+            except (FileNotFoundError, ValueError):
+                epoch = 0
+            if pid_files and epoch >= 1:
+                break
+            time.sleep(0.2)
+        assert pid_files and proc.poll() is None, proc.communicate()[1][-3000:]
+        with open(pid_files[0]) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=90)
+        assert time.monotonic() - killed < 60
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert "Traceback" not in err and all(line.startswith("nin train: error: ") for line in lines), err[-3000:]
+    assert len(lines) <= 2 and "worker 1 of 2" in lines[-1] and "--resume" in lines[-1], err[-3000:]
+    epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
+    assert 1 <= epoch < 20
+    resumed = nin(tagged, "train", "--resume", run, "--epochs", str(epoch + 1), "--workers", "1", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["epoch"] for r in rows_of(run)] == list(range(1, epoch + 2))
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged):
+    run = tmp_path / "run"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = nin(tagged, "train", "--backend", name, "--workers", "2", "--port", str(port), "--out", str(run),
+                   *TINY_CLI, timeout=120)
+    assert proc.returncode == 2
+    one_line(proc, str(port), "in use")
+    assert not run.exists() or not any(run.iterdir())
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_an_unreachable_coordinator_is_one_line_in_bounded_time(name, tmp_path, tagged):
+    """A worker told (by its launcher's variables) to meet at a port nobody listens on gives up with one line."""
+    dist = dist_of(name)
+    port = D.free_port()
+    env = dict(tagged, NIN_DIST_TIMEOUT="5", **dist.worker_environment(2, 1, port))
+    start = time.monotonic()
+    proc = nin(env, "train", "--backend", name, "--out", str(tmp_path / "run"), *TINY_CLI, timeout=120)
+    assert time.monotonic() - start < 60
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    one_line(proc, str(port))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_a_worker_that_cannot_import_its_framework_is_one_line(name, tmp_path, tagged):
+    broken = tmp_path / "broken" / registry.info(name).module
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this worker has no framework')\n")
+    env = dict(tagged, PYTHONPATH=os.pathsep.join([str(broken.parent), tagged["PYTHONPATH"]]),
+               **dist_of(name).worker_environment(2, 1, D.free_port()))
+    proc = nin(env, "train", "--backend", name, "--out", str(tmp_path / "run"), *TINY_CLI, timeout=120)
+    assert proc.returncode == 2
+    one_line(proc, "this worker has no framework")
+
+
+def test_a_batch_the_workers_cannot_split_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="a multiple of 3"):
+        D.check_world(D.World(size=3), 128, 60000)
+    with pytest.raises(ValueError, match="last batch of 1 image"):
+        D.check_world(D.World(size=2), 128, 129)
+    D.check_world(D.World(size=2), 128, 60000)
+
+
+def test_the_workers_shares_are_the_single_process_epoch():
+    """Each global batch cut into contiguous slices: disjoint, and together the batch, in order."""
+    for n, size in ((128, 2), (96, 2), (33, 2), (128, 4), (7, 3)):
+        parts = [D.local_slice(n, D.World(size=size, rank=r)) for r in range(size)]
+        assert np.concatenate([np.arange(n)[p] for p in parts]).tolist() == list(range(n))
+        assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
+
+
+def test_dropout_seeds_differ_per_worker_and_rank_0_draws_the_single_process_seed():
+    seeds = {D.worker_seed(0, e, r) for e in (1, 2) for r in (0, 1, 2)}
+    assert len(seeds) == 6
+    assert D.worker_seed(3, 1, 0) == int(np.random.SeedSequence([3, 1]).generate_state(1)[0] >> 1)
+
+
+def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monkeypatch):
+    """Framework-free: of two sleeping workers one dies; the watcher stops the other and says which was lost."""
+    script = ("import os, sys, time\n"
+              "from common.engine import launch\n"
+              "rank = int(os.environ['R'])\n"
+              "launch.register(rank)\n"
+              "time.sleep(1 if rank == 1 else 600)\n"
+              "sys.exit(3 if rank == 1 else 0)\n")
+    plan = [launch.Process([sys.executable, "-c", script], {"R": str(r)}, f"worker {r}") for r in (0, 1)]
+    monkeypatch.setattr(launch, "registry", type("R", (), {"part": staticmethod(
+        lambda name, part: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
+    for key, value in tagged.items():
+        monkeypatch.setenv(key, value)
+    start = time.monotonic()
+    with pytest.raises(launch.JobFailed, match="worker 1 ended with exit status 3"):
+        launch.start("any", 2, [], timeout_s=120)
+    assert time.monotonic() - start < 30
