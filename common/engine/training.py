@@ -313,30 +313,40 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
     if state is not None:
         run_dir = os.path.dirname(os.path.abspath(ckpt))
         out = run_dir if out is None else out
-    job = Job(backend, settings, model, state, ckpt, data_dir, out, progress and world.chief, on_epoch, world)
-    with ExitStack() as held:
-        if job.writes:  # before any training: what can be checked about --out is checked now
-            spec = model.spec if model is not None else build_spec(settings["variant"])
-            check_writable_folder(out, checkpoint_bytes(spec, image_size))
-            held.enter_context(folder_lock(out, wait=False, busy="is another nin train running into it?"))
-            if state is None or os.path.abspath(out) != run_dir:
-                _refuse_occupied(out)
-            clean_temporaries(out)
-        if not world.distributed:
+    if not world.distributed:
+        job = Job(backend, settings, model, state, ckpt, data_dir, out, progress, on_epoch, world)
+        with ExitStack() as held:
+            _hold_out(job, held, state is None or os.path.abspath(out or "") != run_dir)
             return _train(job, mod, impl, Alone())
-        group = dist.join(world)
-        try:
-            launch.register(world.rank)
+    group = dist.join(world)  # the engine says who this worker is (MXNet's scheduler assigns the ranks)
+    world = group.world
+    job = Job(backend, settings, model, state, ckpt, data_dir, out, progress and world.chief, on_epoch, world)
+    try:
+        launch.register(world.rank)
+        with ExitStack() as held:
+            _hold_out(job, held, state is None or os.path.abspath(out or "") != run_dir)
             try:
                 rows = _train(job, mod, impl, group)
                 group.barrier()
             except group.errors as err:  # the engine's own error when another worker went away
                 why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))  # less the C++ source position
                 raise WorkerLost(f"worker {world.rank} of {world.size} lost the others ({why})") from None
-        finally:
-            group.leave()
-        launch.finish(world.rank)
-        return rows
+    finally:
+        group.leave()
+    launch.finish(world.rank)
+    return rows
+
+
+def _hold_out(job: Job, held: ExitStack, new_run: bool) -> None:
+    """Before any training, what can be checked about --out is checked, and --out is locked (by the writer)."""
+    if not job.writes:
+        return
+    spec = job.model.spec if job.model is not None else build_spec(job.settings["variant"])
+    check_writable_folder(job.out, checkpoint_bytes(spec, job.settings["image_size"]))
+    held.enter_context(folder_lock(job.out, wait=False, busy="is another nin train running into it?"))
+    if new_run:
+        _refuse_occupied(job.out)
+    clean_temporaries(job.out)
 
 
 def _launch(backend: str, n: int, settings: dict, progress: bool, port: Optional[int]) -> List[dict]:
