@@ -39,7 +39,8 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
     assert sigs[0] == sigs[1] == sigs[2]
     assert list(sigs[0].parameters) == ["model", "recipe", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
-                                        "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch"]
+                                        "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch",
+                                        "workers", "port"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert defaults["recipe"] == "chapter"  # the settings left None come from it: the chapter's recipe
     assert all(defaults[k] is None for k in recipes.RECIPE_KEYS)

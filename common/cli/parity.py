@@ -8,20 +8,22 @@ from rich.table import Table
 
 from common.cli import options as O
 from common.engine import registry
-from common.tools import onnx_graph, parity
+from common.tools import dataparallel, onnx_graph, parity
 
 
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "parity", "check that the backends give the same outputs, gradients and training "
                                     "losses for the same weights (and match a float64 NumPy reference)")
     O.backend(p, help="backends to compare")
-    O.image_size(p)
-    O.batch_size(p, default=4, help="images per batch of the checks")
+    O.image_size(p, default=None, help="images are resized to this (default: 224; with --workers: "
+                                       f"{dataparallel.DEFAULTS['image_size']})")
+    O.batch_size(p, default=None, help="images per batch of the checks (default: 4; with --workers: the global "
+                                       f"batch, {dataparallel.DEFAULTS['batch']})")
     O.seed(p, help="seed of the weights and the batches")
     p.add_argument("--checks", default=",".join(parity.CHECKS),
                    help=f"comma list among {', '.join(parity.CHECKS)}")
     O.lr(p)
-    p.add_argument("--steps", type=O.positive_int, default=20, help="SGD steps of the steps check")
+    p.add_argument("--steps", type=O.positive_int, default=None, help="SGD steps of the steps check (default: 20)")
     O.init(p, default="kaiming")
     O.variant(p)
     O.shape(p)
@@ -33,6 +35,11 @@ def add_parser(sub) -> None:
                    help="leave out ONNX Runtime (by default, when onnx and onnxruntime are installed, the graph "
                         "'nin convert --to onnx' writes is run in ONNX Runtime and checked against the reference "
                         "in the forward and layers checks)")
+    p.add_argument("--workers", type=O.positive_int, metavar="N",
+                   help="instead: the data-parallel check. SGD steps (--steps, default "
+                        f"{dataparallel.DEFAULTS['steps']} here) on N workers through each framework's engine against "
+                        "the same steps on the whole batches in one process, dropout off, in float64 (to 1e-10) and "
+                        "float32 (within twice float32's own error)")
     p.add_argument("--tolerance-scale", type=O.positive_float, default=1.0,
                    help="multiply every tolerance (e.g. 100 to see TF32 on a GPU pass)")
     p.set_defaults(run=run)
@@ -46,6 +53,11 @@ def _num(value: float) -> str:
 
 
 def run(args) -> int:
+    if args.workers is not None:
+        return run_workers(args)
+    args.image_size = args.image_size or 224
+    args.batch_size = args.batch_size or 4
+    args.steps = args.steps or 20
     names = args.backend
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
@@ -83,4 +95,43 @@ def run(args) -> int:
               "of 0 can be gated differently by two frameworks; gradients upstream of it then differ by its whole "
               "contribution, and SGD carries that on. Run these checks in float64 (the default, without "
               "--grad-dtype float32) to tell this apart from a real mismatch.")
+    return 1 if failed else 0
+
+
+def run_workers(args) -> int:
+    """``nin parity --workers N``: the data-parallel check, one table per backend."""
+    import tempfile
+
+    if args.workers < 2:
+        raise ValueError(f"expected --workers of at least 2 for the data-parallel check, got {args.workers}")
+    settings = dict(workers=args.workers, steps=args.steps or dataparallel.DEFAULTS["steps"],
+                    batch=args.batch_size or dataparallel.DEFAULTS["batch"],
+                    image_size=args.image_size or dataparallel.DEFAULTS["image_size"], seed=args.seed, lr=args.lr)
+    if settings["batch"] % args.workers:
+        raise ValueError(f"expected a batch size that {args.workers} workers split evenly, got {settings['batch']}")
+    for name in args.backend:
+        registry.load(name)
+    table = Table(title=f"NiN data-parallel parity: {settings['steps']} SGD steps, {args.workers} workers x "
+                        f"{settings['batch'] // args.workers} images against 1 process x {settings['batch']}, "
+                        f"{settings['image_size']}x{settings['image_size']}, dropout off",
+                  caption="max abs diff = max|w(workers) - w(one process)| over every element of every weight; "
+                          "float64 passes at 1e-10 relative; float32 where the workers' float32 weights are as close "
+                          "to float64 as twice the single process's float32 weights are")
+    for col, justify in (("backend", "left"), ("dtype", "left"), ("max abs diff", "right"),
+                         ("relative error", "right"), ("result", "left"), ("worst weight", "left")):
+        table.add_column(col, justify=justify)
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="nin-parity-") as folder:
+        for name in args.backend:
+            results = dataparallel.compare(name, folder, **settings)
+            for dtype in ("float64", "float32"):
+                rows = [r for r in results if r.dtype == dtype]
+                worst = max(rows, key=lambda r: r.rel)
+                ok = all(r.passed for r in rows)
+                failed += [] if ok else [f"{name} {dtype}"]
+                table.add_row(name, dtype, _num(worst.max_abs), _num(worst.rel),
+                              "[green]pass[/green]" if ok else "[bold red]FAIL[/bold red]", worst.item)
+    Console().print(table)
+    print(f"{2 * len(args.backend) - len(failed)} of {2 * len(args.backend)} checks passed"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
