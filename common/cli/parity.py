@@ -15,15 +15,21 @@ def add_parser(sub) -> None:
     p = O.subcommand(sub, "parity", "check that the backends give the same outputs, gradients and training "
                                     "losses for the same weights (and match a float64 NumPy reference)")
     O.backend(p, help="backends to compare")
-    O.image_size(p, default=None, help="images are resized to this (default: 224; with --workers: "
-                                       f"{dataparallel.DEFAULTS['image_size']})")
+    O.image_size(p, default=None, help=f"images are resized to this (default: {QUICK['image_size']}, the "
+                                       f"smallest the network takes; --full: {FULL['image_size']}, the chapter's; "
+                                       f"with --workers: {dataparallel.DEFAULTS['image_size']})")
     O.batch_size(p, default=None, help="images per batch of the checks (default: 4; with --workers: the global "
                                        f"batch, {dataparallel.DEFAULTS['batch']})")
     O.seed(p, help="seed of the weights and the batches")
     p.add_argument("--checks", default=",".join(parity.CHECKS),
                    help=f"comma list among {', '.join(parity.CHECKS)}")
     O.lr(p)
-    p.add_argument("--steps", type=O.positive_int, default=None, help="SGD steps of the steps check (default: 20)")
+    p.add_argument("--steps", type=O.positive_int, default=None,
+                   help=f"SGD steps of the steps check (default: {QUICK['steps']}; --full: {FULL['steps']})")
+    p.add_argument("--full", action="store_true",
+                   help=f"the full check: {FULL['image_size']}x{FULL['image_size']} images (the chapter's) and "
+                        f"{FULL['steps']} SGD steps; minutes on a CPU. Without it the check answers in about a "
+                        "minute")
     O.init(p, default="kaiming")
     O.variant(p)
     O.shape(p)
@@ -40,11 +46,15 @@ def add_parser(sub) -> None:
                         f"{dataparallel.DEFAULTS['steps']} here) on N workers through each framework's engine against "
                         "the same steps on the whole batches in one process, dropout off, in float64 (to 1e-10) and "
                         "float32 (within twice float32's own error)")
+    O.progress(p)
     p.add_argument("--tolerance-scale", type=O.positive_float, default=1.0,
                    help="multiply every tolerance (e.g. 100 to see TF32 on a GPU pass)")
     p.set_defaults(run=run)
 
 
+# the defaults answer in about a minute on a 2-core CPU; --full is the chapter's size, for minutes
+QUICK = dict(image_size=67, steps=10, batch_size=4)
+FULL = dict(image_size=224, steps=20, batch_size=4)
 KINK_SENSITIVE = (parity.CHECK_TEXT["grads"], parity.CHECK_TEXT["sgd step"], parity.CHECK_TEXT["steps"])
 
 
@@ -55,9 +65,9 @@ def _num(value: float) -> str:
 def run(args) -> int:
     if args.workers is not None:
         return run_workers(args)
-    args.image_size = args.image_size or 224
-    args.batch_size = args.batch_size or 4
-    args.steps = args.steps or 20
+    for name, value in (FULL if args.full else QUICK).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     names = args.backend
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
@@ -70,7 +80,8 @@ def run(args) -> int:
     diffs = parity.run_checks(mods, checks, image_size=args.image_size, batch=args.batch_size, seed=args.seed,
                               steps=args.steps, lr=args.lr, init=args.init, onnx=with_onnx,
                               tolerance_scale=args.tolerance_scale, grad_dtype=args.grad_dtype, variant=args.variant,
-                              num_classes=args.num_classes, in_channels=args.in_channels)
+                              num_classes=args.num_classes, in_channels=args.in_channels,
+                              progress=O.show_progress(args))
     rows = parity.summarize(diffs)
     precision = "outputs in float32"
     if set(checks) & set(parity.GRAD_CHECKS):

@@ -38,6 +38,7 @@ from common.arch.config import model_config
 from common.arch.shapes import array_to_layout, feature_shapes, layer_name
 from common.arch.weights import Weights
 from common.engine import registry
+from common.util.progress import bar as progress_bar
 
 CHECKS = ("forward", "layers", "grads", "steps")
 PAIRWISE = ("grads", "steps")  # checks that compare backends with each other only
@@ -294,7 +295,7 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
                batch: int = 4, seed: int = 0, steps: int = 20, lr: float = 0.05, init: str = "kaiming",
                models: Optional[Dict[str, object]] = None, weights: Optional[Weights] = None,
                tolerance_scale: float = 1.0, grad_dtype: str = "float64", onnx: bool = False,
-               **model_kwargs) -> List[Diff]:
+               progress: bool = False, **model_kwargs) -> List[Diff]:
     """Run the named checks; every backend starts each check from the weights it started with.
 
     ``weights`` (default: ``NiN(seed=seed, init=init)``'s initial weights) feed the reference;
@@ -303,7 +304,7 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
     float64 copies of the models; "float32": the models themselves, subject to ReLU kinks).
     ``tolerance_scale`` multiplies every tolerance (e.g. 10 on a GPU left in TF32).
     ``onnx``: add ONNX Runtime against the reference to the forward and layers checks (needs onnx and
-    onnxruntime; see ``common.tools.onnx_graph``).
+    onnxruntime; see ``common.tools.onnx_graph``).  ``progress``: a bar over the checks (on a terminal).
     """
     check_request([m.BACKEND for m in mods], checks, grad_dtype)
     for mod in mods:
@@ -320,21 +321,32 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
         grad_models = float64_models(mods, models)
     batches = make_batches(spec, image_size, batch, seed, max(steps, 1))
     diffs: List[Diff] = []
-    for check in checks:
-        current = grad_models if check in GRAD_CHECKS else models
-        for m in mods:  # each check starts where the models started
-            m.import_weights(current[m.BACKEND], start[m.BACKEND])
-        if check == "forward":
-            diffs += forward_diffs(mods, models, spec, weights, batches[0][0])
-        elif check == "layers":
-            diffs += layer_diffs(mods, models, spec, weights, batches[0][0])
-        elif check == "grads":
-            diffs += grad_diffs(mods, current, spec, weights, batches[0], lr, grad_dtype)
-        else:
-            diffs += step_diffs(trajectories(mods, current, batches[:steps], lr))
-        if onnx and check in ONNX_CHECKS:
-            diffs += onnx_diffs(check, spec, weights, batches[0][0])
+    with progress_bar(progress, total=len(checks), desc="parity", unit="check", leave=False) as bar:
+        for check in checks:
+            bar.set_postfix_str(CHECK_TEXT[check], refresh=True)
+            diffs += _one_check(check, mods, models, grad_models, start, spec, weights, batches, steps, lr,
+                                grad_dtype, onnx)
+            bar.update(1)
     return [replace(d, tol=d.tol * tolerance_scale) for d in diffs]
+
+
+def _one_check(check, mods, models, grad_models, start, spec, weights, batches, steps, lr, grad_dtype,
+               onnx) -> List[Diff]:
+    """One check, every backend starting from the weights it started with."""
+    current = grad_models if check in GRAD_CHECKS else models
+    for m in mods:
+        m.import_weights(current[m.BACKEND], start[m.BACKEND])
+    if check == "forward":
+        diffs = forward_diffs(mods, models, spec, weights, batches[0][0])
+    elif check == "layers":
+        diffs = layer_diffs(mods, models, spec, weights, batches[0][0])
+    elif check == "grads":
+        diffs = grad_diffs(mods, current, spec, weights, batches[0], lr, grad_dtype)
+    else:
+        diffs = step_diffs(trajectories(mods, current, batches[:steps], lr))
+    if onnx and check in ONNX_CHECKS:
+        diffs += onnx_diffs(check, spec, weights, batches[0][0])
+    return diffs
 
 
 def first_failure(diffs: Sequence[Diff], pair: str, check: str) -> Optional[Diff]:
