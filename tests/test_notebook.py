@@ -38,5 +38,6 @@ def test_notebook_runs_at_tiny_size(monkeypatch):
     for name in registry.BACKENDS:
         assert f"| {registry.framework(name)} |" in text  # in the logits and comparison tables
     assert "| ONNX Runtime |" in text and "ankle boot" in text
+    assert "2 workers x 8 images against 1 process x 16, float64" in text and "| 2 | 2 |" in text
     # live curves: one picture per framework, redrawn in place (display_id), plus the two evaluation views
     assert len(outputs(nb, "image/png")) == len(registry.BACKENDS) + 2
