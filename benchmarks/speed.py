@@ -16,7 +16,7 @@ Both processes inherit the ``nin`` command's thread defaults (``OMP_WAIT_POLICY=
     python benchmarks/speed.py                                   # all backends, batch 128 at 224
     python benchmarks/speed.py --backend torch --rounds 3        # fewer steps
 
-Targets (issue 5): default path >= 2.5x the chapter's images/s, fp32 path >= 1.3x, input pipeline >= 5x the
+Targets: default path >= 2.5x the chapter's images/s, fp32 path >= 1.3x, input pipeline >= 5x the
 project's training rate, peak resident memory of training < 4 GB.  One JSON line per backend is appended to
 ``benchmarks/results/speed.jsonl``, with the machine, load average, thread settings and commit.
 """

@@ -1,4 +1,4 @@
-"""Bad input and faults (issue 11): one-line errors (exit 2, no traceback), nothing wrong ever saved as good."""
+"""Bad input and faults: one-line errors (exit 2, no traceback), nothing wrong ever saved as good."""
 import errno
 import json
 import math

@@ -1,4 +1,4 @@
-"""Every order of importing the frameworks and the backend packages works in one process (issue 10).
+"""Every order of importing the frameworks and the backend packages works in one process.
 
 TensorFlow loaded before MXNet crashed the process (``Segmentation fault: 11``, or ``random_device could not be
 read`` via nin_tf then nin_mxnet): see ``common.util.runtime`` for the cause and the fix.  Each order runs in a

@@ -1,4 +1,4 @@
-"""bf16 against fp32, on every machine (issue 10): both branches of ``precision="auto"`` are forced here, and
+"""bf16 against fp32, on every machine: both branches of ``precision="auto"`` are forced here, and
 bf16 runs (natively, or emulated and slowly where the CPU lacks AVX512-BF16: a few steps at 67 px are cheap).
 
 What bf16 is held to, and why (``precision.py``: bfloat16 compute, float32 master weights, loss and metrics):

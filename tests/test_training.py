@@ -89,7 +89,7 @@ def test_one_small_batch_is_overfitted(backend, device, precision):
 
     At lr 0.03 this small batch trains at the edge of stability: the training loss spikes now and then (measured
     in TensorFlow fp32, 5 dropout seeds: to 2.1-4.8 after step 100; bf16's rounding makes it likelier), and a
-    spike in the last steps left the model where it started (issue 10: TF bf16 ended at 2.06).  So the last 30
+    spike in the last steps left the model where it started (TF bf16 once ended at 2.06).  So the last 30
     steps run at lr 0.003, as a schedule's end does: the test checks that the batch is learnt, not where an
     oscillation happens to be at step 150.  bf16 runs here on every machine, emulated where the CPU lacks it.
     """
