@@ -80,3 +80,20 @@ def test_evaluation_report_table():
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_committed_markdown_tables(path):
     assert table_problems(open(path).read()) == []
+
+
+def test_the_repository_speaks_to_its_users_not_of_its_issues():
+    """No issue numbers in code, tests, docs, notebooks or benchmark rows: the repository is read by its users."""
+    pattern = re.compile(r"\bissues? #?\d+", re.IGNORECASE)
+    found = []
+    for folder in ("common", "nin_torch", "nin_mxnet", "nin_tf", "nin_jax", "tests", "docs", "benchmarks",
+                   "notebooks", ""):
+        names = (glob.glob(os.path.join(ROOT, folder, "**", "*"), recursive=True) if folder else
+                 glob.glob(os.path.join(ROOT, "*")))
+        for path in names:
+            if not os.path.isfile(path) or not path.endswith((".py", ".md", ".ipynb", ".jsonl", ".txt", ".toml",
+                                                               "Makefile")):
+                continue
+            with open(path, encoding="utf-8", errors="replace") as f:
+                found += [f"{os.path.relpath(path, ROOT)}: {m.group(0)}" for m in pattern.finditer(f.read())]
+    assert not found, found
