@@ -33,7 +33,8 @@ def select_device(device: str = "auto") -> jax.Device:
     """``auto|cpu|gpu`` -> a JAX device (the first GPU when chosen); ``gpu`` without one is a ValueError."""
     if isinstance(device, jax.Device):
         return device
-    return jax.devices("gpu" if choose_device(device, gpu_count(), BACKEND) == "gpu" else "cpu")[0]
+    # this process's first device (with several processes, jax.devices() lists theirs too)
+    return jax.local_devices(backend="gpu" if choose_device(device, gpu_count(), BACKEND) == "gpu" else "cpu")[0]
 
 
 def to_device(model: NiN, device: jax.Device) -> NiN:
@@ -74,6 +75,37 @@ def _stats(logits, losses, labels):
     return jnp.stack([losses.sum(), (logits.argmax(axis=1) == labels).sum().astype(jnp.float32)])
 
 
+def logits(graphdef, params, x, key, bf16: bool):
+    """float32 logits of the model ``graphdef`` describes with ``params`` (bf16 compute from bf16 copies)."""
+    if bf16:
+        params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+        x = x.astype(jnp.bfloat16)
+    return nnx.merge(graphdef, params)(x, key).astype(jnp.float32)
+
+
+def compile_data_parallel_step(graphdef, optimizer: optax.GradientTransformation, bf16: bool, group):
+    """The training step over the global batch, sharded along the workers of ``group``'s mesh: the mean loss of
+    the global batch (padding weighted 0), its gradient (XLA all-reduces it), the update; per-image losses and
+    hits come back sharded, so that each worker reads its own."""
+    @partial(jax.jit, static_argnames="image_size",
+             out_shardings=(group.replicated, group.replicated, group.sharded, group.sharded))
+    def train_step(params, opt_state, images_u8, labels, weight, count, key_data, image_size: int):
+        x = inputs(images_u8, image_size)
+        key = jax.random.wrap_key_data(key_data)  # raw bits across processes: a typed key cannot be made global
+
+        def loss_fn(p):
+            out = logits(graphdef, p, x, key, bf16)
+            losses = optax.softmax_cross_entropy_with_integer_labels(out, labels) * weight
+            return losses.sum() / count, (out, losses)
+
+        grads, (out, losses) = jax.grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        hits = (out.argmax(axis=1) == labels).astype(jnp.float32) * weight
+        return optax.apply_updates(params, updates), opt_state, losses, hits
+
+    return train_step
+
+
 def compile_steps(graphdef, optimizer: optax.GradientTransformation, bf16: bool):
     """(train step, eval step, predict step), ``jax.jit``-compiled for the model ``graphdef`` describes (closed over: it
     holds the model's description, which is not hashable, so it cannot be a static argument).
@@ -82,10 +114,7 @@ def compile_steps(graphdef, optimizer: optax.GradientTransformation, bf16: bool)
     the casts), the update, the loss and the statistics stay float32.
     """
     def logits_of(params, x, key):
-        if bf16:
-            params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
-            x = x.astype(jnp.bfloat16)
-        return nnx.merge(graphdef, params)(x, key).astype(jnp.float32)
+        return logits(graphdef, params, x, key, bf16)
 
     @partial(jax.jit, static_argnames="image_size", donate_argnums=(0, 1))
     def train_step(params, opt_state, images_u8, labels, key, image_size: int):
@@ -127,8 +156,9 @@ class Trainer:
     of the float32 master weights, float32 gradients, update, loss and metrics.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
         self.device = select_device(device)
+        self.group = group
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.model = to_device(model, self.device)
         self.graphdef, self.params = nnx.split(model, nnx.Param)[:2]
@@ -138,6 +168,9 @@ class Trainer:
         self._train, self._eval, self._predict = compile_steps(self.graphdef, self.optimizer,
                                                                self.precision == "bf16")
         self.device_name = f"{self.device} ({getattr(self.device, 'device_kind', self.device.platform)})"
+        if group is not None:  # data-parallel: one global step over the workers' mesh (nin_jax.distributed)
+            self._train_global = compile_data_parallel_step(self.graphdef, self.optimizer, self.precision == "bf16",
+                                                            group)
 
     def _batch(self, images_u8, labels):
         """The batch on the device, checked first (``common.arch.checks.check_step``)."""
@@ -154,7 +187,9 @@ class Trainer:
         """Take the model's current parameters (they may have been loaded or imported since)."""
         self.params = nnx.state(self.model, nnx.Param)
 
-    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+    def train_step(self, images_u8, labels, image_size: int, global_batch: Optional[int] = None) -> Tuple[float, int]:
+        if self.group is not None:
+            return self._global_step(images_u8, labels, image_size, global_batch or len(labels) * self.group.world.size)
         x, y = self._batch(images_u8, labels)
         self.key, step_key = jax.random.split(self.key)
         self._sync_params()
@@ -162,6 +197,26 @@ class Trainer:
                                                          image_size=int(image_size))
         nnx.update(self.model, self.params)
         return self._result(stats)
+
+    def _global_step(self, images_u8, labels, image_size: int, global_batch: int) -> Tuple[float, int]:
+        """This worker's slice as its shard of the global batch; this worker's figures."""
+        from .distributed import padded
+
+        images_u8, labels = check_step(self.model.spec, images_u8, labels)
+        group = self.group
+        images, y, weight = padded(np.asarray(images_u8, np.uint8), np.asarray(labels, np.int32), group.world,
+                                   global_batch)
+        self.key, step_key = jax.random.split(self.key)
+        self._sync_params()
+        params, opt_state = group.replicate((self.params, self.opt_state))
+        xg, yg, wg = group.shard((images, y, weight))
+        params, opt_state, losses, hits = self._train_global(
+            params, opt_state, xg, yg, wg, jnp.asarray(global_batch, jnp.float32),
+            group.replicate(jax.random.key_data(step_key)),
+            image_size=int(image_size))
+        self.params, self.opt_state = group.local((params, opt_state))
+        nnx.update(self.model, self.params)
+        return float(np.asarray(group.local(losses)).sum()), int(np.asarray(group.local(hits)).sum())
 
     def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
         x, y = self._batch(images_u8, labels)
@@ -186,7 +241,11 @@ class Trainer:
         return stats["peak_bytes_in_use"] / 2**20 if "peak_bytes_in_use" in stats else None
 
     def reseed(self, seed: int) -> None:
-        """Dropout's PRNG key, from ``seed`` (``common.engine.training.epoch_seed`` gives it per epoch)."""
+        """Dropout's PRNG key, from ``seed`` (``common.engine.training.epoch_seed`` gives it per epoch).  With
+        several workers every one takes rank 0's seed: the key of a global step must be the same everywhere, and
+        the masks are drawn for the global batch (``nin_jax.distributed``)."""
+        if self.group is not None:
+            seed = self.group.same_everywhere(seed)
         self.key = jax.device_put(jax.random.key(seed), self.device)
 
     def set_lr(self, lr: float) -> None:

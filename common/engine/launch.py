@@ -98,10 +98,10 @@ def _alive(pid: int) -> bool:
 def _exit_words(code: int) -> str:
     if code < 0:
         try:
-            return f"killed by {signal.Signals(-code).name}"
+            return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+            return f"was killed by signal {-code}"
+    return f"ended with exit status {code}"
 
 
 def _stop(procs: Sequence[subprocess.Popen], wait_s: float = 5.0) -> None:
@@ -180,7 +180,7 @@ def _watch(procs: List[subprocess.Popen], names: List[str], job: str, workers: i
         failed = [(n, c) for n, c in zip(names, codes) if c not in (None, 0)]
         if failed and lost is None:
             name, code = failed[0]
-            lost, lost_since = f"{name} ended with {_exit_words(code)}", time.monotonic()
+            lost, lost_since = f"{name} {_exit_words(code)}", time.monotonic()
         if lost is None:
             gone = [r for r, pid in sorted(_registered(job).items())
                     if pid and not _alive(pid) and not os.path.exists(os.path.join(job, f"worker-{r}.done"))]
