@@ -15,6 +15,7 @@ padded to equal shards with images of weight 0, so the loss is exact.
 from __future__ import annotations
 
 import os
+import signal
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence
 
@@ -82,6 +83,9 @@ class Group:
         except Exception as err:  # the coordination service's errors are XlaRuntimeError / RuntimeError
             raise ValueError(f"expected {world.size} workers to meet at {world.coordinator}, got: "
                              f"{str(err).splitlines()[0]}") from None
+        # jax.distributed installs XLA's preemption notifier as the SIGTERM handler, which logs "SIGTERM caught"
+        # on stderr and keeps running; a worker told to stop by its launcher stops, quietly, as by default
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))

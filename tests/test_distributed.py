@@ -265,6 +265,6 @@ def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monk
     for key, value in tagged.items():
         monkeypatch.setenv(key, value)
     start = time.monotonic()
-    with pytest.raises(launch.JobFailed, match="worker 1 ended with exit status 3"):
+    with pytest.raises(launch.JobFailed, match="worker 1 of 2 ended with exit status 3"):
         launch.start("any", 2, [], timeout_s=120)
     assert time.monotonic() - start < 30

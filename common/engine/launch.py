@@ -180,7 +180,8 @@ def _watch(procs: List[subprocess.Popen], names: List[str], job: str, workers: i
         failed = [(n, c) for n, c in zip(names, codes) if c not in (None, 0)]
         if failed and lost is None:
             name, code = failed[0]
-            lost, lost_since = f"{name} {_exit_words(code)}", time.monotonic()
+            label = f"{name} of {workers}" if name.startswith("worker ") and " of " not in name else name
+            lost, lost_since = f"{label} {_exit_words(code)}", time.monotonic()
         if lost is None:
             gone = [r for r, pid in sorted(_registered(job).items())
                     if pid and not _alive(pid) and not os.path.exists(os.path.join(job, f"worker-{r}.done"))]
