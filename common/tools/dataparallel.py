@@ -78,6 +78,7 @@ def worker(argv: Sequence[str]) -> int:
     if world is None:
         raise SystemExit("expected to be started by the engine's launcher (no worker variables set)")
     group = dist.join(world)
+    world = group.world  # the engine may assign the rank (MXNet's scheduler)
     try:
         launch.register(world.rank)
         with group.scope():
