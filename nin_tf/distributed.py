@@ -161,6 +161,7 @@ class Group:
         threads = D.optional_int(os.environ.get(D.THREADS_VARIABLE))
         if threads:
             runtime.worker_threads(threads)
+        runtime.worker_gpu(index)
         timeout = timeout_s()
         own_host, own_port = D.parse_address(workers[index], "this TF_CONFIG worker")
         D.check_port_free(own_port, "0.0.0.0" if own_host not in ("127.0.0.1", "localhost") else own_host)
@@ -172,10 +173,13 @@ class Group:
         try:
             with runtime.native_log_quiet():
                 self.strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-            runtime.sigterm_ends_the_process()
         except tf.errors.OpError as err:
             raise ValueError(f"expected {world.size} workers to meet at {world.coordinator} (TF_CONFIG), got: "
                              f"{engine_message(err)}") from None
+        runtime.sigterm_ends_the_process()
+        if self.strategy.num_replicas_in_sync != world.size:
+            raise ValueError(f"expected one replica per worker ({world.size} in all), got "
+                             f"{self.strategy.num_replicas_in_sync}: start one worker per device")
         self._sum = tf.function(self._sum_graph, input_signature=[tf.TensorSpec([None], tf.float64)])
 
     def _sum_graph(self, values):

@@ -9,9 +9,10 @@ kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself.
 * ``dtype_policy(name)``: Keras layers take their dtype from a process-wide policy when they are created; the
   float64 copies of ``nin parity`` are built under ``"float64"``, which is restored after, whatever happens.
   (The bf16 Trainer sets its layers' own policies instead, never the global one: ``training.compute_policy``.)
-* ``worker_threads(n)``, ``native_log_quiet()`` and ``sigterm_ends_the_process()``: what a data-parallel
-  worker (``distributed.join``) does to its process when it joins the others: its share of the cores, the
-  distributed runtime's start-up messages kept off stderr, and SIGTERM that stops it again (see each for why).
+* ``worker_threads(n)``, ``worker_gpu(rank)``, ``native_log_quiet()`` and ``sigterm_ends_the_process()``: what
+  a data-parallel worker (``distributed.join``) does to its process when it joins the others: its share of the
+  cores, its one GPU, the distributed runtime's start-up messages kept off stderr, and SIGTERM that stops it
+  again (see each for why).
 """
 import os
 
@@ -53,6 +54,17 @@ def worker_threads(threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     except RuntimeError:  # the runtime has started: the pool is fixed
         pass
+
+
+def worker_gpu(rank: int) -> None:
+    """One GPU per worker process (the strategy makes one replica per GPU a process sees, and a worker feeds one):
+    worker ``rank`` sees only GPU ``rank`` modulo the GPUs of its machine; nothing where there is none."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        try:
+            tf.config.set_visible_devices([gpus[rank % len(gpus)]], "GPU")
+        except RuntimeError:  # the runtime has started: the devices are fixed
+            pass
 
 
 @contextmanager
