@@ -9,6 +9,10 @@ kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself.
 * ``dtype_policy(name)``: Keras layers take their dtype from a process-wide policy when they are created; the
   float64 copies of ``nin parity`` are built under ``"float64"``, which is restored after, whatever happens.
   (The bf16 Trainer sets its layers' own policies instead, never the global one: ``training.compute_policy``.)
+* ``worker_threads(n)``, ``worker_gpu(rank)``, ``native_log_quiet()`` and ``sigterm_ends_the_process()``: what
+  a data-parallel worker (``distributed.join``) does to its process when it joins the others: its share of the
+  cores, its one GPU, the distributed runtime's start-up messages kept off stderr, and SIGTERM that stops it
+  again (see each for why).
 """
 import os
 
@@ -17,6 +21,8 @@ from common.util import runtime
 runtime.prepare("tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import signal  # noqa: E402
+import sys  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -39,3 +45,63 @@ def dtype_policy(name: str):
         yield
     finally:
         keras.config.set_dtype_policy(before)
+
+
+def worker_threads(threads: int) -> None:
+    """This process's intra-op thread pool (its share of the cores, ``NIN_WORKER_THREADS``); TensorFlow fixes the
+    pool when its runtime starts, so a later call leaves it as it is."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    except RuntimeError:  # the runtime has started: the pool is fixed
+        pass
+
+
+def worker_gpu(rank: int) -> None:
+    """One GPU per worker process (the strategy makes one replica per GPU a process sees, and a worker feeds one):
+    worker ``rank`` sees only GPU ``rank`` modulo the GPUs of its machine; nothing where there is none."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        try:
+            tf.config.set_visible_devices([gpus[rank % len(gpus)]], "GPU")
+        except RuntimeError:  # the runtime has started: the devices are fixed
+            pass
+
+
+@contextmanager
+def native_log_quiet():
+    """The C++ side's writes to stderr (file descriptor 2) discarded for the block, unless TF_CPP_MIN_LOG_LEVEL
+    asks for INFO messages (0).
+
+    Workaround: in TensorFlow 2.17, the gRPC server and the coordination service agent that
+    ``MultiWorkerMirroredStrategy`` starts log through Abseil, which writes every message to stderr until
+    ``absl::InitializeLog()`` is called (TensorFlow never calls it, and its copy of Abseil is not reachable
+    from Python), whatever TF_CPP_MIN_LOG_LEVEL says: "Started server with target: ..." and "Coordination
+    agent has successfully connected" on every worker.  Python's own writes to stderr in the block are
+    discarded too; what fails in it raises, and the caller reports it.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def sigterm_ends_the_process() -> None:
+    """SIGTERM's default action (end the process) back, after the strategy has started the distributed runtime.
+
+    Workaround: TensorFlow's coordination service installs a SIGTERM handler of its own (its "sigterm"
+    preemption notifier, for ``tf.distribute.experimental.PreemptionCheckpointHandler``), which only records
+    the time and lets the process run on; a launcher or cluster manager that stops a job with SIGTERM then
+    waits for its SIGKILL.  These workers keep no preemption checkpoints: SIGTERM ends them, as it ends any
+    process.  (Main thread only, as ``join`` is called.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

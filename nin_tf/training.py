@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Optional, Tuple
 
 import numpy as np
@@ -16,6 +16,7 @@ from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16
 
+from .distributed import engine_errors, replica_loss
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -75,20 +76,26 @@ class Trainer:
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
-    ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.  Building a
+    ``mixed_bfloat16`` policy: bfloat16 compute, float32 variables, optimizer, loss and metrics.
 
+    ``group`` (``nin_tf.distributed.join``): a data-parallel worker.  The Trainer and its model are built under
+    ``group.scope()`` (mirrored variables); each training step runs through ``strategy.run`` on this worker's
+    slice, with its share of the global batch's mean loss (``distributed.replica_loss``), and the optimizer sums
+    the replicas' gradients over the workers.  Evaluation and prediction read the worker's copy of the weights.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
         self.device = select_device(device)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.policy = "mixed_bfloat16" if self.precision == "bf16" else None
         self.model = model
-        with tf.device(self.device):
+        self.group = group
+        with self._placed(), (group.scope() if group is not None else nullcontext()):
             self.optimizer = keras.optimizers.SGD(learning_rate=lr)
             self.optimizer.build(model.trainable_variables)
         self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
-        self._train = tf.function(self._train_graph, reduce_retracing=True)
+        self._train = tf.function(self._train_graph if group is None else self._replicated_train_graph,
+                                  reduce_retracing=True)
         self._eval = tf.function(self._eval_graph, reduce_retracing=True)
         self._predict = tf.function(
             lambda images_u8, size: tf.cast(self.model(self.inputs(images_u8, size), training=False), tf.float32),
@@ -120,30 +127,54 @@ class Trainer:
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return self._stats(logits, losses, labels)
 
+    def _replicated_train_graph(self, images_u8, labels, image_size: int, global_batch):
+        """One step of a data-parallel worker: its slice through ``strategy.run`` (one replica per worker)."""
+        strategy = self.group.strategy
+
+        def replica(images_u8, labels):
+            x = self.inputs(images_u8, image_size)
+            with tf.GradientTape() as tape:
+                logits = tf.cast(self.model(x, training=True), tf.float32)  # dropout active
+                losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+                loss = replica_loss(losses, global_batch)
+            variables = self.model.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))  # summed over workers
+            return self._stats(logits, losses, labels)
+
+        return strategy.experimental_local_results(strategy.run(replica, args=(images_u8, labels)))[0]
+
     def _eval_graph(self, images_u8, labels, image_size: int):
         logits = tf.cast(self.model(self.inputs(images_u8, image_size), training=False), tf.float32)
         return self._stats(logits, keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True),
                            labels)
 
-    def _run(self, graph, images_u8, labels, image_size: int) -> Tuple[float, int]:
+    def _placed(self):
+        """The device block the steps run in (a worker's strategy places its replica itself)."""
+        return tf.device(self.device) if self.group is None else nullcontext()
+
+    def _run(self, graph, images_u8, labels, image_size: int, *extra) -> Tuple[float, int]:
         images_u8, labels = check_step(self.model.spec, images_u8, labels)
-        with tf.device(self.device), compute_policy(self.model, self.policy):
+        with self._placed(), compute_policy(self.model, self.policy), \
+                (engine_errors() if self.group is not None else nullcontext()):
             stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
-                          int(image_size)).numpy()
+                          int(image_size), *extra).numpy()
         return float(stats[0]), int(stats[1])
 
-    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
-        return self._run(self._train, images_u8, labels, image_size)
+    def train_step(self, images_u8, labels, image_size: int, global_batch: Optional[int] = None) -> Tuple[float, int]:
+        if self.group is None:
+            return self._run(self._train, images_u8, labels, image_size)
+        global_batch = global_batch or len(labels) * self.group.world.size
+        return self._run(self._train, images_u8, labels, image_size, tf.constant(float(global_batch), tf.float32))
 
     def eval_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
         return self._run(self._eval, images_u8, labels, image_size)
 
     def predict_step(self, images_u8, image_size: int) -> np.ndarray:
-        with tf.device(self.device), compute_policy(self.model, self.policy):
+        with self._placed(), compute_policy(self.model, self.policy):
             return self._predict(tf.constant(np.asarray(images_u8, np.uint8)), int(image_size)).numpy()
 
     def prepare(self, images_u8, labels, image_size: int) -> None:
-        with tf.device(self.device):
+        with self._placed():
             tf.constant(np.asarray(labels, np.int64))
             self._prepare(tf.constant(np.asarray(images_u8, np.uint8)), int(image_size)).numpy()
 
