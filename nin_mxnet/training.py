@@ -86,7 +86,7 @@ class Trainer:
         stats = mx.np.stack([loss.sum(), correct]).asnumpy()
         return float(stats[0]), int(stats[1])
 
-    def train_step(self, images_u8, labels, image_size: int) -> Tuple[float, int]:
+    def train_step(self, images_u8, labels, image_size: int, global_batch: Optional[int] = None) -> Tuple[float, int]:
         x, y = self.inputs(images_u8, labels, image_size)
         with autograd.record(train_mode=True):  # dropout active
             logits = self.model(x)

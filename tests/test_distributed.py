@@ -31,6 +31,18 @@ TINY_CLI = ["--recipe", "quick", "--schedule", "constant", "--warmup", "0", "--i
 JOB_TIMEOUT_S = 300
 
 
+def has_engine(name):
+    """Whether the backend trains data-parallel (its distributed module says ``AVAILABLE = False`` otherwise)."""
+    from conftest import load_backend
+
+    load_backend(name)
+    return getattr(registry.part(name, "distributed"), "AVAILABLE", True)
+
+
+# the backends that train with several workers (checked below: the others refuse in one line)
+ENGINES = [name for name in registry.BACKENDS if name != "mxnet"]
+
+
 @pytest.fixture
 def tagged(tmp_path):
     """The environment for the processes of one test (tagged; temporary files under tmp_path), and the check
@@ -112,7 +124,7 @@ def engine_launch(name, env, argv, port=None):
     return outs
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_two_workers_train_one_model_and_resume(name, tmp_path, tagged):
     """The engine's own launcher and ``nin train --workers 2`` train the same model; a run resumed with the same
     workers ends bit-identical to an uninterrupted one; with another worker count it continues."""
@@ -136,7 +148,7 @@ def test_two_workers_train_one_model_and_resume(name, tmp_path, tagged):
     assert [r["workers"] for r in rows_of(run)] == [2, 2, 1]
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monkeypatch):
     """Float64, dropout off: SGD steps on 2 workers x 16 images end with the weights of the same steps on 32 images
     in one process (element-wise, 1e-10 relative); float32 within the bound the module derives.  (``nin parity
@@ -150,7 +162,7 @@ def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monke
     assert {r.dtype for r in results} == {"float64", "float32"}
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_a_killed_worker_ends_the_job_and_the_checkpoint_resumes(name, tmp_path, tagged):
     """SIGKILL to worker 1 mid-run: the job ends within 60 s with one line naming the lost worker, no process is
     left, the last checkpoint is good and ``--resume`` continues from it."""
@@ -190,7 +202,7 @@ def test_a_killed_worker_ends_the_job_and_the_checkpoint_resumes(name, tmp_path,
     assert [r["epoch"] for r in rows_of(run)] == list(range(1, epoch + 2))
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged):
     run = tmp_path / "run"
     with socket.socket() as busy:
@@ -204,7 +216,7 @@ def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged
     assert not run.exists() or not any(run.iterdir())
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_an_unreachable_coordinator_is_one_line_in_bounded_time(name, tmp_path, tagged):
     """A worker told (by its launcher's variables) to meet at a port nobody listens on gives up with one line."""
     dist = dist_of(name)
@@ -218,7 +230,7 @@ def test_an_unreachable_coordinator_is_one_line_in_bounded_time(name, tmp_path, 
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
-@pytest.mark.parametrize("name", registry.BACKENDS)
+@pytest.mark.parametrize("name", ENGINES)
 def test_a_worker_that_cannot_import_its_framework_is_one_line(name, tmp_path, tagged):
     broken = tmp_path / "broken" / registry.info(name).module
     broken.mkdir(parents=True)
@@ -269,3 +281,16 @@ def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monk
     with pytest.raises(launch.JobFailed, match="worker 1 of 2 ended with exit status 3"):
         launch.start("any", 2, [], timeout_s=120)
     assert time.monotonic() - start < 30
+
+
+def test_the_backends_without_an_engine_are_exactly_the_listed_ones():
+    assert [n for n in registry.BACKENDS if not has_engine(n)] == [n for n in registry.BACKENDS if n not in ENGINES]
+
+
+@pytest.mark.parametrize("name", [n for n in registry.BACKENDS if n not in ENGINES])
+def test_a_backend_without_an_engine_refuses_workers_in_one_line(name, tmp_path, tagged):
+    proc = nin(tagged, "train", "--backend", name, "--workers", "2", "--out", str(tmp_path / "run"), *TINY_CLI,
+               timeout=120)
+    assert proc.returncode == 2
+    one_line(proc, "data-parallel", name)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
