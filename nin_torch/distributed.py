@@ -9,6 +9,7 @@ CPU and NCCL on GPUs (one GPU per worker: ``LOCAL_RANK``).  ``torchrun`` sets ``
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Dict, List, Optional, Sequence
 
@@ -103,7 +104,6 @@ class Group:
         dist.barrier()
 
     def scope(self):
-        from contextlib import nullcontext
         return nullcontext()
 
     def leave(self) -> None:

@@ -113,15 +113,12 @@ class Trainer:
         x, y = self.inputs(images_u8, labels, image_size)
         with self._compute():
             logits = (self.model if self.group is None else self.ddp)(x)
-        if self.group is None:
-            loss = F.cross_entropy(logits.float(), y)
-        else:
-            loss = global_mean_loss(logits.float(), y, self.group.world, global_batch or len(y) * self.group.world.size)
+        loss = F.cross_entropy(logits.float(), y)  # this worker's mean: its figures (the loop sums them)
+        objective = loss if self.group is None else \
+            global_mean_loss(logits.float(), y, self.group.world, global_batch or len(y) * self.group.world.size)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         self.optimizer.step()
-        if self.group is not None:  # the figures of this worker's slice (the loop sums them over the workers)
-            loss = loss * (global_batch or len(y) * self.group.world.size) / self.group.world.size / len(y)
         return self._stats(logits, loss, y)
 
     @torch.inference_mode()
