@@ -199,14 +199,16 @@ class NiN(nnx.Module):
 
     Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
     ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
-    bit-identical weights in every backend.  Inputs are NHWC.  ``model(x, key)`` runs dropout with the
+    bit-identical weights in every backend.  ``weights="quick"`` starts from trained weights shipped with
+    the package (``common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.  ``model(x, key)`` runs dropout with the
     PRNG ``key`` (training); without one, dropout is off (evaluation).
     """
 
-    def __init__(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
-                 seed: Optional[int] = None, init: str = "xavier", image_size: int = 224):
-        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size)
-        self.net = build_net(config.spec, image_size)
+    def __init__(self, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
+                 variant: Optional[str] = None, seed: Optional[int] = None, init: Optional[str] = None,
+                 image_size: Optional[int] = None, weights: Optional[str] = None):
+        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size, weights)
+        self.net = build_net(config.spec, config.image_size)
         import_weights(self, config.initial_weights())
 
     def __call__(self, x, key=None):

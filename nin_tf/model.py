@@ -141,17 +141,19 @@ class NiN(keras.Model):
 
     Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
     ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
-    bit-identical weights in every backend.  Inputs are NHWC.
+    bit-identical weights in every backend.  ``weights="quick"`` starts from trained weights shipped with
+    the package (``common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.
     """
 
-    def __init__(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
-                 seed: Optional[int] = None, init: str = "xavier", image_size: int = 224, **kwargs):
+    def __init__(self, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
+                 variant: Optional[str] = None, seed: Optional[int] = None, init: Optional[str] = None,
+                 image_size: Optional[int] = None, weights: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
-        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size)
+        config = configure(self, lr, num_classes, in_channels, variant, seed, init, image_size, weights)
         self.net = build_net(config.spec)
-        side = image_size if shapes.has_dense(config.spec) else None
-        self.net.build((None, side, side, in_channels))
-        self.build((None, side, side, in_channels))
+        side = config.image_size if shapes.has_dense(config.spec) else None
+        self.net.build((None, side, side, self.in_channels))
+        self.build((None, side, side, self.in_channels))
         import_weights(self, config.initial_weights())
 
     def call(self, X, training=False):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from common.arch import pretrained
 from common.arch.shapes import min_image_size
 from common.arch.spec import NetSpec
 from common.arch.variants import build_spec
@@ -19,14 +20,32 @@ class ModelConfig:
     seed: Optional[int]
     init: str
     kwargs: dict  # the constructor's arguments, to rebuild the same model (checkpoints, conversion)
+    weights: Optional[str] = None  # the trained weights it starts from (``common.arch.pretrained``), or None
 
     def initial_weights(self) -> Weights:
+        """The weights the model starts with: the trained ones named by ``weights``, else drawn from ``seed``."""
+        if self.weights is not None:
+            return pretrained.load(self.weights)
         return initial_weights(self.spec, self.seed, self.init, self.image_size)
 
 
-def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
-                 seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> ModelConfig:
-    """Validate NiN's arguments (same errors in every backend) and resolve its spec."""
+def model_config(lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
+                 variant: Optional[str] = None, seed: Optional[int] = None, init: Optional[str] = None,
+                 image_size: Optional[int] = None, weights: Optional[str] = None) -> ModelConfig:
+    """Validate NiN's arguments (same errors in every backend) and resolve its spec.
+
+    An argument left None takes the chapter's value (10 classes, 1 input channel, variant ``chapter``, Xavier
+    init, 224x224), or, with ``weights`` naming trained weights, the value they were trained with; an argument
+    given that contradicts the weights is one line."""
+    if weights is not None:
+        pretrained.check_name(weights)
+    fixed = pretrained.resolve(weights, variant=variant, num_classes=num_classes, in_channels=in_channels,
+                               image_size=image_size, init=init)
+    variant = "chapter" if fixed["variant"] is None else fixed["variant"]
+    num_classes = 10 if fixed["num_classes"] is None else fixed["num_classes"]
+    in_channels = 1 if fixed["in_channels"] is None else fixed["in_channels"]
+    init = "xavier" if fixed["init"] is None else fixed["init"]
+    image_size = 224 if fixed["image_size"] is None else fixed["image_size"]
     spec = build_spec(variant, num_classes, in_channels)
     check_positive("lr", lr)
     check_choice("init", init, INITS)
@@ -34,17 +53,18 @@ def model_config(lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, v
     check_int("image_size", image_size, least=min_image_size(spec))
     kwargs = dict(lr=float(lr), num_classes=num_classes, in_channels=in_channels, variant=variant, seed=seed,
                   init=init, image_size=image_size)
-    return ModelConfig(spec, float(lr), image_size, seed, init, kwargs)
+    return ModelConfig(spec, float(lr), image_size, seed, init, kwargs, weights)
 
 
-def configure(model, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
-              seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> ModelConfig:
+def configure(model, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
+              variant: Optional[str] = None, seed: Optional[int] = None, init: Optional[str] = None,
+              image_size: Optional[int] = None, weights: Optional[str] = None) -> ModelConfig:
     """Validate NiN's arguments and give ``model`` what every backend's model carries (the contract's
     ``Model``: config, spec, image_size, lr, num_classes, in_channels); returns the config.  Each backend's
     ``NiN.__init__`` calls it first, then builds ``net`` from ``config.spec`` in its framework."""
-    config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size)
-    model.config, model.spec, model.image_size = config, config.spec, image_size
-    model.lr, model.num_classes, model.in_channels = config.lr, num_classes, in_channels
+    config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size, weights)
+    model.config, model.spec, model.image_size = config, config.spec, config.image_size
+    model.lr, model.num_classes, model.in_channels = config.lr, config.spec.num_classes, config.spec.in_channels
     return config
 
 

@@ -167,6 +167,24 @@ def checkpoint_of(args) -> str:
     return given[0]
 
 
+def trained_weights(p) -> None:
+    """``--weights NAME``: the trained weights shipped with nin, instead of a checkpoint."""
+    from common.arch import pretrained
+
+    p.add_argument("--weights", metavar="NAME", help="the trained weights shipped with nin, instead of a checkpoint: "
+                                                    + (", ".join(pretrained.names()) or "none in this install"))
+
+
+def model_source(args):
+    """(checkpoint path, None) or (None, trained weights name): exactly one of ``CHECKPOINT`` and ``--weights``."""
+    given = [c for c in (args.checkpoint, args.checkpoint_option) if c is not None]
+    if args.weights is not None:
+        if given:
+            raise ValueError(f"expected a checkpoint or --weights, got both ({given[0]} and --weights {args.weights})")
+        return None, args.weights
+    return checkpoint_of(args), None
+
+
 def progress(p) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are off anyway when the output is not a terminal)")

@@ -43,8 +43,9 @@ class ModelModule(Protocol):
     BACKEND: str      # the registry name
     DATA_FORMAT: str  # "NCHW" or "NHWC", as registered
 
-    def NiN(self, lr: float = 0.1, num_classes: int = 10, in_channels: int = 1, variant: str = "chapter",
-            seed: Optional[int] = None, init: str = "xavier", image_size: int = 224) -> Model: ...
+    def NiN(self, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
+            variant: Optional[str] = None, seed: Optional[int] = None, init: Optional[str] = None,
+            image_size: Optional[int] = None, weights: Optional[str] = None) -> Model: ...
 
     def nin_block(self, out_channels: int, kernel_size: int, strides: int, padding: int) -> Any: ...
 
