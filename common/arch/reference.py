@@ -103,3 +103,20 @@ def cross_entropy(logits: np.ndarray, labels) -> float:
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     labels = np.asarray(labels, np.int64)
     return float(-log_p[np.arange(len(labels)), labels].mean())
+
+
+def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
+    """NCHW images resized to ``size`` x ``size`` as every backend's input pipeline does: bilinear with
+    half-pixel centres (PyTorch's ``align_corners=False``, TensorFlow's ``half_pixel_centers``), no antialiasing,
+    source coordinates clamped to the image; float64."""
+    x = np.asarray(x, dtype=np.float64)
+
+    def taps(n_in: int):
+        src = np.clip((np.arange(size) + 0.5) * n_in / size - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, src - lo
+
+    (r0, r1, fr), (c0, c1, fc) = taps(x.shape[2]), taps(x.shape[3])
+    rows = x[:, :, r0, :] * (1 - fr)[:, None] + x[:, :, r1, :] * fr[:, None]
+    return rows[:, :, :, c0] * (1 - fc) + rows[:, :, :, c1] * fc
