@@ -51,7 +51,7 @@ def main() -> int:
                smallest_margin=float(result.margins.min()),
                margins_below_bound=int((result.margins <= result.bound).sum()),
                logit_deviation=result.deviation, disagreements=result.disagreements(),
-               date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(),
+               date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(ROOT),
                machine=describe(), cpu_flags=sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
                load=load_average())
     with open(args.results, "a", encoding="utf-8") as f:
