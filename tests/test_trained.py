@@ -1,0 +1,92 @@
+"""Trained weights shipped with the package: NiN(weights=...) in every backend, their metadata and checks, the
+stated accuracy reproduced, and the same answers across backends, ONNX Runtime and the float64 reference."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from common import cli
+from common.arch import pretrained
+from common.engine import data
+from common.tools import agreement as A
+from common.tools.parity import REFERENCE, TOLERANCE
+
+NAME = "quick"
+
+
+def test_metadata_is_readable_without_a_model():
+    meta = pretrained.metadata(NAME)
+    assert NAME in pretrained.names()
+    assert meta["image_size"] == 67 and meta["init"] == "kaiming-alive" and meta["recipe"] == "quick"
+    assert meta["classes"] == list(data.CLASS_NAMES) and meta["test_accuracy"] >= 0.90
+    assert meta["storage"] in ("float16", "float32") and len(meta["sha256"]) == 64
+    assert {"resize", "scale", "invert"} <= set(meta["preprocessing"])
+    assert pretrained.sha256_file(pretrained.path_of(NAME)) == meta["sha256"]
+
+
+def test_trained_model_in_every_backend(backend):
+    model = backend.NiN(weights=NAME)
+    assert model.image_size == 67 and model.config.init == "kaiming-alive"
+    stored = pretrained.load(NAME)
+    exported = backend.export_weights(model)
+    assert list(exported) == list(stored)
+    for name, arr in stored.items():
+        np.testing.assert_array_equal(exported[name], arr, err_msg=name)
+    # the arguments it fixes may be given when they agree
+    assert backend.NiN(weights=NAME, image_size=67, num_classes=10).image_size == 67
+
+
+@pytest.mark.parametrize("kwargs, arg", [(dict(image_size=224), "image_size"), (dict(num_classes=7), "num_classes"),
+                                         (dict(variant="3x3"), "variant"), (dict(init="xavier"), "init")])
+def test_weights_that_do_not_fit_are_one_line(backend, kwargs, arg):
+    with pytest.raises(ValueError) as err:
+        backend.NiN(weights=NAME, **kwargs)
+    text = str(err.value)
+    assert "\n" not in text and f"expected {arg} to be" in text and repr(kwargs[arg]) in text
+
+
+@pytest.mark.parametrize("name", ["imagenet", 3, ""])
+def test_unknown_weights_are_one_line(backend, name):
+    with pytest.raises(ValueError, match=r"expected weights to be None or one of 'quick'"):
+        backend.NiN(weights=name)
+
+
+def test_damaged_file_is_refused_before_use(tmp_path, monkeypatch, backend):
+    folder = tmp_path / "trained"
+    shutil.copytree(pretrained.TRAINED_DIR, folder)
+    raw = bytearray((folder / f"{NAME}.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (folder / f"{NAME}.npz").write_bytes(bytes(raw))
+    monkeypatch.setattr(pretrained, "TRAINED_DIR", str(folder))
+    monkeypatch.setattr(pretrained, "INDEX", str(folder / "index.json"))
+    with pytest.raises(ValueError, match=r"expected quick.npz with sha256 [0-9a-f]{64}, got [0-9a-f]{64} \(the file "
+                                         r"is damaged"):
+        backend.NiN(weights=NAME)
+
+
+def test_evaluate_reproduces_the_stated_accuracy(backend, capsys):
+    assert cli.main(["evaluate", "--weights", NAME, "--backend", backend.BACKEND, "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 10000 and result["precision"] == "fp32"
+    assert result["acc"] == pretrained.metadata(NAME)["test_accuracy"]
+
+
+def test_evaluate_takes_a_checkpoint_or_weights_not_both(tmp_path, capsys):
+    assert cli.main(["evaluate", str(tmp_path), "--weights", NAME]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected a checkpoint or --weights, got both" in err[0]
+
+
+def test_same_answers_wherever_float32_rounding_cannot_flip_them(all_backends):
+    split = data.load("test", limit=300, progress=False)
+    result = A.agreement([m.BACKEND for m in all_backends], NAME, split.images)
+    ref = result.classes[REFERENCE]
+    # the premise of the bound: every float32 row within the forward parity tolerance of float64
+    for name, deviation in result.deviation.items():
+        assert deviation <= TOLERANCE["forward"], name
+    safe = result.margins > result.bound
+    assert safe.sum() >= 0.95 * result.n  # the bound is not so loose that it excuses everything
+    for name, pred in result.classes.items():
+        np.testing.assert_array_equal(pred[safe], ref[safe], err_msg=name)
+    assert (ref == split.labels).mean() > 0.8
