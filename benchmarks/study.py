@@ -1,0 +1,101 @@
+"""The chapter's exercises trained to the end: every variant, the quick recipe, full data, several seeds; resumable.
+
+Not a test.  Each (variant, backend, seed) is one ``nin train --recipe quick`` run in its own folder under
+``--out``; a run that was interrupted (the session ended, the machine rebooted) is continued with ``nin train
+--resume``, which is bit-identical on the CPU, and a run whose row is already in ``--results`` is skipped.  So the
+same command, started again, carries on where the last one stopped.  Runs go seed by seed (every variant's seed 0
+first), at the lowest CPU priority (``nice 19``) unless ``--nice 0``, so that the study takes only cores nothing
+else wants; it must not run while anything is being timed.  Each finished run appends one JSON line to
+``benchmarks/results/study.jsonl``: the final epoch's figures, the run's settings, the machine, the load, the
+commit, and the whole curve.
+
+    python benchmarks/study.py                               # PyTorch, every variant, seeds 0,1,2
+    python benchmarks/study.py --backend tf --variants chapter,1x1-0 --seeds 0
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results", "study.jsonl")
+VARIANTS = ("chapter", "1x1-0", "1x1-1", "1x1-3", "3x3", "fc-head", "fc-head-wide", "gradual", "nin-vgg11")
+FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+
+
+def done(results: str) -> set:
+    if not os.path.exists(results):
+        return set()
+    with open(results, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {(r["variant"], r["backend"], r["seed"], r["recipe"], r.get("init_override")) for r in rows}
+
+
+def run_one(variant: str, backend: str, seed: int, args) -> dict:
+    folder = os.path.join(args.out, f"{variant}-{backend}-{args.recipe}{'-' + args.init if args.init else ''}-s{seed}")
+    if os.path.exists(os.path.join(folder, "checkpoint", "state.json")):
+        argv = ["train", "--resume", folder]
+    else:
+        argv = ["train", "--backend", backend, "--variant", variant, "--recipe", args.recipe, "--seed", str(seed),
+                "--precision", args.precision, "--out", folder]
+        if args.init:
+            argv += ["--init", args.init]
+    before = load_average()
+    cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "common.cli", *argv, "--no-progress"]
+    print(f"study: {' '.join(cmd[3:])}", flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"study: {variant} / {backend} / seed {seed} failed: {proc.stderr.strip()[-1500:]}")
+    with open(os.path.join(folder, "metrics.jsonl"), encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    last = rows[-1]
+    return dict(variant=variant, backend=backend, seed=seed, recipe=args.recipe, init_override=args.init,
+                init=last["init"], precision=last["precision"], image_size=last["image_size"],
+                batch_size=last["batch_size"], epochs=last["epochs"], n_train=last["n_train"], n_val=last["n_val"],
+                val_acc=last["val_acc"], val_loss=last["val_loss"], train_acc=last["train_acc"],
+                train_loss=last["train_loss"], epoch_s=[r["train_s"] for r in rows],
+                curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], train_acc=r["train_acc"],
+                            val_loss=r["val_loss"], val_acc=r["val_acc"]) for r in rows],
+                nice=args.nice, load_before=before, load_after=load_average(),
+                load_per_epoch=[r.get("load_avg") for r in rows], folder=os.path.relpath(folder, ROOT),
+                date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(ROOT),
+                machine=describe(), cpu_flags=sorted(cpu_flags() & FLAGS))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--backend", default="torch", help="comma list")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--recipe", default="quick")
+    p.add_argument("--init", default=None, help="an init other than the recipe's (a fairness run)")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--nice", type=int, default=19)
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
+    p.add_argument("--results", default=RESULTS)
+    args = p.parse_args()
+    finished = done(args.results)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for variant in args.variants.split(","):
+            for backend in args.backend.split(","):
+                if (variant, backend, seed, args.recipe, args.init) in finished:
+                    continue
+                row = run_one(variant, backend, seed, args)
+                with open(args.results, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row, sort_keys=True) + "\n")
+                print(f"study: {variant} / {backend} / seed {seed}: test accuracy {row['val_acc']:.4f} "
+                      f"({sum(row['epoch_s']) / 60:.1f} min of training)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
