@@ -4,7 +4,7 @@ Not a test: it trains for real.  ``--recipe`` (default ``chapter``: SGD lr 0.05,
 Xavier, hours on a CPU; ``quick``: minutes on a CPU) fills the options not given; a run that changes any of the
 recipe's settings or limits the data is labelled ``reduced``.
 
-    python benchmarks/accuracy.py --backend all --recipe quick --seed 0   # the CPU evidence (README, Accuracy)
+    python benchmarks/accuracy.py --backend all --recipe quick --seed 0   # the CPU evidence (docs/results.md)
     python benchmarks/accuracy.py --backend all                           # the chapter's recipe (on a GPU)
     python benchmarks/plot_accuracy.py                                    # the overlay PNG of the quick rows
 
