@@ -15,7 +15,7 @@ from common.util.files import why
 from common.util.machine import thread_defaults
 
 # subcommand -> its module in common.cli
-COMMANDS = ["summary", "train", "evaluate", "parity", "convert", "resources", "compare", "bench"]
+COMMANDS = ["summary", "train", "evaluate", "predict", "parity", "convert", "resources", "compare", "bench"]
 
 
 def version() -> str:

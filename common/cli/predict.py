@@ -1,0 +1,59 @@
+"""``nin predict IMAGE...``: the top classes of a learner's own images (PNG or JPEG, any size, colour or grey,
+light or dark background), preprocessed as the trained weights' metadata says."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from common.arch import pretrained
+from common.cli import options as O
+from common.engine import registry, runs, training
+from common.tools.images import read_garment
+
+
+def add_parser(sub) -> None:
+    p = O.subcommand(sub, "predict", "the top classes of your own images of garments (PNG or JPEG)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
+    p.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT",
+                   help="a run or checkpoint instead of the trained weights")
+    p.add_argument("--weights", default="quick", metavar="NAME",
+                   help="the trained weights shipped with nin (default: quick)")
+    O.backend(p, default=registry.BACKENDS[0], help="backend(s) to predict with")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image, 1 to 10 (default: 3)")
+    O.device(p)
+    O.json_output(p)
+    p.set_defaults(run=run, checkpoint=None)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def run(args) -> int:
+    if not 1 <= args.top <= 10:
+        raise ValueError(f"expected --top to be 1 to 10, got {args.top}")
+    images = np.stack([read_garment(path) for path in args.images])  # every file checked before any model
+    if args.checkpoint_option is None:
+        pretrained.check_name(args.weights)
+    from common.engine.data import CLASS_NAMES
+
+    for name in args.backend:
+        if args.checkpoint_option is None:
+            mod = registry.load(name)
+            model = mod.NiN(weights=args.weights)
+        else:
+            mod, model, _ = runs.load_checkpoint(args.checkpoint_option, name)
+        trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device, "fp32")
+        probs = probabilities(np.asarray(trainer.predict_step(images, model.image_size)))
+        for path, p in zip(args.images, probs):
+            top = np.argsort(-p, kind="stable")[:args.top]
+            if args.json:
+                print(json.dumps(dict(image=path, backend=mod.BACKEND,
+                                      top=[dict(cls=CLASS_NAMES[i], p=float(p[i])) for i in top])))
+            else:
+                print(f"{path} ({registry.framework(mod.BACKEND)}): "
+                      + ", ".join(f"{CLASS_NAMES[i]} {p[i]:.3f}" for i in top))
+    return 0
