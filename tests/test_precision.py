@@ -7,12 +7,17 @@ What bf16 is held to, and why (``precision.py``: bfloat16 compute, float32 maste
   (relative rounding 2**-9 = 0.2%); the logits go through 12 convolutions, so a few tenths of a percent
   up to a few percent (measured: 0.07%), far from 5%, which a wrong cast (a float16 overflow, a
   dropped layer, an integer) would exceed.
-- Training: from the same weights and dropout seeds, the loss decrease over ``STEPS`` SGD steps in bf16 is
-  within 50% of fp32's.  The first-order decrease of a step is ``lr * g_bf16 . g_fp32``; where
-  ``|g_bf16 - g_fp32| <= r |g_fp32|`` it lies within ``(1 +- r)`` of fp32's.  At these weights r is at most
-  0.31 in every layer, the same in PyTorch and TensorFlow (ReLU masks and max-pool choices that bf16 rounding
-  flips), so 0.5 leaves room for the steps' second-order terms; a bf16 path that does not learn, or learns
-  from the wrong gradient, falls outside.
+- One step: from the same weights and dropout masks, the bf16 SGD update (``lr * g_bf16``) is held against
+  fp32's (``lr * g_fp32``), element by element through the norm of the difference: over the whole model within
+  half of the fp32 update's norm, and in every layer within three quarters of it.  Measured on a 4-image batch
+  at kaiming init: 0.12 (PyTorch), 0.20 (TensorFlow), 0.17 (JAX) over the model, at most 0.24, 0.42 and 0.39 in a
+  layer (the first block's, where the backward pass has crossed every layer's ReLU masks and max-pool choices
+  that bf16 rounding flips).  A bf16 path that learns from the wrong gradient (one dropped, zero, random or of
+  the wrong sign in some layer) is at 1 or beyond in that layer.
+- Training: over ``STEPS`` steps both precisions stay finite and lower the loss.  Their trajectories are not
+  held to each other: at this learning rate on four images a step can raise the loss by a fifth, so small
+  differences grow (measured in TensorFlow: fp32 from 8.76 to 4.65, bf16 to 6.93), and a ratio of the two
+  decreases measures that chaos, not bf16.
 """
 import numpy as np
 import pytest
@@ -74,6 +79,34 @@ def test_some_backend_follows_the_cpu_flags(all_backends, monkeypatch):
     assert any(trainer(b, "auto").precision == "bf16" for b in all_backends)
 
 
+def relative_differences(backend, images, labels):
+    """|update_bf16 - update_fp32| / |update_fp32| (L2 norms) of one SGD step from the same weights and dropout
+    seeds: over the whole model, and per layer."""
+    updates = {}
+    for precision in ("fp32", "bf16"):
+        t = trainer(backend, precision)
+        before = backend.export_weights(t.model)
+        t.reseed(1)
+        t.train_step(images, labels, SIZE)
+        updates[precision] = {k: v - before[k] for k, v in backend.export_weights(t.model).items()}
+    fp32, bf16 = updates["fp32"], updates["bf16"]
+    per_layer = {k: float(np.linalg.norm(bf16[k] - fp32[k]) / np.linalg.norm(fp32[k])) for k in fp32
+                 if np.linalg.norm(fp32[k]) > 0}
+    whole = np.linalg.norm(np.concatenate([(bf16[k] - fp32[k]).ravel() for k in fp32])) / \
+        np.linalg.norm(np.concatenate([fp32[k].ravel() for k in fp32]))
+    return float(whole), per_layer
+
+
+def test_bf16_step_follows_the_fp32_gradient(backend):
+    if not offers_bf16(backend):
+        return  # offers_bf16 checked the refusal's message
+    images, labels = batch()
+    whole, per_layer = relative_differences(backend, images, labels)
+    assert whole <= 0.5, f"the bf16 update differs from fp32's by {whole:.2f} of its norm"
+    worst = max(per_layer, key=per_layer.get)
+    assert per_layer[worst] <= 0.75, f"{worst}: the bf16 update differs from fp32's by {per_layer[worst]:.2f}"
+
+
 def test_bf16_training_and_evaluation_agree_with_fp32(backend):
     if not offers_bf16(backend):
         return  # offers_bf16 checked the refusal's message
@@ -91,7 +124,6 @@ def test_bf16_training_and_evaluation_agree_with_fp32(backend):
     backend.import_weights(judge.model, backend.export_weights(bf16.model))
     end32, end16 = fp32.eval_step(images, labels, SIZE)[0], judge.eval_step(images, labels, SIZE)[0]
     assert start32 - end32 > 0.1 * start32, (start32, end32)  # fp32 learned: the comparison means something
-    ratio = (start32 - end16) / (start32 - end32)
-    assert 0.5 <= ratio <= 1.5, f"bf16 lowered the loss {ratio:.2f} times as much as fp32 ({start32}, {end32}, {end16})"
+    assert start32 - end16 > 0.1 * start32, f"bf16 did not learn: the loss went from {start32} to {end16}"
     # and bf16's own evaluation of its weights agrees with fp32's
     assert abs(bf16.eval_step(images, labels, SIZE)[0] - end16) <= 0.05 * end16

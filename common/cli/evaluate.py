@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     O.image_size(p, default=None, help="images are resized to this (default: the size the model was trained at)")
     O.limits(p, train_too=False)
     O.device(p)
-    O.precision(p, default="fp32")
+    O.precision(p, default=None, help_default="the precision setting the run trained with, so that its validation "
+                                              "figures come back; fp32 for --weights")
     O.data_dir(p)
     p.add_argument("--out", metavar="DIR",
                    help="also write DIR/confusion.png, DIR/predictions.png (test images, true and predicted labels), "
@@ -52,7 +53,8 @@ def evaluate_one(args, path, backend, out=None, weights=None) -> None:
         model = mod.NiN(weights=weights)
         image_size, path = model.image_size, f"trained weights {weights!r}"
     image_size = args.image_size or image_size
-    trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device, args.precision)
+    precision = args.precision or (runs.trained_precision(path) if weights is None else None) or "fp32"
+    trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device, precision)
     progress = O.show_progress(args)
     split = data.load("test", args.data_dir, args.limit_val, progress=progress)
     predictions = [] if out else None

@@ -102,10 +102,11 @@ def device(p, default: Optional[str] = "auto") -> None:
                    help="auto (the GPU when the framework sees one, else the CPU), cpu or gpu")
 
 
-def precision(p, default: Optional[str] = "auto") -> None:
+def precision(p, default: Optional[str] = "auto", help_default: Optional[str] = None) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=default,
                    help="fp32, bf16 (bfloat16 compute, float32 master weights) or auto (bf16 where the device "
-                        "computes it natively: a recent GPU, a CPU with AVX512-BF16/AMX; else fp32)")
+                        "computes it natively: a recent GPU, a CPU with AVX512-BF16/AMX; else fp32)"
+                        + (f"; default: {help_default}" if help_default else ""))
 
 
 def seed(p, default: Optional[int] = 0, help: str = "seed of the weights, shuffling and dropout") -> None:

@@ -172,6 +172,15 @@ def read_npz_checkpoint(path: str):
     return weights, config.kwargs, written_by if written_by in registry.BACKENDS else None
 
 
+def trained_precision(path) -> Optional[str]:
+    """The precision setting a run folder trained with (``auto`` resolves as it did on the same machine), or
+    None for a weights file, which records none."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return None
+    return read_state(find_checkpoint(path))["settings"].get("precision")
+
+
 def load_checkpoint(path, backend: Optional[str] = None):
     """(backend module, model, image size) from a native file, a canonical ``.npz``, or a run/checkpoint folder.
 
