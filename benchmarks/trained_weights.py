@@ -26,19 +26,12 @@ sys.path.insert(0, ROOT)
 
 from common.arch import pretrained  # noqa: E402
 from common.engine import data, runs, training  # noqa: E402
+from common.tools.images import PREPROCESSING  # noqa: E402
 from common.util.machine import cpu_flags, describe, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "weights.jsonl")
 STORAGE = ("float32", "float16", "bfloat16")
 # what a raw image goes through before the network sees it (nin predict does this)
-PREPROCESSING = {
-    "form": "Fashion-MNIST's: 28x28 greyscale uint8, a light garment on a black background, filling the frame",
-    "read": "EXIF orientation applied; transparent pixels composited onto white; converted to greyscale",
-    "invert": "when the image's border is lighter than mid-grey (a garment photographed on a light background)",
-    "crop": "to the garment's bounding box, padded to a square with the background",
-    "resize": "to 28x28 with Lanczos",
-    "scale": "x / 255, then bilinear (half-pixel centres) from 28x28 to image_size, as in training",
-}
 ACC_BOUND = 0.01  # accuracy a storage precision may lose and still be shipped (with every prediction unchanged)
 
 

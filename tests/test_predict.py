@@ -69,3 +69,10 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+
+
+def test_the_weights_state_the_preprocessing_predict_applies():
+    from common.arch import pretrained
+    from common.tools.images import PREPROCESSING
+    for name in pretrained.names():
+        assert pretrained.metadata(name)["preprocessing"] == PREPROCESSING, name

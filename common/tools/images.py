@@ -8,6 +8,16 @@ import numpy as np
 
 SIDE = 28
 THRESHOLD = 24  # grey levels a pixel must differ from the background by to count as the garment
+# what read_garment does, in words: the trained weights' metadata carries it (``preprocessing``)
+PREPROCESSING = {
+    "form": "Fashion-MNIST's: 28x28 greyscale uint8, a light garment on a black background, filling the frame",
+    "read": "EXIF orientation applied; transparent pixels composited onto white; converted to greyscale",
+    "invert": "when the image's border is lighter than mid-grey (a garment photographed on a light background)",
+    "crop": f"to the pixels that differ from the border's median by more than {THRESHOLD} grey levels; the "
+            "background taken to black; padded to a square with black",
+    "resize": "to 28x28 with Lanczos",
+    "scale": "x / 255, then bilinear (half-pixel centres) from 28x28 to image_size, as in training",
+}
 
 
 def read_garment(path) -> np.ndarray:
