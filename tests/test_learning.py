@@ -28,11 +28,37 @@ LEARNED_ACC = 0.25   # the best test accuracy over the epochs must reach this (c
 
 def test_recipes_are_data_and_checked():
     assert recipes.check_recipe("quick") == recipes.RECIPES["quick"]
-    assert set(recipes.RECIPES["quick"]) == set(recipes.RECIPE_KEYS) == set(recipes.RECIPES["chapter"])
-    with pytest.raises(ValueError, match="expected recipe to be one of chapter, quick, got 'fast'"):
+    for name in recipes.RECIPES:
+        assert set(recipes.RECIPES[name]) == set(recipes.RECIPE_KEYS), name
+    with pytest.raises(ValueError, match="expected recipe to be one of chapter, quick, quick-b32, got 'fast'"):
         recipes.check_recipe("fast")
     # a value given wins over the recipe's; None means "the recipe's"
     assert recipes.resolve("quick", lr=0.01, epochs=None) == dict(recipes.RECIPES["quick"], lr=0.01)
+
+
+@pytest.mark.parametrize("gpu,flags,expected", [(True, set(), "chapter"), (False, {"avx2", "avx512_bf16"}, "quick"),
+                                                 (False, {"amx_bf16"}, "quick"), (False, {"avx2", "fma"}, "quick-b32")])
+def test_the_recipe_make_train_picks_follows_the_machine(monkeypatch, gpu, flags, expected):
+    from common.util import machine
+
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
+    assert recipes.for_this_machine(gpu) == expected
+
+
+def test_make_train_runs_the_recipe_chosen_for_this_machine():
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if shutil.which("make") is None:
+        pytest.fail("make is expected (the README's set-up runs it)")
+    gpu = subprocess.run("nvidia-smi -L 2>/dev/null | grep -q '^GPU'", shell=True).returncode == 0
+    out = subprocess.run(["make", "-n", "train", f"PYTHON={sys.executable}", "BIN=/bin"], cwd=root,
+                         capture_output=True, text=True, timeout=60).stdout
+    chosen = recipes.for_this_machine(gpu)
+    assert f"--recipe {chosen} " in out, out
 
 
 def test_learning_rate_schedules():
