@@ -36,9 +36,11 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 sys.path.insert(0, HERE)
 
+from common.arch import costs, variants  # noqa: E402
 from common.engine import registry  # noqa: E402
 from common.engine.precision import DEVICES  # noqa: E402
-from common.util.machine import describe, git_commit, load_average, peak_rss_mb, thread_defaults  # noqa: E402
+from common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak, peak_rss_mb,  # noqa: E402
+                                 thread_defaults)
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
 TARGETS = {"default_ratio": 2.5, "fp32_ratio": 1.3, "pipeline_over_training": 5.0, "peak_rss_mb_below": 4096}
@@ -154,6 +156,14 @@ def measure(backend: str, args) -> dict:
                            pipeline_images_per_s=round(pipeline, 1),
                            pipeline_over_training=round(pipeline / rates[name], 1))
     paths.setdefault("fp32", paths["default"])
+    # the arithmetic: a training image costs 3x the forward multiply-adds (forward, input and weight gradients),
+    # 2 FLOP each; achieved GFLOP/s = images/s x that, against the cores' nominal fp32 peak (fp32 path only)
+    gflop = training_gflop(args.image_size)
+    peak_fp32 = nominal_fp32_peak()
+    for name, path in paths.items():
+        path["achieved_gflops"] = round(path["train_images_per_s"] * gflop, 1)
+    if peak_fp32:
+        paths["fp32"]["fraction_of_fp32_peak"] = round(paths["fp32"]["achieved_gflops"] / peak_fp32["gflops"], 3)
     met = {"default_ratio": paths["default"]["ratio"] >= TARGETS["default_ratio"],
            "fp32_ratio": paths["fp32"]["ratio"] >= TARGETS["fp32_ratio"],
            "pipeline_over_training": min(p["pipeline_over_training"] for p in paths.values())
@@ -168,7 +178,15 @@ def measure(backend: str, args) -> dict:
                       pipeline_images_per_s=round(base["pipeline_images_per_s"]["baseline"], 1),
                       peak_rss_mb=round(peak["baseline"], 1), machine=base["machine"]),
         default=paths["default"], fp32=paths["fp32"], project_peak_rss_mb=round(peak["project"], 1),
+        gflop_per_training_image=round(gflop, 4), nominal_fp32_peak=peak_fp32,
+        baseline_achieved_gflops=round(rates["baseline"] * gflop, 1),
         load_avg_during=load, targets=TARGETS, targets_met=met, commit=git_commit(ROOT), machine=proj["machine"])
+
+
+def training_gflop(image_size: int) -> float:
+    """GFLOP of one training image of the chapter's network: 3 x forward multiply-adds x 2 FLOP."""
+    macs = costs.resources(variants.build_spec("chapter"), image_size).totals["macs"]
+    return 3 * 2 * macs / 1e9
 
 
 def summary(row: dict) -> str:
@@ -179,6 +197,10 @@ def summary(row: dict) -> str:
              f"{d['ratio_median_of_rounds']:.2f}x)"]
     if f is not d and f["precision"] != d["precision"]:
         lines.append(f"    fp32 {f['train_images_per_s']:.1f} img/s = {f['ratio']:.2f}x")
+    peak = row.get("nominal_fp32_peak")
+    lines.append(f"    fp32 {f['achieved_gflops']:.1f} GFLOP/s ({row['gflop_per_training_image']:.3f} GFLOP a training "
+                 f"image)" + (f" = {f['fraction_of_fp32_peak']:.0%} of the nominal fp32 peak, {peak['gflops']:.0f} "
+                              f"GFLOP/s: {peak['formula']}" if peak else "; the CPU's nominal peak is unknown"))
     lines.append(f"    input pipeline {d['pipeline_images_per_s']:.0f} img/s = {d['pipeline_over_training']:.0f}x "
                  f"training (chapter's: {b['pipeline_images_per_s']:.0f} img/s); peak resident memory "
                  f"{row['project_peak_rss_mb']:.0f} MiB; load {row['load_avg_during'][0]} -> "

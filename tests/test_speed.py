@@ -123,6 +123,17 @@ def test_nin_bench_bad_arguments(backend, option, value, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags,mhz,expected", [({"avx2", "fma"}, 2450.0, 2 * 2 * 8 * 2 * 2.45),
+                                               ({"avx2", "fma", "avx512f"}, 2000.0, 2 * 2 * 16 * 2 * 2.0),
+                                               ({"sse2"}, 2000.0, None), ({"avx2", "fma"}, None, None)])
+def test_nominal_fp32_peak(monkeypatch, flags, mhz, expected):
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(machine, "cpu_mhz", lambda: mhz)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    peak = machine.nominal_fp32_peak()
+    assert (peak and peak["gflops"]) == (expected and pytest.approx(expected, abs=0.1))
+
+
 def test_thread_defaults_leave_a_user_setting_alone(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert machine.thread_defaults() == {}
@@ -204,3 +215,11 @@ def test_speed_benchmark_alternates_and_reports_every_target(backend, monkeypatc
     # each side ran in its own process: only the project's made the library's allocator setting
     assert row["machine"]["keep_freed_memory"] == machine.keep_freed_memory()
     assert row["baseline"]["machine"]["keep_freed_memory"] is False
+    # the arithmetic: images/s x GFLOP a training image, against the nominal fp32 peak where it is known
+    assert row["gflop_per_training_image"] == pytest.approx(3 * 2 * 53.9e6 / 1e9, rel=0.01)  # 67 px: 53.9 M MACs
+    assert row["fp32"]["achieved_gflops"] == pytest.approx(row["fp32"]["train_images_per_s"]
+                                                           * row["gflop_per_training_image"], rel=1e-2, abs=0.1)
+    if row["nominal_fp32_peak"]:
+        assert row["fp32"]["fraction_of_fp32_peak"] == pytest.approx(
+            row["fp32"]["achieved_gflops"] / row["nominal_fp32_peak"]["gflops"], rel=1e-2, abs=1e-3)
+    assert "GFLOP/s" in speed.summary(row)

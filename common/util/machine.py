@@ -134,6 +134,28 @@ def load_average() -> Optional[list]:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def cpu_mhz() -> Optional[float]:
+    """The clock /proc/cpuinfo reports for the first core (a VM's nominal figure; None where it says none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def nominal_fp32_peak() -> Optional[dict]:
+    """The cores' nominal float32 peak: cores x 2 FMA units x lanes (16 with AVX-512, 8 with AVX2) x 2 FLOP x the
+    clock /proc/cpuinfo reports; with what it assumed.  Two FMA units per core is the assumption (Zen 3-4, Intel
+    server cores); None where the clock or vector width is unknown."""
+    flags, mhz, cores = cpu_flags(), cpu_mhz(), os.cpu_count()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else None
+    if not (mhz and lanes and cores):
+        return None
+    gflops = cores * 2 * lanes * 2 * mhz / 1000
+    return dict(gflops=round(gflops, 1), formula=f"{cores} cores x 2 FMA units x {lanes} fp32 lanes x 2 FLOP x "
+                                                 f"{mhz / 1000:.2f} GHz (/proc/cpuinfo)")
+
+
 def describe() -> dict:
     """The machine, for results files: host, system, CPU, core count, load average, thread settings."""
     return dict(host=platform.node(), system=platform.platform(), python=platform.python_version(), cpu=cpu_name(),
