@@ -56,6 +56,17 @@ positive_float = _parsed(float, lambda v: check_positive("value", v), "a positiv
 non_negative_float = _parsed(float, lambda v: check_non_negative("value", v), "a non-negative finite number")
 
 
+def seed_list(text: str) -> List[int]:
+    """``0,1,2``: distinct non-negative integers."""
+    try:
+        seeds = [check_int("value", int(part), least=0) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of non-negative integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+    return seeds
+
+
 def backend_list(text: str) -> List[str]:
     try:
         return registry.parse_list(text)
@@ -111,6 +122,10 @@ def precision(p, default: Optional[str] = "auto", help_default: Optional[str] = 
 
 def seed(p, default: Optional[int] = 0, help: str = "seed of the weights, shuffling and dropout") -> None:
     p.add_argument("--seed", type=non_negative_int, default=default, help=help)
+
+
+def seeds(p, help: str = "comma list of seeds, each trained as its own run") -> None:
+    p.add_argument("--seeds", type=seed_list, metavar="SEED[,SEED...]", help=help)
 
 
 def init(p, default: Optional[str] = "xavier") -> None:
