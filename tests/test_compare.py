@@ -176,3 +176,26 @@ def test_compare_refuses_a_busy_machine_before_training(monkeypatch, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at most 2 before chapter / torch / seed 0, got 5.00" in err
     assert not (tmp_path / "x" / "runs").exists()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_compare_continues_an_interrupted_run(fashion_mnist, tmp_path, quiet, capsys):
+    torch = pytest.importorskip("nin_torch")
+    out = tmp_path / "cmp"
+
+    def stop(row):
+        raise Interrupted(row["epoch"])
+
+    with pytest.raises(Interrupted):  # stopped after epoch 1 of 2, its checkpoint written
+        torch.fit(recipe="quick", variant="chapter", epochs=2, limit_train=32, limit_val=16, image_size=67,
+                  batch_size=16, seed=0, out=str(out / "runs" / "chapter-torch"), progress=False, on_epoch=stop)
+    before = metrics(out / "runs" / "chapter-torch")
+    assert [r["epoch"] for r in before] == [1]
+    assert cli.main(["compare", "--backend", "torch", "--variants", "chapter", "--epochs", "2", *TINY,
+                     "--out", str(out)]) == 0
+    assert "continuing from epoch 1" in capsys.readouterr().out
+    rows = metrics(out / "runs" / "chapter-torch")
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0] == before[0]
