@@ -77,7 +77,8 @@ def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
 
 def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
     """MXNet's launcher on this machine (``--launcher local``): the scheduler at 127.0.0.1:port, one server, the
-    workers; each runs ``worker_argv`` through bash (launch.py joins the words), so each word is quoted."""
+    workers; each runs ``worker_argv`` through bash (launch.py joins the words), so each word is quoted.  Every
+    process gets ``threads`` OpenMP threads (MXNet's operators; the launcher passes its environment on)."""
     if port is None:
         port = D.free_port()
     else:
@@ -85,7 +86,7 @@ def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Option
     interpreter = worker_argv[0]
     return [Process([interpreter, "-m", "nin_mxnet.launcher", "--port", str(port), "-n", str(workers),
                      "-s", str(SERVERS_LOCAL), "--launcher", "local", *[shlex.quote(w) for w in worker_argv]],
-                    name="launcher")]
+                    {"OMP_NUM_THREADS": str(threads)}, name="launcher")]
 
 
 class Group:

@@ -16,6 +16,7 @@ arguments) puts the scheduler on port P instead of the first free port from 9091
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import sys
 import threading
@@ -55,12 +56,36 @@ def _on_loopback(port: Optional[int]) -> None:
         tracker.PSTracker.__init__ = on_port
 
 
+def _quiet_failures() -> None:
+    """A process that ends badly raises, in the launcher's thread that started it, a RuntimeError whose message
+    holds the whole environment: one line instead (none under ``nin train --workers``, which names the lost
+    worker itself).  The others keep waiting for it (ps-lite has no timeout): stop the launcher."""
+    default = threading.excepthook
+
+    def hook(args):
+        text = str(args.exc_value)
+        if not (isinstance(args.exc_value, RuntimeError) and text.startswith("Get nonzero return code")):
+            return default(args)
+        if os.environ.get("NIN_LAUNCHED"):
+            return None
+        found = {k: re.search(p, text) for k, p in (("code", r"return code=(-?\d+)"),
+                                                    ("role", r"'DMLC_ROLE': '(\w+)'"),
+                                                    ("task", r"'DMLC_TASK_ID': '(\d+)'"))}
+        code, role, task = (m.group(1) if m else "?" for m in found.values())
+        sys.stderr.write(f"nin_mxnet.launcher: the {role} of task {task} ended with exit status {code}; the "
+                         f"others wait for it: stop the launcher (Ctrl-C)\n")
+        return None
+
+    threading.excepthook = hook
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     port = None
     if argv[:1] == ["--port"] and len(argv) > 1:
         port, argv = int(argv[1]), argv[2:]
     _restore_is_alive()
+    _quiet_failures()
     if _local(argv):
         _on_loopback(port)
     sys.argv = ["mxnet/tools/launch.py", *argv]
