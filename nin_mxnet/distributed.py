@@ -1,45 +1,222 @@
-"""Data-parallel NiN in MXNet: not available in this release; every entry point says so in one line.
+"""Data-parallel NiN in MXNet: the ``dist_sync`` kvstore (ps-lite), started by MXNet's own launcher.
 
-The engine would be MXNet's ``dist_sync`` kvstore (ps-lite: a scheduler, servers and workers, started by
-``mxnet/tools/launch.py``).  Two defects of MXNet 1.9.1, the last release, stand in the way and are not solved
-here yet: its launcher (``dmlc_tracker``) stops on Python 3.9 and later (``Thread.isAlive`` was removed), and its
-parameter server leaves a flag (``multi_precision_``) uninitialised, so that what the servers send back can be
-garbage (measured: weights 1e18 apart after a resumed two-worker run) or float64 rounded to float32.  Training
-with MXNet in one process is unaffected.
+How the idiom reads (MXNet's distributed training guide): ``mxnet/tools/launch.py -n N`` starts a scheduler, the
+parameter servers (``-s``, N by default) and N workers, all running the same command; the roles and the
+scheduler's address come in ``DMLC_*`` variables, and a process started as a server or the scheduler becomes
+one when it imports mxnet.  Each worker creates ``mx.kv.create("dist_sync")`` (the scheduler assigns its rank)
+and hands it to ``gluon.Trainer``; every step pushes each gradient to the servers, which sum the N workers'
+pushes, and pulls the sum back (``update_on_kvstore=False``: the servers only sum; each worker applies the same
+SGD update to its own copy of the weights, which the Trainer's first step broadcast from worker 0).  Each
+worker's loss is its slice's summed cross-entropy over the global batch, so the sum is the gradient of the
+global mean.  The metrics are summed through the kvstore too (a key of their own).
+
+On Python 3.9 and later the launcher is run through ``nin_mxnet.launcher`` (a workaround of a defect of its
+``dmlc_tracker``, described there); the servers are started with a zeroed heap (``common.util.runtime``, fix 3:
+MXNet 1.9.1's server leaves a flag uninitialised that can make it round float64 to float32), and
+``Group`` checks every server with a float64 sum before training.
+
+Faults: ps-lite has no timeouts; a worker whose peer is gone waits.  ``nin train --workers`` watches every
+worker and stops them all; joining is bounded by ``NIN_DIST_TIMEOUT`` here.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import os
+import shlex
+import sys
+import threading
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
 
 from common.engine import distributed as D
+from common.engine.launch import Process
 
-ENGINE = "MXNet kvstore dist_sync (ps-lite): not available in this release"
-LAUNCHER = "mxnet/tools/launch.py (not usable with MXNet 1.9.1 on Python >= 3.9)"
-AVAILABLE = False
-WHY = ("expected a backend with data-parallel training (torch, tf or jax), got mxnet: MXNet 1.9.1's launcher "
-       "fails on Python >= 3.9 and its parameter server returns uninitialised values; train MXNet with one worker")
+ENGINE = "MXNet kvstore dist_sync (ps-lite over TCP)"
+LAUNCHER = "python -m nin_mxnet.launcher -n N --launcher local (mxnet/tools/launch.py)"
+TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"
+SERVERS_LOCAL = 1  # parameter servers of a local launch (the gradients of 2 M parameters need no more)
+# kvstore keys of our own, beside the Trainer's (0 .. parameters - 1): the metrics' sums, and the float64 check
+METRICS_KEY = 1 << 20
+PROBE_KEY = 1 << 21
+PROBE = 1.0 + 2.0 ** -40  # a float64 that float32 cannot hold
+_joined: List[D.World] = []  # this process's World once the scheduler gave it a rank
+
+
+def timeout_s() -> float:
+    return float(os.environ.get(TIMEOUT_VARIABLE) or D.DEFAULT_TIMEOUT_S)
 
 
 def environment_world() -> Optional[D.World]:
-    """None: no MXNet launcher variables are read (a process started as an MXNet worker is refused in ``join``)."""
-    import os
+    """The worker MXNet's launcher made this process (``DMLC_ROLE=worker``), or None.  Its rank is the one the
+    scheduler assigned once it has joined (0 until then: ps-lite gives ranks in ``join``)."""
+    role = os.environ.get("DMLC_ROLE")
+    if not role:
+        return None
+    if role != "worker":  # a server or the scheduler: importing mxnet runs it, and ends the process
+        from . import runtime  # noqa: F401
+        raise ValueError(f"expected DMLC_ROLE=worker, server or scheduler, got {role!r}")
+    if _joined:
+        return _joined[0]
+    size = D.optional_int(os.environ.get("DMLC_NUM_WORKER"))
+    if size is None:
+        raise ValueError("expected DMLC_NUM_WORKER with DMLC_ROLE=worker (MXNet's launcher sets both)")
+    return D.World(size=size, rank=0, engine=ENGINE, coordinator=_scheduler())
 
-    if os.environ.get("DMLC_ROLE"):
-        raise ValueError(WHY)
-    return None
+
+def _scheduler() -> str:
+    return f"{os.environ.get('DMLC_PS_ROOT_URI', '')}:{os.environ.get('DMLC_PS_ROOT_PORT', '')}"
 
 
 def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
-    raise ValueError(WHY)
+    """The variables MXNet's local launcher gives a worker of ``workers`` whose scheduler listens at
+    127.0.0.1:port (``rank`` is not among them: the scheduler assigns it)."""
+    return {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": str(port),
+            "DMLC_NUM_WORKER": str(workers), "DMLC_NUM_SERVER": str(SERVERS_LOCAL), "DMLC_NODE_HOST": "127.0.0.1"}
 
 
-def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> list:
-    raise ValueError(WHY)
+def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
+    """MXNet's launcher on this machine (``--launcher local``): the scheduler at 127.0.0.1:port, one server, the
+    workers; each runs ``worker_argv`` through bash (launch.py joins the words), so each word is quoted.  Every
+    process gets ``threads`` OpenMP threads (MXNet's operators; the launcher passes its environment on)."""
+    if port is None:
+        port = D.free_port()
+    else:
+        D.check_port_free(port)
+    interpreter = worker_argv[0]
+    return [Process([interpreter, "-m", "nin_mxnet.launcher", "--port", str(port), "-n", str(workers),
+                     "-s", str(SERVERS_LOCAL), "--launcher", "local", *[shlex.quote(w) for w in worker_argv]],
+                    {"OMP_NUM_THREADS": str(threads)}, name="launcher")]
 
 
-def join(world: D.World):
-    raise ValueError(WHY)
+class Group:
+    """This worker in the kvstore (``common.engine.distributed.Group``): the engine's sums, barrier and exit."""
+
+    def __init__(self, world: D.World):
+        host, port = D.parse_address(world.coordinator, "DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT")
+        D.wait_reachable(host, port, timeout_s(), "the MXNet scheduler (DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT)")
+        from .runtime import mx
+
+        self.mx = mx
+        self.errors = (mx.base.MXNetError,)
+        self._keys = set()
+        self.ended_well = False
+        # ps-lite waits for every node without a timeout: bound the meeting (a worker that never comes)
+        watchdog = threading.Timer(timeout_s(), _give_up, args=(world,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self.kv = mx.kv.create("dist_sync")
+            self.world = D.World(size=self.kv.num_workers, rank=self.kv.rank, engine=ENGINE,
+                                 coordinator=world.coordinator)
+            self._check_float64()
+        finally:
+            watchdog.cancel()
+        _joined[:] = [self.world]
+
+    def _check_float64(self) -> None:
+        """Every server sums float64 as float64 (MXNet 1.9.1's servers may not: ``common.util.runtime``, fix 3)."""
+        servers = int(os.environ.get("DMLC_NUM_SERVER") or 1)
+        keys, k = {}, PROBE_KEY
+        while len(keys) < servers:  # a small value's key lives on server (key * 9973) % servers (kvstore_dist.h)
+            keys.setdefault((k * 9973) % servers, k)
+            k += 1
+        got = []
+        for key in keys.values():
+            got.append(self._sum(key, np.array([PROBE]))[0])
+        expected = PROBE * self.world.size
+        if any(g != expected for g in got):
+            raise ValueError(f"expected MXNet's parameter servers to sum float64 exactly, got {got[0]!r} for "
+                             f"{expected!r} (rounded to float32): MXNet 1.9.1's server leaves multi_precision_ "
+                             f"uninitialised; start the servers with GLIBC_TUNABLES={_tunables()} (nin does, "
+                             f"see common/util/runtime.py)")
+
+    def _sum(self, key: int, values: np.ndarray) -> np.ndarray:
+        mx = self.mx
+        if key not in self._keys:  # init is collective (rank 0's value, a barrier): every worker in the same order
+            self.kv.init(key, mx.nd.zeros(values.shape, dtype="float64"))
+            self._keys.add(key)
+        out = mx.nd.zeros(values.shape, dtype="float64")
+        self.kv.pushpull(key, mx.nd.array(values, dtype="float64"), out=out)
+        return out.asnumpy().astype(np.float64)
+
+    def all_sum(self, values: Sequence[float]) -> np.ndarray:
+        self.ended_well = False
+        values = np.asarray(values, np.float64).ravel()
+        return self._sum(METRICS_KEY + len(values), values)
+
+    def barrier(self) -> None:
+        self.kv._barrier()
+        self.ended_well = True
+
+    def scope(self):
+        return nullcontext()
+
+    def leave(self) -> None:
+        """Free the kvstore now (a Trainer may still hold it): after a barrier, worker 0 stops the servers and
+        every node leaves ps-lite; else (an error on this worker) without waiting for the others."""
+        kv = getattr(self, "kv", None)
+        if kv is None or kv.handle is None:
+            return
+        from mxnet.base import _LIB, check_call
+        import ctypes
+
+        if not self.ended_well:
+            check_call(_LIB.MXKVStoreSetBarrierBeforeExit(kv.handle, ctypes.c_int(0)))
+        handle, kv.handle = kv.handle, None
+        check_call(_LIB.MXKVStoreFree(handle))
 
 
-def sgd_steps(group, model, batches, lr: float):
-    raise ValueError(WHY)
+def _tunables() -> str:
+    from common.util.runtime import SERVER_HEAP_TUNABLES
+
+    return SERVER_HEAP_TUNABLES
+
+
+def _give_up(world: D.World) -> None:
+    """Called by the joining watchdog: the workers did not all meet in time; one line, exit 2 (ps-lite would wait
+    forever, in C++, where no exception reaches)."""
+    sys.stderr.write(f"nin: error: expected {world.size} MXNet workers, one server and the scheduler to meet "
+                     f"at {world.coordinator}, got no meeting in {timeout_s():g} s ({TIMEOUT_VARIABLE})\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
+def join(world: D.World) -> Group:
+    return Group(world)
+
+
+def broadcast_weights(trainer) -> None:
+    """Worker 0's weights on every worker, through the kvstore, before the first step: what ``gluon.Trainer``
+    does in its first ``step``, here waited for.
+
+    WORKAROUND for a race in MXNet 1.9.1's Gluon Trainer with a dist kvstore and ``update_on_kvstore=False``:
+    its first ``step`` pulls every weight from the servers (the broadcast), then pushes and pulls every
+    gradient, all asynchronous.  The gradient's push-pull touches only the gradient array, so the engine does not
+    order it after the pull into the weight array; when the gradients of both workers reach the server before
+    a worker's pull of the weights, the server (which only sums: its value is the last sum) sends that worker
+    the summed gradients as its weights.  Measured, 2 workers, lr 0: in 2 runs of 5 the second step's summed
+    gradients were 0.5 and 193 relative off the exact sum; 0 in 6 of 6 with this.  Initialising the keys here
+    and waiting for the weights orders the two."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    for param in trainer._params:
+        for data in param.list_data():
+            data.wait_to_read()
+
+
+def sgd_steps(group: Group, model, batches, lr: float):
+    """Plain SGD through the kvstore on this worker's slices, dropout off, at the model's dtype."""
+    from mxnet import gluon
+
+    from . import parity
+
+    trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=group.kv,
+                            update_on_kvstore=False)
+    broadcast_weights(trainer)
+    for x, y, global_batch in batches:
+        parity._backward(model, x, y, total=global_batch)
+        trainer.step(1)  # the servers sum the workers' gradients of (summed loss / global batch)
+    return parity.parameters(model)

@@ -1,7 +1,7 @@
 """MXNet's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -52,8 +52,9 @@ def layer_outputs(model: NiN, x) -> List[np.ndarray]:
     return outs
 
 
-def _backward(model: NiN, x, y) -> float:
-    """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``param.grad()``."""
+def _backward(model: NiN, x, y, total: Optional[int] = None) -> float:
+    """Mean softmax cross-entropy with dropout disabled; leaves the gradients in ``param.grad()``.  ``total``: the
+    summed cross-entropy over ``total`` instead of the mean (a worker's slice of a global batch of ``total``)."""
     x, y = checks.check_batch(model.spec, x, y, DATA_FORMAT, model.image_size, _dtype(model))
     ctx = context_of(model)
     # Record in training mode, stepping over the dropout layers: with train_mode=False, MXNet's
@@ -63,7 +64,8 @@ def _backward(model: NiN, x, y) -> float:
         X = array(x, ctx)
         for layer, native in zip(model.spec.layers, model.net):
             X = X if isinstance(layer, S.Dropout) else native(X)
-        loss = gluon.loss.SoftmaxCrossEntropyLoss()(X, array(y, ctx)).mean()
+        losses = gluon.loss.SoftmaxCrossEntropyLoss()(X, array(y, ctx))
+        loss = losses.mean() if total is None else losses.sum() / total
     loss.backward()
     return float(loss.item())
 

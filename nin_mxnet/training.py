@@ -61,13 +61,20 @@ class Trainer:
     static_shape=True)``).  Precision: fp32 only (``NO_BF16``); ``auto`` is fp32.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
+        """``group``: the data-parallel workers (``nin_mxnet.distributed.Group``): the Trainer then steps through
+        their ``dist_sync`` kvstore, which sums the workers' gradients; each worker applies the update."""
         self.device = self.ctx = select_device(device)  # ctx: MXNet's name for it
         self.precision = resolve_precision(precision, bf16_native(self.ctx), BACKEND, bf16_why_not=NO_BF16)
         self.model = model
+        self.group, self._broadcast = group, False
         model.collect_params().reset_ctx(self.ctx)
         model.hybridize(static_alloc=True, static_shape=True)
-        self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=None)
+        if group is None:
+            self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=None)
+        else:  # data-parallel: the dist_sync kvstore sums the workers' gradients (nin_mxnet.distributed)
+            self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=group.kv,
+                                         update_on_kvstore=False)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.device_name = f"{self.ctx} ({'GPU' if self.ctx.device_type == 'gpu' else 'CPU'})"
 
@@ -91,8 +98,17 @@ class Trainer:
         with autograd.record(train_mode=True):  # dropout active
             logits = self.model(x)
             loss = self.loss(logits, y)
-            mean = loss.mean()
+            # with workers, this slice's share of the global batch's mean: the kvstore sums the workers' gradients
+            mean = loss.mean() if self.group is None else \
+                loss.sum() / (global_batch or len(y) * self.group.world.size)
         mean.backward()
+        if self.group is not None:
+            self.group.ended_well = False
+            if not self._broadcast:  # worker 0's weights everywhere, waited for (nin_mxnet.distributed)
+                from .distributed import broadcast_weights
+
+                broadcast_weights(self.trainer)
+                self._broadcast = True
         self.trainer.step(1)  # the gradient is already the batch mean
         return self._stats(logits, loss, y)
 

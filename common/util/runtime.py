@@ -1,6 +1,6 @@
 """What the frameworks need before they are imported, in any order, in one process (framework-free).
 
-Two defects of the frameworks' wheels, both fixed here before the framework's first import:
+Three defects of the frameworks' wheels, each fixed here before the framework's first import:
 
 1. **TensorFlow before MXNet crashed the process** (``Segmentation fault: 11``, or ``random_device could not
    be read``).  ``libtensorflow_framework.so.2`` exports its own copies of ``std::random_device::_M_init``
@@ -19,6 +19,18 @@ Two defects of the frameworks' wheels, both fixed here before the framework's fi
    MXNet 1.9.1, the last release, still uses ``numpy.bool``, which numpy 1.24 removed and numpy 2 brought
    back as the name of ``numpy.bool_`` (MXNet does not run on numpy 2).  Fix: ``numpy.bool = numpy.bool_``,
    numpy 2's own meaning, before MXNet is imported.
+
+3. **MXNet's parameter server rounded float64 to float32** (WORKAROUND, MXNet 1.9.1 and earlier on glibc):
+   ``KVStoreDistServer`` (``src/kvstore/kvstore_dist_server.h``) never initialises its ``multi_precision_``
+   flag; only a command can set it true, none sets it false.  Its value is whatever the heap chunk the server
+   object is allocated in held before, and where it reads true the server keeps float32 copies of float64
+   values: a float64 sum of (1 + 2**-40) from two workers came back as 3.0, its float32 rounding, in 3 of 3 runs
+   of ``dist_sync`` here (float32 values are never affected: the flag only matters for other dtypes).  Fix: a
+   process started as a parameter server (``DMLC_ROLE=server``) re-executes itself once, before MXNet is
+   imported, with glibc's heap tunables ``glibc.malloc.perturb=255`` (every chunk malloc returns is zeroed) and
+   ``glibc.malloc.tcache_count=0`` (no chunk skips that on the thread cache's fast path), so the flag reads
+   false; measured: 3 of 3 runs exact with both, 1 of 2 with ``perturb`` alone.  Servers only (workers keep
+   the fast heap); ``nin_mxnet.distributed`` checks every server with a float64 sum when the workers join.
 
 The package installs ``nin_runtime.pth`` into site-packages, which runs ``install()`` at interpreter start: a
 ``sys.meta_path`` entry that calls ``prepare(name)`` when ``torch``, ``tensorflow`` or ``mxnet`` is first
@@ -87,6 +99,38 @@ def numpy_bool_alias() -> None:
         numpy.bool = numpy.bool_
 
 
+# fix 3: the heap tunables a parameter server is re-executed with, and the variable that says it was
+SERVER_HEAP_TUNABLES = "glibc.malloc.perturb=255:glibc.malloc.tcache_count=0"
+SERVER_HEAP_VARIABLE = "NIN_MXNET_SERVER_HEAP"
+
+
+def zeroed_heap_for_mxnet_server() -> None:
+    """In a process started as an MXNet parameter server, before MXNet is imported: re-execute this process
+    (the same pid, interpreter and arguments) once with glibc's heap zeroing every chunk it returns (fix 3
+    above).  Elsewhere (a worker, the scheduler, not glibc, already done) a no-op."""
+    import os
+
+    if os.environ.get("DMLC_ROLE") != "server" or os.environ.get(SERVER_HEAP_VARIABLE) == "1":
+        return
+    if not sys.platform.startswith("linux") or not _glibc():
+        return
+    env = dict(os.environ, **{SERVER_HEAP_VARIABLE: "1"})
+    env["GLIBC_TUNABLES"] = ":".join(filter(None, [env.get("GLIBC_TUNABLES", ""), SERVER_HEAP_TUNABLES]))
+    argv = [sys.executable] + list(getattr(sys, "orig_argv", sys.argv)[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def _glibc() -> bool:
+    import os
+
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        return False
+
+
 class TensorFlowFirst(ImportError):
     """MXNet asked for after TensorFlow loaded libstdc++ (only without the installed hook)."""
 
@@ -94,6 +138,7 @@ class TensorFlowFirst(ImportError):
 def prepare(framework: str) -> None:
     """Run just before ``framework`` (``torch``, ``tensorflow``, ``mxnet``) is first imported."""
     if framework == "mxnet" and "mxnet" not in sys.modules:
+        zeroed_heap_for_mxnet_server()
         if libstdcxx_bound_by_tensorflow():
             raise TensorFlowFirst(
                 "expected MXNet to be imported before TensorFlow, or nin's import hook to be installed; got "
