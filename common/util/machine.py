@@ -22,7 +22,7 @@ from typing import Dict, FrozenSet, Optional
 
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep between parallel regions instead of spinning.  On a CPU
 # shared with other work, spinning threads steal the cores the computing ones need (torch ran 2x faster
-# with PASSIVE on a loaded 2-core machine); on an idle machine the cost is a few microseconds per region.
+# with PASSIVE on a loaded 2-core machine); on an idle machine it costs 13-17 % (docs/speed.md).
 THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "KMP_BLOCKTIME", "CUDA_VISIBLE_DEVICES",
                     "NIN_KEEP_FREED_MEMORY")
