@@ -1,11 +1,15 @@
-"""The exercise study's rows as tables and plots: per exercise, each variant's final test accuracy over seeds
-(mean, min-max), train/test gap and time per epoch, and one plot of test accuracy per epoch with a band over
-seeds per variant.
+"""The exercise study's report: per exercise of the chapter, a table of its variants over seeds and a plot.
 
-Not a test.  Reads ``benchmarks/results/study.jsonl`` (written by ``benchmarks/study.py``); prints the Markdown
-tables and writes ``docs/compare/study-<exercise>.png``.
+Not a test.  Reads the rows ``benchmarks/study.py`` appends to ``benchmarks/results/study.jsonl`` and writes
+``report.md`` and ``ex1.png``, ``ex2.png``, ``ex3.png``, ``ex5.png``, ``ex6.png`` into ``--out``, each file
+atomically.  A table has one line per (variant, backend, recipe, init, label): the seeds, the final test
+accuracy (mean and min–max over the seeds), the train − test accuracy gap, seconds per epoch with the load
+average during the runs, parameters and multiply-adds per image (analytic, at the rows' image size).  A variant
+of the exercise without a row yet is listed as not run yet.  A plot shows test accuracy per epoch: per variant,
+in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
 
-    python benchmarks/study_report.py
+    python benchmarks/study_report.py                                   # -> docs/study/report.md
+    python benchmarks/study_report.py --results /tmp/study.jsonl --out /tmp/study
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import json
 import os
 import statistics
 import sys
-from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -22,87 +25,179 @@ sys.path.insert(0, ROOT)
 
 from common.arch.costs import resources  # noqa: E402
 from common.arch.variants import build_spec  # noqa: E402
+from common.tools.study import _colours, _figure, _save, _span  # noqa: E402
+from common.util.files import atomic_path  # noqa: E402
 from common.util.markdown import table  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
-EXERCISES = {
-    "1x1": ("1. How many 1×1 convolutions per block", ("chapter", "1x1-0", "1x1-1", "1x1-3")),
-    "3x3": ("2. 3×3 instead of 1×1", ("chapter", "3x3")),
-    "fc-head": ("3. A fully connected head instead of global average pooling", ("chapter", "fc-head", "fc-head-wide")),
-    "gradual": ("5. 384×5×5 to 10×5×5 in one step or gradually", ("chapter", "gradual")),
-    "vgg": ("6. A deeper NiN in the spirit of VGG-11", ("chapter", "nin-vgg11")),
+EXERCISES = {  # plot name -> (title, variants compared)
+    "ex1": ("Exercise 1: how many 1×1 convolutions per block", ("chapter", "1x1-0", "1x1-1", "1x1-3")),
+    "ex2": ("Exercise 2: 3×3 instead of 1×1 convolutions", ("chapter", "3x3")),
+    "ex3": ("Exercise 3: a fully connected head instead of global average pooling",
+            ("chapter", "fc-head", "fc-head-wide")),
+    "ex5": ("Exercise 5: 384×5×5 to 10×5×5 in one step or gradually", ("chapter", "gradual")),
+    "ex6": ("Exercise 6: a deeper NiN in the spirit of VGG-11", ("chapter", "nin-vgg11")),
 }
+REQUIRED = ("variant", "backend", "seed", "recipe", "label", "precision", "image_size", "val_acc", "train_acc",
+            "epoch_s", "curve")
+HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "min–max", "train − test (mean)",
+          "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "precision", "label"]
 
 
-def read(path: str):
+def read_rows(path: str) -> list:
+    """The study's rows; a missing file, a line that is not a JSON object or a row short of a field is a
+    ValueError saying what was expected and what came."""
+    if not os.path.isfile(path):
+        raise ValueError(f"expected the study's results (JSON lines from benchmarks/study.py) at {path}, "
+                         f"got no such file")
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"expected a JSON object on every line of {path}, got line {number}: "
+                                 f"{line.strip()[:60]!r} ({err})") from None
+            missing = [k for k in REQUIRED if k not in row] if isinstance(row, dict) else None
+            if missing is None or missing:
+                got = f"one without {', '.join(missing)}" if missing else f"a JSON {type(row).__name__}"
+                raise ValueError(f"expected a study row on line {number} of {path} ({', '.join(REQUIRED)}), "
+                                 f"got {got}")
+            rows.append(row)
+    return rows
 
 
-def groups(rows):
-    out = defaultdict(list)
+def key(row: dict) -> tuple:
+    """What one table line stands for: (variant, backend, recipe, init override, label)."""
+    return row["variant"], row["backend"], row["recipe"], row.get("init_override"), row["label"]
+
+
+def groups(rows) -> dict:
+    """key -> its rows by seed; a seed met twice keeps its last row (a run made again)."""
+    by_seed: dict = {}
     for r in rows:
-        out[(r["variant"], r["backend"], r.get("init_override"))].append(r)
-    return out
+        by_seed.setdefault(key(r), {})[r["seed"]] = r
+    return {k: [seeds[s] for s in sorted(seeds)] for k, seeds in by_seed.items()}
 
 
-def summary_table(exercise: str, grouped) -> str:
-    title, variants = EXERCISES[exercise]
-    body = []
-    for (variant, backend, init), runs in sorted(grouped.items()):
-        if variant not in variants:
-            continue
-        accs = [r["val_acc"] for r in runs]
-        gaps = [r["train_acc"] - r["val_acc"] for r in runs]
-        epoch_s = [s for r in runs for s in r["epoch_s"]]
-        size = runs[0]["image_size"]
-        res = resources(build_spec(variant), size, 1).totals
-        body.append([variant + (f" ({init})" if init else ""), backend, str(len(runs)),
-                     f"{statistics.mean(accs):.4f}", f"{min(accs):.4f}–{max(accs):.4f}",
-                     f"{statistics.mean(gaps):+.4f}", f"{statistics.median(epoch_s):.0f}",
-                     f"{res['params']:,}", f"{res['macs'] / 1e6:.1f} M"])
-    return f"**{title}**\n\n" + table(["variant", "backend", "seeds", "test acc (mean)", "min–max",
-                                          "train − test", "s per epoch (median)", "parameters", "MACs per image"],
-                                         body)
+def over_seeds(runs) -> dict:
+    """The final test accuracy's mean, min and max over the runs, the mean train − test gap, the mean seconds per
+    epoch (over every epoch of every run) and the 1-minute load averages recorded during the runs."""
+    accs = [r["val_acc"] for r in runs]
+    loads = [x[0] for r in runs for x in (r.get("load_per_epoch") or []) if x]
+    loads = loads or [x[0] for r in runs for x in (r.get("load_before"), r.get("load_after")) if x]
+    return dict(seeds=[r["seed"] for r in runs], mean=statistics.mean(accs), min=min(accs), max=max(accs),
+                gap=statistics.mean(r["train_acc"] - r["val_acc"] for r in runs),
+                epoch_s=statistics.mean(s for r in runs for s in r["epoch_s"]), loads=loads)
 
 
-def plot(exercise: str, grouped, out: str) -> str:
-    import matplotlib
+def _joined(runs, field) -> str:
+    return ", ".join(sorted({str(field(r)) for r in runs})) or "?"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def section(name: str, grouped: dict) -> str:
+    title, variants = EXERCISES[name]
+    body, used = [], []
+    for variant in variants:
+        mine = sorted((k for k in grouped if k[0] == variant), key=lambda k: (-len(grouped[k]), str(k)))
+        if not mine:
+            body.append([variant] + ["—"] * 3 + ["not run yet"] + ["—"] * (len(HEADER) - 5))
+        for k in mine:
+            runs, s = grouped[k], over_seeds(grouped[k])
+            costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
+            body.append([variant, k[1], k[2], k[3] or "recipe's", ",".join(map(str, s["seeds"])), f"{s['mean']:.4f}",
+                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{s['epoch_s']:.1f}",
+                         _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}",
+                         _joined(runs, lambda r: r["precision"]),
+                         k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)"])
+            used += runs
+    cpu = _joined(used, lambda r: f"{r.get('machine', {}).get('cpu', '?')} "
+                                  f"({r.get('machine', {}).get('cpu_count', '?')} cores)")
+    origin = (f"Recipe {_joined(used, lambda r: r['recipe'])}, precision {_joined(used, lambda r: r['precision'])}, "
+              f"{_joined(used, lambda r: r['image_size'])} px; CPU {cpu}; commits "
+              f"{_joined(used, lambda r: r.get('commit') or '?')}." if used else
+              f"No runs yet: `python benchmarks/study.py --variants {','.join(variants)}`.")
+    return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
+
+
+def report(rows, results: str) -> str:
+    grouped = groups(rows)
+    where = os.path.abspath(results)
+    where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
+    intro = ["# The chapter's exercises, trained to the end", "",
+             f"{sum(map(len, grouped.values()))} runs from `{where}` (written by `benchmarks/study.py`).  "
+             "Test accuracy is the final epoch's; train − test is the final epoch's training accuracy (over its "
+             "batches as trained, dropout on) less its test accuracy; seconds per epoch are training time, "
+             "comparable only at a like load (the 1-minute load average after each epoch; above the core count, "
+             "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
+             "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
+             "is the yardstick for a difference between variants.", ""]
+    return "\n".join(intro + [section(name, grouped) for name in EXERCISES])
+
+
+def plot(name: str, grouped: dict, path: str) -> None:
+    """Test accuracy per epoch of the exercise's variants (see the module docstring)."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
-    title, variants = EXERCISES[exercise]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for (variant, backend, init), runs in sorted(grouped.items()):
-        if variant not in variants:
-            continue
-        curves = np.array([[c["val_acc"] for c in r["curve"]] for r in runs])
-        epochs = np.arange(1, curves.shape[1] + 1)
-        label = f"{variant}{f' ({init})' if init else ''} / {backend} ({len(runs)} seed{'s' * (len(runs) > 1)})"
-        line, = ax.plot(epochs, curves.mean(axis=0), label=label)
-        ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="test accuracy", title=title)
+    title, variants = EXERCISES[name]
+    fig, ax = _figure(7.5, 4.5, 1)
+    for variant, colour in zip(variants, _colours(len(variants))):
+        mine = {k: runs for k, runs in grouped.items() if k[0] == variant}
+        seeds = {}
+        for k, runs in mine.items():
+            seeds[k[1]] = seeds.get(k[1], 0) + len(runs)
+        main = max(seeds, key=seeds.get, default=None)
+        for (_, backend, _, init, label), runs in sorted(mine.items(), key=lambda kv: (kv[0][1] != main,
+                                                                                              str(kv[0]))):
+            tag = variant + "".join(f", {x}" for x in (init, label if label != "full" else None) if x)
+            n = min(len(r["curve"]) for r in runs)
+            epochs = [c["epoch"] for c in runs[0]["curve"][:n]]
+            acc = np.array([[c["val_acc"] for c in r["curve"][:n]] for r in runs])
+            if backend == main:
+                ax.plot(epochs, acc.mean(axis=0), color=colour, linewidth=1.6,
+                        label=f"{tag} / {backend} (mean of {len(runs)} seed{'s' * (len(runs) > 1)})")
+                ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=colour, alpha=0.2, linewidth=0)
+                continue
+            for i, (r, values) in enumerate(zip(runs, acc)):
+                ax.plot(epochs, values, color=colour, linestyle="--", linewidth=0.8, marker="o", markersize=3,
+                        label=f"{tag} / {backend} (seed{'s' * (len(runs) > 1)} "
+                              f"{','.join(str(x['seed']) for x in runs)})" if i == 0 else None)
+    if not grouped or not any(k[0] in variants for k in grouped):
+        ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    ax.set(title=title, xlabel="epoch", ylabel="test accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    path = os.path.join(out, f"study-{exercise}.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right", title="band: min–max over seeds", title_fontsize=8)
+    _save(fig, path)
+
+
+def write(rows, results: str, out: str) -> str:
+    """The plots, then report.md, into ``out``; the path of report.md."""
+    grouped = groups(rows)
+    for name in EXERCISES:
+        plot(name, grouped, os.path.join(out, f"{name}.png"))
+    path = os.path.join(out, "report.md")
+    text = report(rows, results)
+    with atomic_path(path, ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     return path
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default=RESULTS)
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "compare"))
-    args = p.parse_args()
-    grouped = groups(read(args.results))
-    os.makedirs(args.out, exist_ok=True)
-    for exercise in EXERCISES:
-        print(summary_table(exercise, grouped))
-        print(f"plot: {plot(exercise, grouped, args.out)}\n")
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "study"))
+    args = p.parse_args(argv)
+    try:
+        rows = read_rows(args.results)
+    except ValueError as err:
+        print(f"study_report: {err}", file=sys.stderr)
+        return 2
+    print(write(rows, args.results, args.out))
     return 0
 
 

@@ -1,0 +1,153 @@
+"""benchmarks/study_report.py on synthetic study rows: the tables' figures over seeds, the variants not run yet,
+the plots, and a bad results file refused with one line and nothing written.  No training."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from test_markdown import table_problems
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "study_report.py")
+PNG = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("ex1.png", "ex2.png", "ex3.png", "ex5.png", "ex6.png")
+
+
+def row(variant, backend, seed, val_acc, train_acc, epoch_s, cpu="Test CPU", commit="abc1234"):
+    curve = [dict(epoch=e + 1, train_loss=1.0 / (e + 1), train_acc=train_acc - 0.1 * (2 - e), val_loss=0.5,
+                  val_acc=val_acc - 0.05 * (2 - e)) for e in range(3)]
+    return dict(variant=variant, backend=backend, seed=seed, recipe="quick-b32", init_override=None,
+                limit_train=None, label="full", init="kaiming-alive", precision="fp32", image_size=67, batch_size=32,
+                epochs=3, n_train=60000, n_val=10000, val_acc=val_acc, val_loss=0.3, train_acc=train_acc,
+                train_loss=0.2, epoch_s=epoch_s, curve=curve, nice=19, load_before=[1.0, 1.0, 1.0],
+                load_after=[2.0, 2.0, 2.0], load_per_epoch=[[1.5 + seed, 1.0, 1.0]] * 3, folder="runs/x",
+                date="2024-01-01T00:00:00", commit=commit, machine=dict(cpu=cpu, cpu_count=2), cpu_flags=["avx2"])
+
+
+ROWS = [row("chapter", "torch", 0, 0.9012, 0.9300, [100.0, 110.0, 120.0]),
+        row("chapter", "torch", 1, 0.8950, 0.9100, [90.0, 95.0, 100.0]),
+        row("chapter", "torch", 2, 0.9101, 0.8900, [105.0, 100.0, 95.0]),
+        row("1x1-0", "torch", 0, 0.8700, 0.8600, [80.0, 81.0, 82.0]),
+        row("1x1-0", "torch", 1, 0.8810, 0.8650, [70.0, 71.0, 72.0]),
+        row("chapter", "mxnet", 0, 0.8999, 0.9050, [200.0, 210.0, 220.0], commit="def5678"),
+        dict(row("nin-vgg11", "torch", 0, 0.8500, 0.8800, [900.0] * 3), label="reduced", limit_train=12000,
+             n_train=12000)]
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run(*args):
+    path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=path))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    results = write_rows(tmp / "study.jsonl", ROWS)
+    out = tmp / "out"
+    proc = run("--results", str(results), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out / "report.md")
+    return out, (out / "report.md").read_text()
+
+
+def section(text, number):
+    return text.split(f"## Exercise {number}:")[1].split("\n## ")[0]
+
+
+def line_of(text, variant, backend):
+    found = [line for line in text.splitlines() if line.startswith(f"| {variant} | {backend} |")]
+    assert len(found) == 1, found
+    return [c.strip() for c in found[0].strip("|").split("|")]
+
+
+def test_the_table_gives_the_mean_and_range_over_seeds(written):
+    _, text = written
+    ex1 = section(text, 1)
+    for variant, backend in (("chapter", "torch"), ("1x1-0", "torch"), ("chapter", "mxnet")):
+        runs = [r for r in ROWS if r["variant"] == variant and r["backend"] == backend]
+        accs = [r["val_acc"] for r in runs]
+        cells = line_of(ex1, variant, backend)
+        assert cells[4] == ",".join(str(r["seed"]) for r in runs)
+        assert cells[5] == f"{statistics.mean(accs):.4f}"
+        low, high = f"{min(accs):.4f}", f"{max(accs):.4f}"
+        assert cells[6] == (low if low == high else f"{low}–{high}")
+        assert cells[7] == f"{statistics.mean(r['train_acc'] - r['val_acc'] for r in runs):+.4f}"
+        assert cells[8] == f"{statistics.mean(s for r in runs for s in r['epoch_s']):.1f}"
+        assert cells[12:] == ["fp32", "full"]
+
+
+def test_grouping_by_seed(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.dirname(SCRIPT))
+    import study_report
+
+    again = dict(ROWS[0], val_acc=0.5)  # seed 0 made again: its last row counts
+    grouped = study_report.groups(ROWS + [again])
+    assert sorted(grouped) == sorted({("chapter", "torch", "quick-b32", None, "full"),
+                                      ("1x1-0", "torch", "quick-b32", None, "full"),
+                                      ("chapter", "mxnet", "quick-b32", None, "full"),
+                                      ("nin-vgg11", "torch", "quick-b32", None, "reduced")})
+    s = study_report.over_seeds(grouped[("chapter", "torch", "quick-b32", None, "full")])
+    assert s["seeds"] == [0, 1, 2] and s["min"] == 0.5 and s["max"] == 0.9101
+    assert s["mean"] == pytest.approx((0.5 + 0.8950 + 0.9101) / 3)
+    assert sorted(s["loads"]) == [1.5] * 3 + [2.5] * 3 + [3.5] * 3
+
+
+def test_the_gap_is_signed(written):
+    _, text = written
+    chapter, narrow = line_of(section(text, 1), "chapter", "torch"), line_of(section(text, 1), "1x1-0", "torch")
+    assert chapter[7].startswith("+")  # trained above the test accuracy on average
+    assert narrow[7].startswith("-")  # 1x1-0's test accuracy is above its training accuracy (dropout on)
+
+
+def test_costs_are_analytic_at_the_rows_image_size(written):
+    from common.arch.costs import resources
+    from common.arch.variants import build_spec
+
+    _, text = written
+    cells = line_of(section(text, 1), "1x1-0", "torch")
+    totals = resources(build_spec("1x1-0"), 67, 1).totals
+    assert cells[10:12] == [f"{totals['params']:,}", f"{totals['macs']:,}"]
+
+
+def test_variants_without_rows_are_not_run_yet(written):
+    _, text = written
+    for number, variant in ((1, "1x1-1"), (1, "1x1-3"), (2, "3x3"), (3, "fc-head"), (5, "gradual")):
+        assert "not run yet" in line_of(section(text, number), variant, "—")
+    assert line_of(section(text, 6), "nin-vgg11", "torch")[-1] == "reduced (12000 images)"
+    ex1 = section(text, 1)
+    assert "Test CPU (2 cores)" in ex1 and "abc1234, def5678" in ex1 and "quick-b32" in ex1
+    assert table_problems(text) == []
+
+
+def test_every_exercise_has_a_plot(written):
+    out, text = written
+    for name in PLOTS:
+        assert (out / name).read_bytes()[:8] == PNG
+        assert f"]({name})" in text
+
+
+def test_a_bad_line_is_one_line_exit_2_and_nothing_written(tmp_path):
+    results = write_rows(tmp_path / "study.jsonl", ROWS[:2])
+    with open(results, "a") as f:
+        f.write("{not json\n")
+    out = tmp_path / "out"
+    proc = run("--results", str(results), "--out", str(out))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "expected a JSON object" in proc.stderr and "line 3" in proc.stderr
+    assert not out.exists()
+
+
+def test_a_missing_results_file_is_refused(tmp_path):
+    proc = run("--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "no such file" in proc.stderr and not (tmp_path / "out").exists()
