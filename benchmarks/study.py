@@ -78,6 +78,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
                 train_loss=last["train_loss"], epoch_s=[r["train_s"] for r in rows],
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], train_acc=r["train_acc"],
                             val_loss=r["val_loss"], val_acc=r["val_acc"]) for r in rows],
+                peak_rss_mb=max((r.get("peak_rss_mb") or 0 for r in rows), default=0) or None,
                 nice=args.nice, load_before=before, load_after=load_average(),
                 load_per_epoch=[r.get("load_avg") for r in rows], folder=os.path.relpath(folder, ROOT),
                 date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(ROOT),

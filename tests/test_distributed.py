@@ -284,5 +284,33 @@ def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monk
     assert time.monotonic() - start < 30
 
 
+def test_the_lost_worker_is_named_when_the_others_are_gone_too(tmp_path, tagged, monkeypatch):
+    """Framework-free, as under torchrun: one launcher process starts two workers; worker 1 is killed and worker
+    0, stopped by the launcher within the same instant, says it lost the others.  By the time the watcher looks
+    both are gone (and the launcher too); it names worker 1, the one that was lost."""
+    script = ("import os, signal, subprocess, sys, time\n"
+              "from common.engine import launch\n"
+              "if 'R' not in os.environ:\n"
+              "    kids = [subprocess.Popen([sys.executable, '-c', sys.argv[1]], env=dict(os.environ, R=str(r)))\n"
+              "            for r in (0, 1)]\n"
+              "    kids[1].wait()\n"
+              "    kids[0].terminate(); kids[0].wait()\n"
+              "    sys.exit(1)\n"
+              "rank = int(os.environ['R'])\n"
+              "launch.register(rank)\n"
+              "time.sleep(2)\n"
+              "if rank == 1:\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "time.sleep(600)\n")
+    plan = [launch.Process([sys.executable, "-c", script, script], {}, "torchrun")]
+    monkeypatch.setattr(launch, "POLL_S", 5.0)  # the watcher looks only after everything has ended
+    monkeypatch.setattr(launch, "registry", type("R", (), {"part": staticmethod(
+        lambda name, part: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
+    for key, value in tagged.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(launch.JobFailed, match="^worker 1 of 2 is gone"):
+        launch.start("any", 2, [], timeout_s=120)
+
+
 def test_the_backends_without_an_engine_are_exactly_the_listed_ones():
     assert [n for n in registry.BACKENDS if not has_engine(n)] == [n for n in registry.BACKENDS if n not in ENGINES]

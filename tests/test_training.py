@@ -62,6 +62,9 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
         assert np.isfinite(row[key]), key
     assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 and row["images_per_s"] > 0
     assert (row["epoch"], row["step"], row["n_train"], row["n_val"]) == (1, STEPS_PER_EPOCH, 48, 32)
+    # memory: the process's peak (a framework and a model hold more than 50 MiB), the GPU's only on a GPU
+    assert 50 < row["peak_rss_mb"] < 64 * 1024
+    assert (row["peak_device_mb"] is None) == (device == "cpu")
     # the device is printed, then one line per epoch
     assert f"{registry.framework(backend.BACKEND)} on {row['device']}" in printed
     assert training.epoch_line(row) in printed

@@ -67,11 +67,31 @@ def threads_per_worker(workers: int) -> int:
 
 
 def register(world_rank: int) -> None:
-    """A worker started by ``start`` says it has joined (its pid, in the job folder); elsewhere a no-op."""
+    """A worker started by ``start`` says it has joined (its pid, in the job folder); elsewhere a no-op.  From
+    then on a SIGTERM (the engine's launcher stopping the workers that are left when one is lost) is reported as
+    ``lost_the_others`` before the worker ends as SIGTERM ends it."""
     job = os.environ.get(JOB_VARIABLE)
     if job and os.path.isdir(job):
         with open(os.path.join(job, f"worker-{world_rank}.pid"), "w") as f:
             f.write(str(os.getpid()))
+
+        def stopped(signum, frame):
+            lost_the_others(world_rank)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        try:
+            signal.signal(signal.SIGTERM, stopped)
+        except ValueError:  # not the main thread: the launcher names the worker as best it can
+            pass
+
+
+def lost_the_others(world_rank: int) -> None:
+    """A worker started by ``start`` says it stops because another one went away (so that, when several are gone
+    by the time the launcher looks, it names the one that was lost, not this one); elsewhere a no-op."""
+    job = os.environ.get(JOB_VARIABLE)
+    if job and os.path.isdir(job):
+        open(os.path.join(job, f"worker-{world_rank}.lost-others"), "w").close()
 
 
 def finish(world_rank: int) -> None:
@@ -177,16 +197,9 @@ def _watch(procs: List[subprocess.Popen], names: List[str], job: str, workers: i
         codes = [p.poll() for p in procs]
         if all(c == 0 for c in codes):
             return
-        failed = [(n, c) for n, c in zip(names, codes) if c not in (None, 0)]
-        if failed and lost is None:
-            name, code = failed[0]
-            label = f"{name} of {workers}" if name.startswith("worker ") and " of " not in name else name
-            lost, lost_since = f"{label} {_exit_words(code)}", time.monotonic()
         if lost is None:
-            gone = [r for r, pid in sorted(_registered(job).items())
-                    if pid and not _alive(pid) and not os.path.exists(os.path.join(job, f"worker-{r}.done"))]
-            if gone and not all(c is not None for c in codes):
-                lost, lost_since = f"worker {gone[0]} of {workers} is gone", time.monotonic()
+            lost = _what_was_lost(names, codes, job, workers)
+            lost_since = time.monotonic() if lost is not None else None
         if lost is not None:
             if all(c is not None for c in codes) or time.monotonic() - lost_since > GRACE_S:
                 code = next((c for c in codes if c not in (None, 0)), 1)
@@ -194,3 +207,36 @@ def _watch(procs: List[subprocess.Popen], names: List[str], job: str, workers: i
         if timeout_s is not None and time.monotonic() - started > timeout_s:
             raise JobFailed(f"the workers did not finish in {timeout_s:g} s: the job was stopped")
         time.sleep(POLL_S)
+
+
+def _what_was_lost(names: Sequence[str], codes: Sequence[Optional[int]], job: str, workers: int) -> Optional[str]:
+    """What ended the job, or None while nothing has.  Where a worker says it lost the others
+    (``lost_the_others``), the one gone without saying so is named: when one is killed, the others may be gone
+    too by the time the launcher looks."""
+    def reported(rank):
+        return rank is not None and os.path.exists(os.path.join(job, f"worker-{rank}.lost-others"))
+
+    failed = [(n, c) for n, c in zip(names, codes) if c not in (None, 0)]
+    gone = [r for r, pid in sorted(_registered(job).items())
+            if pid and not _alive(pid) and not os.path.exists(os.path.join(job, f"worker-{r}.done"))]
+    if any(reported(r) for r in range(workers)):
+        culprits = [r for r in gone if not reported(r)]
+        if culprits:
+            child = next(((n, c) for n, c in failed if _rank_of(n) == culprits[0]), None)
+            return (f"{_label(child[0], workers)} {_exit_words(child[1])}" if child
+                    else f"worker {culprits[0]} of {workers} is gone")
+    if failed:
+        return f"{_label(failed[0][0], workers)} {_exit_words(failed[0][1])}"
+    if gone and not all(c is not None for c in codes):
+        return f"worker {gone[0]} of {workers} is gone"
+    return None
+
+
+def _rank_of(name: str) -> Optional[int]:
+    """The rank in a process name 'worker 1' or 'worker 1 of 2'; None for a launcher."""
+    parts = name.split()
+    return int(parts[1]) if len(parts) >= 2 and parts[0] == "worker" and parts[1].isdigit() else None
+
+
+def _label(name: str, workers: int) -> str:
+    return f"{name} of {workers}" if name.startswith("worker ") and " of " not in name else name

@@ -51,7 +51,7 @@ from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
                                 save_training_checkpoint, write_metrics)
 from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
-from common.util.machine import keep_freed_memory, load_average
+from common.util.machine import keep_freed_memory, load_average, peak_rss_mb
 from common.util.values import check_choice, check_int, check_non_negative, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
@@ -329,6 +329,7 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
                 rows = _train(job, mod, impl, group)
                 group.barrier()
             except group.errors as err:  # the engine's own error when another worker went away
+                launch.lost_the_others(world.rank)
                 why = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))  # less the C++ source position
                 raise WorkerLost(f"worker {world.rank} of {world.size} lost the others ({why})") from None
     finally:
@@ -455,7 +456,8 @@ def _train(job: Job, mod, impl, group) -> List[dict]:
                    device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
                    image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val),
                    recipe=settings["recipe"], schedule=settings["schedule"], warmup=settings["warmup"],
-                   workers=world.size, load_avg=load_average())
+                   workers=world.size, load_avg=load_average(), peak_rss_mb=round(peak_rss_mb(), 1),
+                   peak_device_mb=trainer.peak_memory_mb())
         _finite_figures(row, saved, settings)
         rows.append(row)
         say(epoch_line(row))
