@@ -41,7 +41,8 @@ EXERCISES = {  # plot name -> (title, variants compared)
 REQUIRED = ("variant", "backend", "seed", "recipe", "label", "precision", "image_size", "val_acc", "train_acc",
             "epoch_s", "curve")
 HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "min–max", "train − test (mean)",
-          "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "precision", "label"]
+          "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "peak memory (max)", "precision",
+          "label"]
 
 
 def read_rows(path: str) -> list:
@@ -93,6 +94,17 @@ def over_seeds(runs) -> dict:
                 epoch_s=statistics.mean(s for r in runs for s in r["epoch_s"]), loads=loads)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _peak(runs) -> str:
+    """The largest peak resident memory of the runs that recorded one (the training process, framework and data
+    included), or '?'."""
+    peaks = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]
+    return f"{max(peaks):,.0f} MiB" if peaks else "?"
+
+
 def _joined(runs, field) -> str:
     return ", ".join(sorted({str(field(r)) for r in runs})) or "?"
 
@@ -109,7 +121,7 @@ def section(name: str, grouped: dict) -> str:
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", ",".join(map(str, s["seeds"])), f"{s['mean']:.4f}",
                          _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{s['epoch_s']:.1f}",
-                         _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}",
+                         _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
                          k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)"])
             used += runs
@@ -127,7 +139,7 @@ def report(rows, results: str) -> str:
     where = os.path.abspath(results)
     where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
     intro = ["# The chapter's exercises, trained to the end", "",
-             f"{sum(map(len, grouped.values()))} runs from `{where}` (written by `benchmarks/study.py`).  "
+             f"{_count(sum(map(len, grouped.values())), 'run')} from `{where}` (written by `benchmarks/study.py`).  "
              "Test accuracy is the final epoch's; train − test is the final epoch's training accuracy (over its "
              "batches as trained, dropout on) less its test accuracy; seconds per epoch are training time, "
              "comparable only at a like load (the 1-minute load average after each epoch; above the core count, "
