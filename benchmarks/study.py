@@ -1,8 +1,9 @@
 """The chapter's exercises trained to the end: every variant, the quick recipe, full data, several seeds; resumable.
 
 Not a test.  Each (variant, backend, seed) is one ``nin train --recipe quick-b32 --precision fp32`` run in its
-own folder under ``--out``; a run that was interrupted (the session ended, the machine rebooted) is continued with ``nin train
---resume``, which is bit-identical on the CPU, and a run whose row is already in ``--results`` is skipped.  So the
+own folder under ``--out``; a run that was interrupted (the session ended, the machine rebooted) is continued
+with ``nin train --resume``, which is bit-identical on the CPU, and a run whose row is already in ``--results``
+is skipped.  So the
 same command, started again, carries on where the last one stopped.  Runs go seed by seed (every variant's seed 0
 first), at the lowest CPU priority (``nice 19``) unless ``--nice 0``, so that the study takes only cores nothing
 else wants; it must not run while anything is being timed.  Each finished run appends one JSON line to

@@ -86,19 +86,22 @@ def register(world_rank: int) -> None:
             pass
 
 
+def _mark(world_rank: int, what: str) -> None:
+    """An empty ``worker-<rank>.<what>`` in the job folder of a worker started by ``start``; elsewhere a no-op."""
+    job = os.environ.get(JOB_VARIABLE)
+    if job and os.path.isdir(job):
+        open(os.path.join(job, f"worker-{world_rank}.{what}"), "w").close()
+
+
 def lost_the_others(world_rank: int) -> None:
     """A worker started by ``start`` says it stops because another one went away (so that, when several are gone
     by the time the launcher looks, it names the one that was lost, not this one); elsewhere a no-op."""
-    job = os.environ.get(JOB_VARIABLE)
-    if job and os.path.isdir(job):
-        open(os.path.join(job, f"worker-{world_rank}.lost-others"), "w").close()
+    _mark(world_rank, "lost-others")
 
 
 def finish(world_rank: int) -> None:
     """A worker started by ``start`` says it ended well (so its exit is not a loss); elsewhere a no-op."""
-    job = os.environ.get(JOB_VARIABLE)
-    if job and os.path.isdir(job):
-        open(os.path.join(job, f"worker-{world_rank}.done"), "w").close()
+    _mark(world_rank, "done")
 
 
 def _alive(pid: int) -> bool:
