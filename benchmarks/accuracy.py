@@ -5,6 +5,7 @@ Xavier, hours on a CPU; ``quick``: minutes on a CPU) fills the options not given
 recipe's settings or limits the data is labelled ``reduced``.
 
     python benchmarks/accuracy.py --backend all --recipe quick --seed 0   # the CPU evidence (docs/results.md)
+    python benchmarks/accuracy.py --backend torch --recipe quick-b32 --workers 2   # data-parallel, same recipe
     python benchmarks/accuracy.py --backend all                           # the chapter's recipe (on a GPU)
     python benchmarks/plot_accuracy.py                                    # the overlay PNG of the quick rows
 
@@ -65,7 +66,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
         framework=registry.framework_version(backend),
         device=rows[-1]["device"], precision=rows[-1]["precision"],
         settings=dict(settings, seed=args.seed, **{k: rows[-1][k] for k in RESOLVED}),
-        n_train=rows[-1]["n_train"],
+        n_train=rows[-1]["n_train"], workers=rows[-1].get("workers", 1),
         n_val=rows[-1]["n_val"], val_acc=val_acc, val_loss=[round(r["val_loss"], 4) for r in rows],
         train_loss=[round(r["train_loss"], 4) for r in rows], train_acc=[round(r["train_acc"], 4) for r in rows],
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
@@ -96,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default=DEFAULTS["precision"], choices=PRECISIONS,
                    help="fp32, bf16 (bfloat16 compute, float32 weights) or auto (bf16 where native; default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="data-parallel worker processes through the framework's engine "
+                   "(the global batch is the recipe's, split over them; default: one process)")
     p.add_argument("--data-dir")
     p.add_argument("--results", default=RESULTS, help="the JSON-lines file results are appended to")
     p.add_argument("--out-root", help="keep each run's metrics, curves and checkpoints in OUT_ROOT/<backend>")
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
     settings = dict(recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     schedule=args.schedule, warmup=args.warmup, image_size=args.image_size,
                     limit_train=args.limit_train, limit_val=args.limit_val, init=args.init, variant="chapter",
-                    precision=args.precision)
+                    precision=args.precision, workers=args.workers)
     thread_defaults()  # before the first framework import
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     for backend in registry.parse_list(args.backend):

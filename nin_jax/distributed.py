@@ -26,6 +26,7 @@ from common.engine.launch import Process
 
 ENGINE = "jax.distributed + a Mesh/NamedSharding over every process's devices (gloo on a CPU, NCCL on GPUs)"
 LAUNCHER = "one process per worker with JAX_COORDINATOR_ADDRESS, NIN_JAX_NUM_PROCESSES, NIN_JAX_PROCESS_ID"
+ONE_PRECISION_PER_JOB = False  # float64 then float32 in one job (the data-parallel parity check)
 # JAX reads the coordinator's address from JAX_COORDINATOR_ADDRESS; the count and the id have no variable of
 # JAX's own (SLURM and Open MPI give them, detected by JAX), hence ours
 ADDRESS, COUNT, ID = "JAX_COORDINATOR_ADDRESS", "NIN_JAX_NUM_PROCESSES", "NIN_JAX_PROCESS_ID"

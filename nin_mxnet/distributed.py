@@ -40,6 +40,9 @@ SERVERS_LOCAL = 1  # parameter servers of a local launch (the gradients of 2 M p
 METRICS_KEY = 1 << 20
 PROBE_KEY = 1 << 21
 PROBE = 1.0 + 2.0 ** -40  # a float64 that float32 cannot hold
+# a dist kvstore key keeps the byte size it was first given ("The value size cannot be changed", kvstore_dist.h), and
+# the Trainer's keys are the parameters' indices: a job steps in one precision (the parity check starts one per dtype)
+ONE_PRECISION_PER_JOB = True
 _joined: List[D.World] = []  # this process's World once the scheduler gave it a rank
 
 

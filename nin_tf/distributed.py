@@ -29,6 +29,7 @@ from .model import variables
 
 ENGINE = "tf.distribute.MultiWorkerMirroredStrategy (collectives over gRPC, ring all-reduce)"
 LAUNCHER = "one process per worker, each with its TF_CONFIG (as a cluster manager starts them)"
+ONE_PRECISION_PER_JOB = False  # float64 then float32 in one job (the data-parallel parity check)
 TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, one collective)
 JOB = "worker"                         # the one TF_CONFIG job the workers form
 

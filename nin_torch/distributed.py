@@ -26,6 +26,7 @@ from . import parity
 
 ENGINE = "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
 LAUNCHER = "torchrun"
+ONE_PRECISION_PER_JOB = False  # float64 then float32 in one job (the data-parallel parity check)
 TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, one collective)
 
 

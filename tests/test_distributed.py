@@ -125,57 +125,17 @@ def engine_launch(name, env, argv, port=None):
     return outs
 
 
-@pytest.mark.parametrize("name", ENGINES)
-def test_two_workers_train_one_model_and_resume(name, tmp_path, tagged):
-    """The engine's own launcher and ``nin train --workers 2`` train the same model; a run resumed with the same
-    workers ends bit-identical to an uninterrupted one; with another worker count it continues."""
-    straight, run = str(tmp_path / "straight"), str(tmp_path / "run")
-    engine_launch(name, tagged, ["train", "--backend", name, "--epochs", "2", "--out", straight, *TINY_CLI])
-    rows = rows_of(straight)
-    assert [r["workers"] for r in rows] == [2, 2] and [r["n_train"] for r in rows] == [128, 128]
-    assert all(r["n_val"] == 64 for r in rows)
-
-    first = nin(tagged, "train", "--backend", name, "--workers", "2", "--epochs", "1", "--out", run, *TINY_CLI)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "2 workers" in first.stdout and first.stdout.count("epoch 1/1") == 1, first.stdout
-    resumed = nin(tagged, "train", "--resume", run, "--epochs", "2", "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final, expected = final_weights(run), final_weights(straight)
-    assert max(float(np.abs(final[k] - expected[k]).max()) for k in expected) == 0
-    assert [r["workers"] for r in rows_of(run)] == [2, 2]
-
-    other = nin(tagged, "train", "--resume", run, "--epochs", "3", "--workers", "1", "--no-progress")
-    assert other.returncode == 0, other.stderr[-3000:]
-    assert [r["workers"] for r in rows_of(run)] == [2, 2, 1]
-
-
-@pytest.mark.parametrize("name", ENGINES)
-def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monkeypatch):
-    """Float64, dropout off: SGD steps on 2 workers x 16 images end with the weights of the same steps on 32 images
-    in one process (element-wise, 1e-10 relative); float32 within the bound the module derives.  (``nin parity
-    --workers 2`` runs it at 2 x 64 against 128; here it is kept small for the suite's time.)"""
-    dist_of(name)
-    for key in ("NIN_TEST_TAG", "TMPDIR", "NIN_DIST_TIMEOUT"):
-        monkeypatch.setenv(key, tagged[key])
-    results = dataparallel.compare(name, str(tmp_path), steps=2, batch=32)
-    failed = [r for r in results if not r.passed]
-    assert results and not failed, failed
-    assert {r.dtype for r in results} == {"float64", "float32"}
-
-
-@pytest.mark.parametrize("name", ENGINES)
-def test_a_killed_worker_ends_the_job_and_the_checkpoint_resumes(name, tmp_path, tagged):
-    """SIGKILL to worker 1 mid-run: the job ends within 60 s with one line naming the lost worker, no process is
-    left, the last checkpoint is good and ``--resume`` continues from it."""
-    run = str(tmp_path / "run")
+def kill_worker_1_after_a_checkpoint(name, env, run):
+    """``nin train --workers 2`` until the first checkpoint, then SIGKILL to worker 1: the job ends within 60 s
+    with one line naming the lost worker (no traceback); returns the epoch of the checkpoint left."""
     argv = [sys.executable, "-m", "common.cli", "train", "--backend", name, "--workers", "2", "--epochs", "20",
             "--out", run, *TINY_CLI]
-    proc = subprocess.Popen(argv, env=tagged, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + JOB_TIMEOUT_S
         pid_files = []
         while time.monotonic() < deadline and proc.poll() is None:
-            pid_files = glob.glob(os.path.join(tagged["TMPDIR"], "nin-job-*", "worker-1.pid"))
+            pid_files = glob.glob(os.path.join(env["TMPDIR"], "nin-job-*", "worker-1.pid"))
             try:
                 epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
             except (FileNotFoundError, ValueError):
@@ -193,14 +153,55 @@ def test_a_killed_worker_ends_the_job_and_the_checkpoint_resumes(name, tmp_path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
+    assert "2 workers" in out, out
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert "Traceback" not in err and all(line.startswith("nin train: error: ") for line in lines), err[-3000:]
     assert len(lines) <= 2 and "worker 1 of 2" in lines[-1] and "--resume" in lines[-1], err[-3000:]
     epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
     assert 1 <= epoch < 20
-    resumed = nin(tagged, "train", "--resume", run, "--epochs", str(epoch + 1), "--workers", "1", "--no-progress")
+    return epoch
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_two_workers_lose_one_resume_and_match_the_engines_launcher(name, tmp_path, tagged):
+    """``nin train --workers 2`` with worker 1 killed (SIGKILL) mid-run: the job ends within 60 s with one line
+    naming the lost worker and no process left, and its last checkpoint is good.  Resumed with the same workers,
+    it ends bit-identical to the same epochs started uninterrupted by the engine's own launcher (``torchrun``,
+    MXNet's launch.py, TF_CONFIG or JAX's coordinator variables per process); resumed with 1 worker, it
+    continues."""
+    run, straight = str(tmp_path / "run"), str(tmp_path / "straight")
+    epoch = kill_worker_1_after_a_checkpoint(name, tagged, run)
+    resumed = nin(tagged, "train", "--resume", run, "--epochs", str(epoch + 1), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [r["epoch"] for r in rows_of(run)] == list(range(1, epoch + 2))
+    assert "2 workers" in resumed.stdout and resumed.stdout.count(f"epoch {epoch + 1}/{epoch + 1}") == 1
+
+    engine_launch(name, tagged, ["train", "--backend", name, "--epochs", str(epoch + 1), "--out", straight,
+                                 *TINY_CLI])
+    rows = rows_of(straight)
+    assert [r["workers"] for r in rows] == [2] * (epoch + 1) and {r["n_train"] for r in rows} == {128}
+    assert all(r["n_val"] == 64 for r in rows)
+    final, expected = final_weights(run), final_weights(straight)
+    assert max(float(np.abs(final[k] - expected[k]).max()) for k in expected) == 0
+    assert [r["workers"] for r in rows_of(run)] == [2] * (epoch + 1)
+
+    other = nin(tagged, "train", "--resume", run, "--epochs", str(epoch + 2), "--workers", "1", "--no-progress")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert [r["workers"] for r in rows_of(run)] == [2] * (epoch + 1) + [1]
+    assert [r["epoch"] for r in rows_of(run)] == list(range(1, epoch + 3))
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monkeypatch):
+    """Float64, dropout off: SGD steps on 2 workers x 16 images end with the weights of the same steps on 32 images
+    in one process (element-wise, 1e-10 relative); float32 within the bound the module derives.  (``nin parity
+    --workers 2`` runs it at 2 x 64 against 128; here it is kept small for the suite's time.)"""
+    dist_of(name)
+    for key in ("NIN_TEST_TAG", "TMPDIR", "NIN_DIST_TIMEOUT"):
+        monkeypatch.setenv(key, tagged[key])
+    results = dataparallel.compare(name, str(tmp_path), steps=2, batch=32)
+    failed = [r for r in results if not r.passed]
+    assert results and not failed, failed
+    assert {r.dtype for r in results} == {"float64", "float32"}
 
 
 @pytest.mark.parametrize("name", ENGINES)

@@ -154,6 +154,7 @@ class DistributedModule(Protocol):
 
     ENGINE: str    # for people: "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
     LAUNCHER: str  # how the engine starts processes: "torchrun"
+    ONE_PRECISION_PER_JOB: bool  # the engine cannot step in float64 and then float32 in one job (MXNet's kvstore)
 
     def environment_world(self) -> Optional[Any]:
         """The ``World`` the engine's launcher put this process in (its variables), or None when none did."""

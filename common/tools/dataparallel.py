@@ -31,6 +31,7 @@ from common.tools.parity import float32_lr, make_batches
 
 FLOAT64_TOL = 1e-10
 EPS32 = float(np.finfo(np.float32).eps)
+DTYPES = ("float64", "float32")
 DEFAULTS = dict(workers=2, steps=3, batch=128, image_size=67, seed=0, lr=0.05)
 
 
@@ -67,11 +68,15 @@ def worker(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m common.tools.dataparallel worker")
     p.add_argument("--backend", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--dtypes", default="float64", help="the precisions to step in, in turn, comma-separated "
+                   "(one launch, one join, for all of them)")
     for name, value in DEFAULTS.items():
         if name != "workers":
             p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = p.parse_args(argv)
+    dtypes = args.dtypes.split(",")
+    if not dtypes or not set(dtypes) <= set(DTYPES):
+        raise SystemExit(f"--dtypes: expected a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
     settings = {k: getattr(args, k) for k in DEFAULTS if k != "workers"}
     dist = registry.part(args.backend, "distributed")
     world = dist.environment_world()
@@ -81,15 +86,17 @@ def worker(argv: Sequence[str]) -> int:
     world = group.world  # the engine may assign the rank (MXNet's scheduler)
     try:
         launch.register(world.rank)
-        with group.scope():
-            model = _model(args.backend, args.image_size, args.seed, args.dtype)
-        local = []
-        for x, y in _batches(args.backend, model.spec, settings, args.dtype):
-            part = local_slice(len(y), world)
-            local.append((x[part], y[part], len(y)))
-        weights = dist.sgd_steps(group, model, local, float32_lr(args.lr))
-        if world.chief:
-            save_npz(args.out, {k: np.asarray(v) for k, v in weights.items()})
+        for dtype in dtypes:
+            with group.scope():
+                model = _model(args.backend, args.image_size, args.seed, dtype)
+            local = []
+            for x, y in _batches(args.backend, model.spec, settings, dtype):
+                part = local_slice(len(y), world)
+                local.append((x[part], y[part], len(y)))
+            weights = dist.sgd_steps(group, model, local, float32_lr(args.lr))
+            if world.chief:
+                save_npz(_weights_file(args.out, args.backend, dtype),
+                         {k: np.asarray(v) for k, v in weights.items()})
         group.barrier()
     finally:
         group.leave()
@@ -107,24 +114,35 @@ def alone(backend: str, dtype: str, **settings) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64) for k, v in hooks.parameters(model).items()}
 
 
-def with_workers(backend: str, dtype: str, folder: str, timeout_s: float = 600, **settings) -> Dict[str, np.ndarray]:
-    """The weights after the steps on ``settings['workers']`` workers started through the backend's launcher."""
+def _weights_file(folder: str, backend: str, dtype: str) -> str:
+    return os.path.join(folder, f"{backend}-{dtype}-weights.npz")
+
+
+def with_workers(backend: str, dtypes: Sequence[str], folder: str, timeout_s: float = 600,
+                 **settings) -> Dict[str, Dict[str, np.ndarray]]:
+    """The weights after the steps on ``settings['workers']`` workers started through the backend's launcher, per
+    dtype: one job steps in every dtype in turn, unless the engine keeps one precision per job (its distributed
+    module's ``ONE_PRECISION_PER_JOB``), then one job per dtype."""
     settings = dict(DEFAULTS, **settings)
-    out = os.path.join(folder, f"{backend}-{dtype}-weights.npz")
-    argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", out, "--dtype", dtype]
-    for name, value in settings.items():
-        if name != "workers":
-            argv += [f"--{name.replace('_', '-')}", str(value)]
-    launch.start(backend, settings["workers"], argv, timeout_s=timeout_s)
-    return {k: np.asarray(v, np.float64) for k, v in load_npz(out)[0].items()}
+    one_each = getattr(registry.part(backend, "distributed"), "ONE_PRECISION_PER_JOB", False)
+    for jobs in ([[d] for d in dtypes] if one_each else [list(dtypes)]):
+        argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
+                "--dtypes", ",".join(jobs)]
+        for name, value in settings.items():
+            if name != "workers":
+                argv += [f"--{name.replace('_', '-')}", str(value)]
+        launch.start(backend, settings["workers"], argv, timeout_s=timeout_s)
+    return {dtype: {k: np.asarray(v, np.float64) for k, v in load_npz(_weights_file(folder, backend, dtype))[0].items()}
+            for dtype in dtypes}
 
 
-def compare(backend: str, folder: str, dtypes: Sequence[str] = ("float64", "float32"), **settings) -> List[Result]:
+def compare(backend: str, folder: str, dtypes: Sequence[str] = DTYPES, **settings) -> List[Result]:
     """Every weight tensor after the steps, workers against alone, at each of ``dtypes``."""
     results: List[Result] = []
     exact = alone(backend, "float64", **settings)
+    stepped = with_workers(backend, dtypes, folder, **settings)
     for dtype in dtypes:
-        mine = with_workers(backend, dtype, folder, **settings)
+        mine = stepped[dtype]
         ref = exact if dtype == "float64" else alone(backend, dtype, **settings)
         for name in exact:
             diff = float(np.abs(mine[name] - ref[name]).max())
