@@ -22,13 +22,13 @@ from common.engine import recipes  # noqa: E402
 
 def latest_rows(path: str, label: str) -> dict:
     """{(backend, seed, precision): row} of the rows with ``label`` made with the recipe's present settings (a
-    recipe changed since leaves its older rows out), the last one of each key."""
+    recipe changed since leaves its older rows out) trained in one process, the last one of each key."""
     current = recipes.RECIPES.get(label)
     found = {}
     with open(path) as f:
         for line in f:
             row = json.loads(line)
-            if row.get("label") == label and (current is None or all(
+            if row.get("label") == label and row.get("workers", 1) == 1 and (current is None or all(
                     row["settings"].get(k) == v for k, v in current.items())):
                 found[(row["backend"], row["settings"]["seed"], row["precision"])] = row
     return found
