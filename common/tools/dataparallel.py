@@ -124,7 +124,7 @@ def with_workers(backend: str, dtypes: Sequence[str], folder: str, timeout_s: fl
     dtype: one job steps in every dtype in turn, unless the engine keeps one precision per job (its distributed
     module's ``ONE_PRECISION_PER_JOB``), then one job per dtype."""
     settings = dict(DEFAULTS, **settings)
-    one_each = getattr(registry.part(backend, "distributed"), "ONE_PRECISION_PER_JOB", False)
+    one_each = registry.part(backend, "distributed").ONE_PRECISION_PER_JOB
     for jobs in ([[d] for d in dtypes] if one_each else [list(dtypes)]):
         argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
                 "--dtypes", ",".join(jobs)]
