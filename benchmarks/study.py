@@ -29,6 +29,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -57,7 +59,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
         argv = ["train", "--resume", folder]
     else:
         argv = ["train", "--backend", backend, "--variant", variant, "--recipe", args.recipe, "--seed", str(seed),
-                "--precision", args.precision, "--out", folder]
+                "--precision", args.precision, "--device", args.device, "--out", folder]
         if args.init:
             argv += ["--init", args.init]
         if args.limit_train:
@@ -80,6 +82,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], train_acc=r["train_acc"],
                             val_loss=r["val_loss"], val_acc=r["val_acc"]) for r in rows],
                 peak_rss_mb=max((r.get("peak_rss_mb") or 0 for r in rows), default=0) or None,
+                device=last.get("device"), peak_device_mb=last.get("peak_device_mb"),
                 nice=args.nice, load_before=before, load_after=load_average(),
                 load_per_epoch=[r.get("load_avg") for r in rows], folder=os.path.relpath(folder, ROOT),
                 date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(ROOT),
@@ -95,22 +98,39 @@ def main() -> int:
     p.add_argument("--init", default=None, help="an init other than the recipe's (a fairness run)")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--limit-train", type=int, default=None, help="train on this many images (a reduced run)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (the study's machine) or gpu")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (on a GPU, whose steps at batch 32 leave it "
+                                                      "mostly idle; on a CPU one run already takes every core)")
     p.add_argument("--nice", type=int, default=19)
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "study"))
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args()
     finished = done(args.results)
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for variant in args.variants.split(","):
-            for backend in args.backend.split(","):
-                if (variant, backend, seed, args.recipe, args.init, args.limit_train) in finished:
-                    continue
-                row = run_one(variant, backend, seed, args)
-                with open(args.results, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row, sort_keys=True) + "\n")
-                print(f"study: {variant} / {backend} / seed {seed}: test accuracy {row['val_acc']:.4f} "
-                      f"({sum(row['epoch_s']) / 60:.1f} min of training)", flush=True)
-    return 0
+    todo = [(variant, backend, int(seed)) for seed in args.seeds.split(",") for variant in args.variants.split(",")
+            for backend in args.backend.split(",")
+            if (variant, backend, int(seed), args.recipe, args.init, args.limit_train) not in finished]
+    lock = threading.Lock()
+
+    failed = []
+
+    def one(job) -> None:
+        variant, backend, seed = job
+        try:
+            row = run_one(variant, backend, seed, args)
+        except SystemExit as err:  # one run's failure, reported; the others go on
+            print(err, file=sys.stderr, flush=True)
+            failed.append(job)
+            return
+        with lock:
+            with open(args.results, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            print(f"study: {variant} / {backend} / seed {seed}: test accuracy {row['val_acc']:.4f} "
+                  f"({sum(row['epoch_s']) / 60:.1f} min of training)", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in [pool.submit(one, job) for job in todo]:
+            future.result()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ class Group:
             jax.distributed.shutdown()
 
 
-def join(world: D.World) -> Group:
-    return Group(world)
+def join(world: D.World, device: str = "auto") -> Group:
+    return Group(world)  # the device needs no choice here: the engine's transport is the same for both
 
 
 def padded(images: np.ndarray, labels: np.ndarray, world: D.World, global_batch: int):

@@ -185,8 +185,8 @@ def _give_up(world: D.World) -> None:
     os._exit(2)
 
 
-def join(world: D.World) -> Group:
-    return Group(world)
+def join(world: D.World, device: str = "auto") -> Group:
+    return Group(world)  # the device needs no choice here: the engine's transport is the same for both
 
 
 def broadcast_weights(trainer) -> None:

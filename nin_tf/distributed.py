@@ -204,8 +204,8 @@ class Group:
         return None
 
 
-def join(world: D.World) -> Group:
-    return Group(world)
+def join(world: D.World, device: str = "auto") -> Group:
+    return Group(world)  # the device needs no choice here: the engine's transport is the same for both
 
 
 def replica_loss(losses, global_batch):

@@ -8,6 +8,7 @@ CPU and NCCL on GPUs (one GPU per worker: ``LOCAL_RANK``).  ``torchrun`` sets ``
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import nullcontext
 from datetime import timedelta
@@ -50,8 +51,11 @@ def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
 
 
-def _transport() -> str:
-    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "gloo"
+def _transport(device: str = "auto") -> str:
+    """NCCL when the workers train on GPUs (``device`` auto or gpu, and CUDA sees one), else gloo: CPU workers on
+    a machine with GPUs (``--device cpu``) meet over gloo, since NCCL moves CUDA tensors only."""
+    gpus = torch.cuda.is_available() and torch.cuda.device_count() > 0
+    return "nccl" if gpus and device != "cpu" else "gloo"
 
 
 def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
@@ -73,9 +77,9 @@ class Group:
 
     errors = (dist.DistError, RuntimeError)  # gloo reports a lost peer as a RuntimeError from its C++ side
 
-    def __init__(self, world: D.World):
-        self.world = world
-        self.transport = _transport()
+    def __init__(self, world: D.World, device: str = "auto"):
+        self.transport = _transport(device)
+        self.world = dataclasses.replace(world, engine=f"torch.distributed, {self.transport}")
         if self.transport == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", world.rank)))
         threads = D.optional_int(os.environ.get(D.THREADS_VARIABLE))
@@ -112,8 +116,8 @@ class Group:
             dist.destroy_process_group()
 
 
-def join(world: D.World) -> Group:
-    return Group(world)
+def join(world: D.World, device: str = "auto") -> Group:
+    return Group(world, device)
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:

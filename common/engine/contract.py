@@ -166,8 +166,9 @@ class DistributedModule(Protocol):
     def worker_environment(self, workers: int, rank: int, port: int) -> Dict[str, str]:
         """The variables the engine's launcher sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port."""
 
-    def join(self, world: Any) -> Any:
-        """Join the engine as ``world`` says; the ``Group`` (``common.engine.distributed.Group``) with its
+    def join(self, world: Any, device: str = "auto") -> Any:
+        """Join the engine as ``world`` says, for workers training on ``device`` (auto, cpu or gpu: the transport
+        may depend on it); the ``Group`` (``common.engine.distributed.Group``) with its
         collectives and ``errors``, the exceptions by which the engine says another worker went away."""
 
     def sgd_steps(self, group: Any, model: Model, batches: List[Tuple[np.ndarray, np.ndarray]],

@@ -318,7 +318,7 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
         with ExitStack() as held:
             _hold_out(job, held, state is None or os.path.abspath(out or "") != run_dir)
             return _train(job, mod, impl, Alone())
-    group = dist.join(world)  # the engine says who this worker is (MXNet's scheduler assigns the ranks)
+    group = dist.join(world, settings["device"])  # the engine says who this worker is (MXNet's scheduler assigns the ranks)
     world = group.world
     job = Job(backend, settings, model, state, ckpt, data_dir, out, progress and world.chief, on_epoch, world)
     try:

@@ -82,7 +82,7 @@ def worker(argv: Sequence[str]) -> int:
     world = dist.environment_world()
     if world is None:
         raise SystemExit("expected to be started by the engine's launcher (no worker variables set)")
-    group = dist.join(world)
+    group = dist.join(world, "cpu")  # float64 parity: CPU workers
     world = group.world  # the engine may assign the rank (MXNet's scheduler)
     try:
         launch.register(world.rank)
