@@ -127,7 +127,8 @@ def run_workers(args) -> int:
                         f"{settings['image_size']}x{settings['image_size']}, dropout off",
                   caption="max abs diff = max|w(workers) - w(one process)| over every element of every weight; "
                           "float64 passes at 1e-10 relative; float32 where the workers' float32 weights are as close "
-                          "to float64 as twice the single process's float32 weights are")
+                          "to float64 as twice the single process's float32 weights are, plus the rounding that reordering "
+                          "the batch sums can cost (common/tools/dataparallel.py)")
     for col, justify in (("backend", "left"), ("dtype", "left"), ("max abs diff", "right"),
                          ("relative error", "right"), ("result", "left"), ("worst weight", "left")):
         table.add_column(col, justify=justify)
