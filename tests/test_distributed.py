@@ -223,7 +223,7 @@ def test_an_unreachable_coordinator_is_one_line_in_bounded_time(name, tmp_path, 
     """A worker told (by its launcher's variables) to meet at a port nobody listens on gives up with one line."""
     dist = dist_of(name)
     port = D.free_port()
-    env = dict(tagged, NIN_DIST_TIMEOUT="5", **dist.worker_environment(2, 1, port))
+    env = dict(tagged, NIN_DIST_TIMEOUT="2", **dist.worker_environment(2, 1, port))
     start = time.monotonic()
     proc = nin(env, "train", "--backend", name, "--out", str(tmp_path / "run"), *TINY_CLI, timeout=120)
     assert time.monotonic() - start < 60
