@@ -7,6 +7,7 @@ import pytest
 from common import cli
 from common.arch import shapes
 from common.arch import spec as S
+from common.arch.variants import build_spec
 from common.arch.weights import initial_weights, load_npz, save_npz
 from common.engine import registry
 from common.engine.runs import native_name
@@ -185,6 +186,42 @@ def test_convert_errors_exit_2(backend, tmp_path, capsys):
     assert not (tmp_path / "a.h5").exists()
     assert cli.main(["convert", str(tmp_path / "m.txt"), "--to", "torch", "--out", str(tmp_path / "b.pt")]) == 2
     assert "expected a checkpoint ending in one of" in capsys.readouterr().err
+
+
+def _dead_channels_of_the_last_block(variant: str, init: str, seed: int, images: np.ndarray) -> int:
+    """How many channels of the block the classes are read from are <= 0 on every image at the start."""
+    from common.arch.reference import layer_outputs
+    spec = build_spec(variant)
+    at = max(i for i, layer in enumerate(spec.layers) if isinstance(layer, S.Block))
+    out = layer_outputs(spec, initial_weights(spec, seed, init, 67), images)[at]
+    return int((out.max(axis=(0, 2, 3)) <= 0).sum())
+
+
+def _test_images_at_67(fashion_mnist, n=64):
+    from common.engine import data
+    test = data.load("test", fashion_mnist, n, progress=False)
+    x = test.images[:, None].astype(np.float64) / 255
+    pick = np.linspace(0, 27, 67).round().astype(int)
+    return x[:, :, pick][:, :, :, pick]
+
+
+def test_kaiming_alive_all_starts_every_last_block_alive(fashion_mnist):
+    """Where kaiming-alive leaves channels dead (gradual narrows 384 -> 192 -> 96 -> 10 with no square convolution
+    to start as the identity; fc-head's and fc-head-wide's last block feeds a fully connected layer), its
+    generalisation starts none dead; on the chapter's shapes the two are the same weights."""
+    x = _test_images_at_67(fashion_mnist)
+    assert _dead_channels_of_the_last_block("gradual", "kaiming-alive", 0, x) >= 2
+    assert _dead_channels_of_the_last_block("fc-head-wide", "kaiming-alive", 0, x) >= 50
+    for variant, most in (("gradual", 0), ("fc-head", 0), ("fc-head-wide", 3)):  # 384 channels: 1% on 64 images
+        for seed in range(3):
+            assert _dead_channels_of_the_last_block(variant, "kaiming-alive-all", seed, x) <= most, (variant, seed)
+    for variant in ("chapter", "1x1-1", "1x1-3", "3x3", "1x1-0"):
+        spec = build_spec(variant)
+        same, alive = (initial_weights(spec, 2, init, 67) for init in ("kaiming-alive-all", "kaiming-alive"))
+        assert all(np.array_equal(same[k], alive[k]) for k in alive), variant
+    gradual = initial_weights(build_spec("gradual"), 0, "kaiming-alive-all", 67)
+    assert np.array_equal(gradual["block3.conv1.weight"][:, :, 0, 0], np.kron(np.eye(192 // 2), [[0.5, 0.5]]))
+    assert np.all(gradual["block3.conv1.weight"] >= 0) and np.all(gradual["block3.conv2.weight"] >= 0)
 
 
 def _dead_classes(init: str, seed: int, images: np.ndarray) -> int:

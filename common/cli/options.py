@@ -131,7 +131,8 @@ def seeds(p, help: str = "comma list of seeds, each trained as its own run") -> 
 def init(p, default: Optional[str] = "xavier") -> None:
     p.add_argument("--init", choices=INITS, default=default,
                    help="xavier (the chapter's), kaiming (He-normal, zero biases; leaves the loss plateau at "
-                        "2.303 sooner) or kaiming-alive (kaiming with no class starting dead: the quick recipe's)")
+                        "2.303 sooner), kaiming-alive (kaiming with no class starting dead: the quick recipe's) or "
+                        "kaiming-alive-all (kaiming-alive for a last block of any shape: gradual, fc-head)")
 
 
 def recipe(p, default: Optional[str] = None) -> None:
