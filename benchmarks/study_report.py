@@ -94,6 +94,16 @@ def over_seeds(runs) -> dict:
                 epoch_s=statistics.mean(s for r in runs for s in r["epoch_s"]), loads=loads)
 
 
+def _epoch_s(runs) -> str:
+    """Mean seconds per epoch; per CPU where the seeds ran on different machines (a time is that machine's)."""
+    by_cpu: dict = {}
+    for r in runs:
+        by_cpu.setdefault(r.get("machine", {}).get("cpu", "?"), []).extend(r["epoch_s"])
+    if len(by_cpu) == 1:
+        return f"{statistics.mean(next(iter(by_cpu.values()))):.1f}"
+    return "; ".join(f"{statistics.mean(v):.1f} ({cpu})" for cpu, v in sorted(by_cpu.items()))
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -120,7 +130,7 @@ def section(name: str, grouped: dict) -> str:
             runs, s = grouped[k], over_seeds(grouped[k])
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", ",".join(map(str, s["seeds"])), f"{s['mean']:.4f}",
-                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{s['epoch_s']:.1f}",
+                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", _epoch_s(runs),
                          _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
                          k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)"])

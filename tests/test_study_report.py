@@ -152,3 +152,13 @@ def test_a_missing_results_file_is_refused(tmp_path):
     proc = run("--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no such file" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_seconds_per_epoch_are_given_per_cpu_when_the_seeds_ran_on_several(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.dirname(SCRIPT))
+    import study_report
+
+    runs = [row("chapter", "torch", 0, 0.90, 0.91, [100.0, 110.0], cpu="CPU A"),
+            row("chapter", "torch", 1, 0.90, 0.91, [200.0, 220.0], cpu="CPU B")]
+    assert study_report._epoch_s(runs) == "105.0 (CPU A); 210.0 (CPU B)"
+    assert study_report._epoch_s(runs[:1]) == "105.0"
