@@ -64,7 +64,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
             argv += ["--init", args.init]
         if args.limit_train:
             argv += ["--limit-train", str(args.limit_train)]
-    before = load_average()
+    before, commit = load_average(), git_commit(ROOT)  # the code the run starts with
     cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "common.cli", *argv, "--no-progress"]
     print(f"study: {' '.join(cmd[3:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -85,7 +85,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
                 device=last.get("device"), peak_device_mb=last.get("peak_device_mb"),
                 nice=args.nice, load_before=before, load_after=load_average(),
                 load_per_epoch=[r.get("load_avg") for r in rows], folder=os.path.relpath(folder, ROOT),
-                date=datetime.datetime.now().isoformat(timespec="seconds"), commit=git_commit(ROOT),
+                date=datetime.datetime.now().isoformat(timespec="seconds"), commit=commit,
                 machine=describe(), cpu_flags=sorted(cpu_flags() & FLAGS))
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import sys
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -42,7 +43,17 @@ REQUIRED = ("variant", "backend", "seed", "recipe", "label", "precision", "image
             "epoch_s", "curve")
 HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "min–max", "train − test (mean)",
           "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "peak memory (max)", "precision",
-          "label"]
+          "label", "s / epoch, quiet"]
+SPEED = os.path.join(HERE, "results", "variant_speed.jsonl")  # benchmarks/variant_speed.py: times on a quiet machine
+
+
+def read_speed(path: str) -> dict:
+    """(variant, backend, recipe) -> the last row ``benchmarks/variant_speed.py`` wrote for it (none: {})."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {(r["variant"], r["backend"], r["recipe"]): r for r in rows}
 
 
 def read_rows(path: str) -> list:
@@ -119,21 +130,25 @@ def _joined(runs, field) -> str:
     return ", ".join(sorted({str(field(r)) for r in runs})) or "?"
 
 
-def section(name: str, grouped: dict) -> str:
+def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
     title, variants = EXERCISES[name]
-    body, used = [], []
+    body, used, timed = [], [], []
+    speed = speed or {}
     for variant in variants:
         mine = sorted((k for k in grouped if k[0] == variant), key=lambda k: (-len(grouped[k]), str(k)))
         if not mine:
             body.append([variant] + ["—"] * 3 + ["not run yet"] + ["—"] * (len(HEADER) - 5))
         for k in mine:
             runs, s = grouped[k], over_seeds(grouped[k])
+            quiet = speed.get((variant, k[1], k[2]))
+            timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", ",".join(map(str, s["seeds"])), f"{s['mean']:.4f}",
                          _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", _epoch_s(runs),
                          _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
-                         k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)"])
+                         k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)",
+                         f"{quiet['epoch_s_60000']:.1f}" if quiet else "—"])
             used += runs
     cpu = _joined(used, lambda r: f"{r.get('machine', {}).get('cpu', '?')} "
                                   f"({r.get('machine', {}).get('cpu_count', '?')} cores)")
@@ -141,10 +156,15 @@ def section(name: str, grouped: dict) -> str:
               f"{_joined(used, lambda r: r['image_size'])} px; CPU {cpu}; commits "
               f"{_joined(used, lambda r: r.get('commit') or '?')}." if used else
               f"No runs yet: `python benchmarks/study.py --variants {','.join(variants)}`.")
+    if timed:
+        loads = [x for r in timed for x in (r["load_before"][0], r["load_after"][0])]
+        origin += (f" Quiet times (`benchmarks/variant_speed.py`: 60,000 images at the rate of a short run): CPU "
+                   f"{_joined(timed, lambda r: r['machine'].get('cpu', '?'))}, 1-minute load {_span(loads)}, "
+                   f"commit {_joined(timed, lambda r: r.get('commit') or '?')}.")
     return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
 
 
-def report(rows, results: str) -> str:
+def report(rows, results: str, speed: Optional[dict] = None) -> str:
     grouped = groups(rows)
     where = os.path.abspath(results)
     where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
@@ -156,7 +176,7 @@ def report(rows, results: str) -> str:
              "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.", ""]
-    return "\n".join(intro + [section(name, grouped) for name in EXERCISES])
+    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES])
 
 
 def plot(name: str, grouped: dict, path: str) -> None:
@@ -197,13 +217,13 @@ def plot(name: str, grouped: dict, path: str) -> None:
     _save(fig, path)
 
 
-def write(rows, results: str, out: str) -> str:
+def write(rows, results: str, out: str, speed: Optional[dict] = None) -> str:
     """The plots, then report.md, into ``out``; the path of report.md."""
     grouped = groups(rows)
     for name in EXERCISES:
         plot(name, grouped, os.path.join(out, f"{name}.png"))
     path = os.path.join(out, "report.md")
-    text = report(rows, results)
+    text = report(rows, results, speed)
     with atomic_path(path, ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     return path
@@ -213,13 +233,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "study"))
+    p.add_argument("--speed", default=SPEED, help="benchmarks/variant_speed.py's rows (quiet-machine times)")
     args = p.parse_args(argv)
     try:
         rows = read_rows(args.results)
     except ValueError as err:
         print(f"study_report: {err}", file=sys.stderr)
         return 2
-    print(write(rows, args.results, args.out))
+    print(write(rows, args.results, args.out, read_speed(args.speed)))
     return 0
 
 

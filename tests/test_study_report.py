@@ -48,12 +48,18 @@ def run(*args):
                           env=dict(os.environ, PYTHONPATH=path))
 
 
+# one quiet-machine time (benchmarks/variant_speed.py's row), for chapter in torch only
+QUIET = dict(variant="chapter", backend="torch", recipe="quick-b32", epoch_s_60000=123.44, load_before=[0.4, 0.5, 0.6],
+             load_after=[1.2, 0.7, 0.6], machine=dict(cpu="Quiet CPU", cpu_count=2), commit="def5678")
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     results = write_rows(tmp / "study.jsonl", ROWS)
+    speed = write_rows(tmp / "speed.jsonl", [QUIET])
     out = tmp / "out"
-    proc = run("--results", str(results), "--out", str(out))
+    proc = run("--results", str(results), "--out", str(out), "--speed", str(speed))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out / "report.md")
     return out, (out / "report.md").read_text()
@@ -83,7 +89,9 @@ def test_the_table_gives_the_mean_and_range_over_seeds(written):
         assert cells[7] == f"{statistics.mean(r['train_acc'] - r['val_acc'] for r in runs):+.4f}"
         assert cells[8] == f"{statistics.mean(s for r in runs for s in r['epoch_s']):.1f}"
         assert cells[12] == ("812 MiB" if backend == "mxnet" else "?")  # the peak where the rows recorded one
-        assert cells[13:] == ["fp32", "full"]
+        assert cells[13:15] == ["fp32", "full"]
+        assert cells[15] == ("123.4" if (variant, backend) == ("chapter", "torch") else "—")
+    assert "Quiet times" in ex1 and "Quiet CPU, 1-minute load 0.4–1.2, commit def5678" in ex1
 
 
 def test_grouping_by_seed(monkeypatch):
@@ -123,7 +131,7 @@ def test_variants_without_rows_are_not_run_yet(written):
     _, text = written
     for number, variant in ((1, "1x1-1"), (1, "1x1-3"), (2, "3x3"), (3, "fc-head"), (5, "gradual")):
         assert "not run yet" in line_of(section(text, number), variant, "—")
-    assert line_of(section(text, 6), "nin-vgg11", "torch")[-1] == "reduced (12000 images)"
+    assert line_of(section(text, 6), "nin-vgg11", "torch")[-2] == "reduced (12000 images)"
     ex1 = section(text, 1)
     assert "Test CPU (2 cores)" in ex1 and "abc1234, def5678" in ex1 and "quick-b32" in ex1
     assert table_problems(text) == []

@@ -1,0 +1,99 @@
+"""Training time per epoch of each exercise variant on a quiet machine, at the study's settings; appends rows.
+
+Not a test.  The exercise study's own seconds per epoch are measured while other work may share the cores (its
+runs take hours, in the background); this script gives the time a reader can compare: one short ``nin train``
+per variant (the study's recipe ``quick-b32`` in fp32, 1 epoch of ``--images`` training images, 256 test
+images), one after the other, started only when the 1-minute load average is below ``--quiet`` (it waits up to
+``--wait`` seconds for it, else refuses), with the load before and after each run recorded.  The figure is the
+training pass's images/s (``metrics.jsonl``: start-up and evaluation left out), and the epoch of 60,000 images
+it implies.
+
+    python benchmarks/variant_speed.py                        # the study's variants, PyTorch
+    python benchmarks/variant_speed.py --variants chapter,3x3 --backend mxnet --images 6400
+
+One JSON line per run is appended to ``benchmarks/results/variant_speed.jsonl`` (variant, backend, images/s,
+seconds per 60,000-image epoch, multiply-adds, achieved GFLOP/s, threads, the machine with its CPU flags, the
+loads, the commit).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from common.arch.costs import resources  # noqa: E402
+from common.arch.variants import build_spec  # noqa: E402
+from common.util.machine import available_cpus, cpu_flags, describe, git_commit, load_average  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results", "variant_speed.jsonl")
+VARIANTS = ("chapter", "1x1-0", "1x1-1", "1x1-3", "3x3", "fc-head", "fc-head-wide", "gradual")
+FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+
+
+def wait_quiet(limit: float, wait_s: float) -> float:
+    deadline = time.monotonic() + wait_s
+    while True:
+        load = load_average()[0]
+        if load <= limit:
+            return load
+        if time.monotonic() > deadline:
+            raise SystemExit(f"expected a 1-minute load average of at most {limit:g} to time on, got {load:.2f} "
+                             f"after waiting {wait_s:g} s: stop what runs, then start again")
+        time.sleep(5)
+
+
+def one_run(variant: str, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="nin-variant-speed-") as out:
+        argv = [sys.executable, "-m", "common.cli", "train", "--backend", args.backend, "--variant", variant,
+                "--recipe", args.recipe, "--precision", "fp32", "--epochs", "1", "--limit-train", str(args.images),
+                "--limit-val", "256", "--device", "cpu", "--out", out, "--no-progress"]
+        before = load_average()
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        after = load_average()
+        if proc.returncode != 0:
+            raise SystemExit(f"{variant} failed: {proc.stderr.strip()[-1500:]}")
+        with open(os.path.join(out, "metrics.jsonl"), encoding="utf-8") as f:
+            row = [json.loads(line) for line in f if line.strip()][-1]
+    macs = resources(build_spec(variant), row["image_size"], 1).totals["macs"]
+    rate = row["images_per_s"]
+    return dict(variant=variant, backend=args.backend, recipe=args.recipe, precision=row["precision"],
+                image_size=row["image_size"], batch_size=row["batch_size"], images=args.images,
+                images_per_s=rate, epoch_s_60000=60000 / rate, macs_per_image=macs,
+                achieved_gflops=rate * 3 * 2 * macs / 1e9, threads=available_cpus(), load_before=before,
+                load_after=after, date=datetime.datetime.now().isoformat(timespec="seconds"),
+                commit=git_commit(ROOT), machine=describe(), cpu_flags=sorted(cpu_flags() & FLAGS))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--backend", default="torch")
+    p.add_argument("--recipe", default="quick-b32")
+    p.add_argument("--images", type=int, default=3200, help="training images per run (100 batches of 32)")
+    p.add_argument("--quiet", type=float, default=1.0, help="the 1-minute load average to start under")
+    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for it")
+    p.add_argument("--results", default=RESULTS)
+    args = p.parse_args(argv)
+    load = wait_quiet(args.quiet, args.wait)
+    print(f"variant_speed: the 1-minute load is {load:.2f}; timing {args.variants} in {args.backend}", flush=True)
+    for variant in args.variants.split(","):
+        row = one_run(variant, args)
+        with open(args.results, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        print(f"{variant}: {row['images_per_s']:,.1f} images/s, {row['epoch_s_60000']:.0f} s per 60,000-image "
+              f"epoch, {row['achieved_gflops']:.1f} GFLOP/s (load {row['load_before'][0]:.2f} -> "
+              f"{row['load_after'][0]:.2f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
