@@ -4,7 +4,7 @@ How the idiom reads (PyTorch's DDP tutorial): every worker builds the same model
 ``DistributedDataParallel`` (which broadcasts rank 0's weights and all-reduces the gradients, averaged, in
 buckets that overlap the backward pass), and steps on its own slice of the batch.  The transport is gloo on a
 CPU and NCCL on GPUs (one GPU per worker: ``LOCAL_RANK``).  ``torchrun`` sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; ``environment_world`` reads them.
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; ``launching.environment_world`` reads them.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dataclasses
 import os
 from contextlib import nullcontext
 from datetime import timedelta
-from typing import Dict, List, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,34 +21,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from common.engine import distributed as D
-from common.engine.launch import Process
+
 
 from . import parity
-
-ENGINE = "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
-LAUNCHER = "torchrun"
-ONE_PRECISION_PER_JOB = False  # float64 then float32 in one job (the data-parallel parity check)
-TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, one collective)
-
-
-def timeout_s() -> float:
-    return float(os.environ.get(TIMEOUT_VARIABLE) or D.DEFAULT_TIMEOUT_S)
-
-
-def environment_world() -> Optional[D.World]:
-    """The worker ``torchrun`` (or a cluster manager setting its variables) made this process, or None."""
-    size, rank = D.optional_int(os.environ.get("WORLD_SIZE")), D.optional_int(os.environ.get("RANK"))
-    if size is None or rank is None:
-        return None
-    address = f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', '29500')}"
-    return D.World(size=size, rank=rank, engine=f"torch.distributed, {_transport()}", coordinator=address)
-
-
-def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
-    """The variables ``torchrun`` sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port (what a
-    cluster manager or another launcher sets to start a worker by hand)."""
-    return {"RANK": str(rank), "WORLD_SIZE": str(workers), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(workers),
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
 
 
 def _transport(device: str = "auto") -> str:
@@ -56,20 +31,6 @@ def _transport(device: str = "auto") -> str:
     a machine with GPUs (``--device cpu``) meet over gloo, since NCCL moves CUDA tensors only."""
     gpus = torch.cuda.is_available() and torch.cuda.device_count() > 0
     return "nccl" if gpus and device != "cpu" else "gloo"
-
-
-def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
-    """``torchrun --nproc_per_node N`` on this machine, meeting at 127.0.0.1:port (``nin_torch.torchrun``: torchrun
-    itself, its failure report left to nin's launcher)."""
-    if port is None:
-        port = D.free_port()
-    else:
-        D.check_port_free(port)
-    interpreter, *argv = worker_argv
-    return [Process([interpreter, "-m", "nin_torch.torchrun", "--nnodes", "1", "--nproc_per_node",
-                     str(workers), "--master_addr", "127.0.0.1", "--master_port", str(port),
-                     "--monitor_interval", "0.5", *argv],
-                    name="torchrun")]
 
 
 class Group:
@@ -87,12 +48,12 @@ class Group:
             torch.set_num_threads(threads)
         host, port = D.parse_address(world.coordinator, "MASTER_ADDR:MASTER_PORT")
         if world.rank != 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
-            D.wait_reachable(host, port, timeout_s(), "the rank-0 worker (MASTER_ADDR:MASTER_PORT)")
+            D.wait_reachable(host, port, D.timeout_s(), "the rank-0 worker (MASTER_ADDR:MASTER_PORT)")
         if world.rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
             D.check_port_free(port, "0.0.0.0" if host not in ("127.0.0.1", "localhost") else host)
         try:
             dist.init_process_group(self.transport, rank=world.rank, world_size=world.size,
-                                    timeout=timedelta(seconds=timeout_s()))
+                                    timeout=timedelta(seconds=D.timeout_s()))
         except dist.DistError as err:
             raise ValueError(f"expected {world.size} workers to meet at {world.coordinator}, got: "
                              f"{str(err).splitlines()[0]}") from None

@@ -116,7 +116,7 @@ def dist_of(name):
 def engine_launch(name, env, argv, port=None):
     """Start the workers as the engine's own launcher does (``torchrun``, MXNet's launch.py, one process per
     worker with TF_CONFIG or JAX's coordinator variables), without nin's launcher watching; wait for them."""
-    plan = dist_of(name).launch_plan(2, [sys.executable, "-m", "common.cli", *argv], 1, port)
+    plan = registry.launching(name).launch_plan(2, [sys.executable, "-m", "common.cli", *argv], 1, port)
     procs = [subprocess.Popen(p.argv, env=dict(env, **p.env), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for p in plan]
     outs = [p.communicate(timeout=JOB_TIMEOUT_S) for p in procs]
@@ -219,11 +219,30 @@ def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged
 
 
 @pytest.mark.parametrize("name", ENGINES)
+def test_the_launcher_never_imports_the_framework(name, tmp_path, tagged):
+    """``nin train --workers 2`` launches; only the workers import the framework (here the launch is refused, a
+    port in use, after the launching module has made its plan)."""
+    framework = registry.info(name).module
+    script = ("import runpy, socket, sys\n"
+              "busy = socket.socket(); busy.bind(('127.0.0.1', 0)); busy.listen()\n"
+              f"sys.argv = ['nin', 'train', '--backend', {name!r}, '--workers', '2', '--port', "
+              "str(busy.getsockname()[1]), '--recipe', 'quick', '--limit-train', '128', '--no-progress', "
+              f"'--out', {str(tmp_path / 'run')!r}]\n"
+              "try:\n    runpy.run_module('common.cli', run_name='__main__')\nexcept SystemExit as end:\n"
+              "    code = end.code\n"
+              f"print(code, {framework!r} in sys.modules, {registry.info(name).package!r} in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=tagged, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stdout + proc.stderr[-2000:]
+    one_line(proc, "in use")
+
+
+@pytest.mark.parametrize("name", ENGINES)
 def test_an_unreachable_coordinator_is_one_line_in_bounded_time(name, tmp_path, tagged):
     """A worker told (by its launcher's variables) to meet at a port nobody listens on gives up with one line."""
-    dist = dist_of(name)
+    dist_of(name)
     port = D.free_port()
-    env = dict(tagged, NIN_DIST_TIMEOUT="2", **dist.worker_environment(2, 1, port))
+    env = dict(tagged, NIN_DIST_TIMEOUT="2", **registry.launching(name).worker_environment(2, 1, port))
     start = time.monotonic()
     proc = nin(env, "train", "--backend", name, "--out", str(tmp_path / "run"), *TINY_CLI, timeout=120)
     assert time.monotonic() - start < 60
@@ -238,7 +257,7 @@ def test_a_worker_that_cannot_import_its_framework_is_one_line(name, tmp_path, t
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('this worker has no framework')\n")
     env = dict(tagged, PYTHONPATH=os.pathsep.join([str(broken.parent), tagged["PYTHONPATH"]]),
-               **dist_of(name).worker_environment(2, 1, D.free_port()))
+               **registry.launching(name).worker_environment(2, 1, D.free_port()))
     proc = nin(env, "train", "--backend", name, "--out", str(tmp_path / "run"), *TINY_CLI, timeout=120)
     assert proc.returncode == 2
     one_line(proc, "this worker has no framework")
@@ -275,8 +294,8 @@ def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monk
               "time.sleep(1 if rank == 1 else 600)\n"
               "sys.exit(3 if rank == 1 else 0)\n")
     plan = [launch.Process([sys.executable, "-c", script], {"R": str(r)}, f"worker {r}") for r in (0, 1)]
-    monkeypatch.setattr(launch, "registry", type("R", (), {"part": staticmethod(
-        lambda name, part: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
+    monkeypatch.setattr(launch, "registry", type("R", (), {"launching": staticmethod(
+        lambda name: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
     for key, value in tagged.items():
         monkeypatch.setenv(key, value)
     start = time.monotonic()
@@ -305,8 +324,8 @@ def test_the_lost_worker_is_named_when_the_others_are_gone_too(tmp_path, tagged,
               "time.sleep(600)\n")
     plan = [launch.Process([sys.executable, "-c", script, script], {}, "torchrun")]
     monkeypatch.setattr(launch, "POLL_S", 5.0)  # the watcher looks only after everything has ended
-    monkeypatch.setattr(launch, "registry", type("R", (), {"part": staticmethod(
-        lambda name, part: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
+    monkeypatch.setattr(launch, "registry", type("R", (), {"launching": staticmethod(
+        lambda name: type("P", (), {"launch_plan": staticmethod(lambda *a: plan)}))}))
     for key, value in tagged.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(launch.JobFailed, match="^worker 1 of 2 is gone"):

@@ -62,7 +62,7 @@ def run(args) -> int:
         given = getattr(args, name)
         kwargs[name] = given if given is not None else stored.get(name, DEFAULTS[name])
     for name in names:
-        registry.load(name)  # names the extra to install when the framework is missing
+        registry.available(name)  # names the extra to install when the framework is missing
     if args.out is None and args.resume is None:
         print("nin train: no --out given: metrics and checkpoints are not saved", file=sys.stderr)
     for name in names:
@@ -74,9 +74,8 @@ def run(args) -> int:
 
 
 def train_one(backend: str, out, args, kwargs) -> int:
-    fit = registry.part(backend, "training").fit
-    try:
-        fit(out=out, resume=args.resume, progress=O.show_progress(args), **kwargs)
+    try:  # the backend's ``fit``; the framework is imported only where training happens (not in a launcher)
+        training.run(backend, out=out, resume=args.resume, progress=O.show_progress(args), **kwargs)
     except (training.NonFiniteLoss, WorkerLost) as err:
         print(f"nin train: error: {err}", file=sys.stderr)
         return 1
@@ -84,7 +83,7 @@ def train_one(backend: str, out, args, kwargs) -> int:
         print(f"nin train: interrupted; {resume_hint(out or args.resume)}", file=sys.stderr)
         return 130
     where = out or args.resume
-    world = registry.part(backend, "distributed").environment_world()
+    world = registry.launching(backend).environment_world()
     if world is not None and (os.environ.get("NIN_LAUNCHED") or not world.chief):
         return 0  # a worker: the launcher (or the chief) says where the run is
     if where:

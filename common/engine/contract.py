@@ -1,6 +1,6 @@
 """What a backend package provides, as code: one Protocol per module of the package, and ``check``.
 
-A backend is a package beside ``common`` (registered once in ``common.engine.registry``) with seven modules of
+A backend is a package beside ``common`` (registered once in ``common.engine.registry``) with eight modules of
 the same names in every backend; docs/backends.md explains each to whoever adds one.  ``check(name)`` compares a
 registered backend with these Protocols (every member present, functions taking the declared parameters, the
 constants agreeing with the registry); ``check_model`` checks what a built model object carries.  The contract
@@ -145,12 +145,10 @@ class ResourcesModule(Protocol):
     def measured_memory(self, model: Model, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured: ...
 
 
-class DistributedModule(Protocol):
-    """``<package>.distributed``: data-parallel training through the framework's own engine
-    (``common.engine.distributed``, ``common.engine.launch``; docs/distributed.md).
-
-    A data-parallel Trainer is ``Trainer(model, lr, device, precision, group=join(world))``, built (with its
-    model) under ``group.scope()``."""
+class LaunchingModule(Protocol):
+    """``<package>.launching``: how the engine's workers start, framework-free (it imports no framework, and
+    ``common.engine.registry.launching`` loads it without the package), so that the process that launches the
+    workers (``nin train --workers N``) never imports the framework."""
 
     ENGINE: str    # for people: "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
     LAUNCHER: str  # how the engine starts processes: "torchrun"
@@ -165,6 +163,15 @@ class DistributedModule(Protocol):
 
     def worker_environment(self, workers: int, rank: int, port: int) -> Dict[str, str]:
         """The variables the engine's launcher sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port."""
+
+
+class DistributedModule(Protocol):
+    """``<package>.distributed``: data-parallel training through the framework's own engine
+    (``common.engine.distributed``, ``common.engine.launch``; docs/distributed.md), in the workers that
+    ``launching`` started.
+
+    A data-parallel Trainer is ``Trainer(model, lr, device, precision, group=join(world))``, built (with its
+    model) under ``group.scope()``."""
 
     def join(self, world: Any, device: str = "auto") -> Any:
         """Join the engine as ``world`` says, for workers training on ``device`` (auto, cpu or gpu: the transport
@@ -190,7 +197,7 @@ class RuntimeModule(Protocol):
 
 PARTS: Dict[str, type] = {"model": ModelModule, "training": TrainingModule, "checkpoint": CheckpointModule,
                           "parity": ParityModule, "resources": ResourcesModule, "runtime": RuntimeModule,
-                          "distributed": DistributedModule}
+                          "distributed": DistributedModule, "launching": LaunchingModule}
 # what ``import <package>`` itself offers (the README's API, the same names everywhere)
 PUBLIC = ("BACKEND", "DATA_FORMAT", "NiN", "nin_block", "layer_shapes", "predict", "num_params", "export_weights",
           "import_weights", "save_native", "load_native", "Trainer", "fit")

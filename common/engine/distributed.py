@@ -17,6 +17,7 @@ over all workers), ``barrier`` and ``leave``; one worker (rank 0, ``World.chief`
 """
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import ContextManager, Optional, Protocol, Sequence, Tuple
@@ -26,6 +27,12 @@ import numpy as np
 # how long a worker waits for the others (joining, one collective) before it gives up, in seconds: long enough
 # for a slow first step (a graph being compiled), short enough that a lost worker ends the job
 DEFAULT_TIMEOUT_S = 120.0
+TIMEOUT_VARIABLE = "NIN_DIST_TIMEOUT"  # seconds a worker waits for the others (joining, one collective)
+
+
+def timeout_s() -> float:
+    """How long a worker waits for the others: ``NIN_DIST_TIMEOUT`` seconds, else ``DEFAULT_TIMEOUT_S``."""
+    return float(os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT_S)
 # the variables our own launcher (``nin train --workers``) sets in every worker, besides the engine's
 THREADS_VARIABLE = "NIN_WORKER_THREADS"
 

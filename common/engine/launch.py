@@ -1,7 +1,7 @@
 """``nin train --workers N``: start N workers on this machine through the backend's own launcher, watch them, and
 leave no process behind (framework-free).
 
-The backend's ``distributed.launch_plan`` says what to start: ``torchrun`` (one process that starts the workers),
+The backend's ``launching.launch_plan`` says what to start: ``torchrun`` (one process that starts the workers),
 MXNet's ``tools/launch.py`` (scheduler, server and workers), or one process per worker with the variables a
 cluster manager would set (``TF_CONFIG``, JAX's coordinator).  Every worker runs the same ``nin train`` command
 line (``worker_command``) and finds its rank in those variables.  This module only starts, watches and stops
@@ -30,6 +30,7 @@ from common.util.machine import available_cpus
 JOB_VARIABLE = "NIN_JOB_DIR"  # the folder where workers started by us register their pids
 GRACE_S = 5.0                 # what the other workers get to end on their own after one is lost
 POLL_S = 0.2
+STOP_WAIT_S = 1.0             # after SIGTERM, what the workers get before SIGKILL (see _stop)
 # the run() settings a worker command line carries, as nin train's options
 OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",
            "seed", "init", "schedule", "warmup", "variant", "data_dir", "out", "resume", "workers")
@@ -127,8 +128,14 @@ def _exit_words(code: int) -> str:
     return f"ended with exit status {code}"
 
 
-def _stop(procs: Sequence[subprocess.Popen], wait_s: float = 5.0) -> None:
-    """Terminate every process group we started (SIGTERM, then SIGKILL after ``wait_s``), and reap them."""
+def _stop(procs: Sequence[subprocess.Popen], wait_s: float = STOP_WAIT_S) -> None:
+    """Terminate every process group we started (SIGTERM, then SIGKILL after ``wait_s``), and reap them.
+
+    The wait is short: a worker blocked in a native call (a collective waiting for a peer that is gone, until
+    the engine's own timeout) runs no Python code, so its SIGTERM handler (``register``) waits with it, and
+    SIGTERM ends it only when the call returns.  Nothing is lost by not waiting: checkpoints are written
+    atomically, and a stopped worker saves nothing.  (TensorFlow's coordination service, left running, logs
+    its peer's missed heartbeats on stderr after 10 s, whatever TF_CPP_MIN_LOG_LEVEL says.)"""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for p in procs:
             try:
@@ -153,7 +160,7 @@ def start(backend: str, workers: int, worker_argv: List[str], port: Optional[int
     """Run the job: ``workers`` processes of ``worker_argv`` through the backend's launcher; returns when every
     worker has ended well, else raises JobFailed (after stopping every process).  ``timeout_s``: the most the
     whole job may take (tests)."""
-    dist = registry.part(backend, "distributed")
+    dist = registry.launching(backend)  # framework-free: the launcher never imports the framework
     threads = threads_per_worker(workers)
     with tempfile.TemporaryDirectory(prefix="nin-job-") as job:
         plan = dist.launch_plan(workers, [sys.executable] + list(worker_argv), threads, port)

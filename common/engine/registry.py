@@ -9,6 +9,9 @@ use, as in einops' ``_backends.py``: importing ``common`` imports no framework.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Dict, List, Tuple
@@ -35,7 +38,7 @@ REGISTERED: Tuple[Backend, ...] = (
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)
 # the modules every backend package has (the contract's parts)
-PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime", "distributed")
+PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime", "distributed", "launching")
 
 
 class BackendUnavailable(RuntimeError):
@@ -61,9 +64,12 @@ def load(name: str) -> ModuleType:
     try:
         return importlib.import_module(entry.package)
     except (ImportError, OSError) as err:  # OSError: a framework whose shared library fails to load
-        raise BackendUnavailable(
-            f"backend {name!r} needs {entry.framework}, which is not installed or fails to import ({err}); "
-            f"install it with: pip install 'nin[{entry.extra}]'") from err
+        raise _unavailable(entry, err) from err
+
+
+def _unavailable(entry: Backend, err: Exception) -> BackendUnavailable:
+    return BackendUnavailable(f"backend {entry.name!r} needs {entry.framework}, which is not installed or fails to "
+                              f"import ({err}); install it with: pip install 'nin[{entry.extra}]'")
 
 
 def part(name: str, part_name: str) -> ModuleType:
@@ -72,6 +78,41 @@ def part(name: str, part_name: str) -> ModuleType:
         raise ValueError(f"expected a backend part among {', '.join(PARTS)}, got {part_name!r}")
     load(name)
     return importlib.import_module(f"{info(name).package}.{part_name}")
+
+
+def available(name: str) -> None:
+    """Whether the framework behind backend ``name`` is installed, without importing it (the process that only
+    launches workers never does): BackendUnavailable naming the pip extra if not.  A framework that is installed
+    but fails to import is reported where it is imported."""
+    entry = info(name)
+    if importlib.util.find_spec(entry.module) is None:
+        raise BackendUnavailable(f"backend {name!r} needs {entry.framework}, which is not installed; install it "
+                                 f"with: pip install 'nin[{entry.extra}]'")
+
+
+def launching(name: str) -> ModuleType:
+    """The backend's ``launching`` module (how its engine's workers start), loaded without importing the backend
+    package, whose ``__init__`` imports the framework: the module imports ``common`` only.  It is registered
+    under its own name, so the package's modules, imported later, use this same module."""
+    module = f"{info(name).package}.launching"
+    if module in sys.modules or info(name).package in sys.modules:
+        try:
+            return importlib.import_module(module)
+        except (ImportError, OSError) as err:
+            raise _unavailable(info(name), err) from err
+    package = importlib.util.find_spec(info(name).package)
+    if package is None or not package.submodule_search_locations:
+        raise BackendUnavailable(f"backend {name!r}: its package {info(name).package} is not installed")
+    path = os.path.join(list(package.submodule_search_locations)[0], "launching.py")
+    spec = importlib.util.spec_from_file_location(module, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[module]
+        raise
+    return loaded
 
 
 def parse_list(text: str) -> List[str]:

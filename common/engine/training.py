@@ -284,8 +284,7 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
                               precision=precision, seed=seed, **chosen)
     image_size = settings["image_size"]
     settings["recipe"] = recipe
-    dist = registry.part(backend, "distributed")
-    world = dist.environment_world()
+    world = registry.launching(backend).environment_world()  # the framework is not imported yet
     if world is None:  # not started by the engine's launcher: alone, or the launcher of ``workers`` processes
         n = resolve_workers(backend, workers, device)
         if port is not None:
@@ -318,7 +317,7 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
         with ExitStack() as held:
             _hold_out(job, held, state is None or os.path.abspath(out or "") != run_dir)
             return _train(job, mod, impl, Alone())
-    group = dist.join(world, settings["device"])  # the engine says who this worker is (MXNet's scheduler assigns the ranks)
+    group = registry.part(backend, "distributed").join(world, settings["device"])  # the engine says who this worker is (MXNet's scheduler assigns the ranks)
     world = group.world
     job = Job(backend, settings, model, state, ckpt, data_dir, out, progress and world.chief, on_epoch, world)
     try:

@@ -88,7 +88,7 @@ def worker(argv: Sequence[str]) -> int:
         raise SystemExit(f"--dtypes: expected a comma-separated list of {', '.join(DTYPES)}; got {args.dtypes!r}")
     settings = {k: getattr(args, k) for k in DEFAULTS if k != "workers"}
     dist = registry.part(args.backend, "distributed")
-    world = dist.environment_world()
+    world = registry.launching(args.backend).environment_world()
     if world is None:
         raise SystemExit("expected to be started by the engine's launcher (no worker variables set)")
     group = dist.join(world, "cpu")  # float64 parity: CPU workers
@@ -138,9 +138,9 @@ def with_workers(backend: str, dtypes: Sequence[str], folder: str, timeout_s: fl
                  **settings) -> Dict[str, Dict[str, np.ndarray]]:
     """The weights after the steps on ``settings['workers']`` workers started through the backend's launcher, per
     dtype: one job steps in every dtype in turn, unless the engine keeps one precision per job (its distributed
-    module's ``ONE_PRECISION_PER_JOB``), then one job per dtype."""
+    launching module's ``ONE_PRECISION_PER_JOB``), then one job per dtype."""
     settings = dict(DEFAULTS, **settings)
-    one_each = registry.part(backend, "distributed").ONE_PRECISION_PER_JOB
+    one_each = registry.launching(backend).ONE_PRECISION_PER_JOB
     for jobs in ([[d] for d in dtypes] if one_each else [list(dtypes)]):
         argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
                 "--dtypes", ",".join(jobs)]
