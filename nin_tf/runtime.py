@@ -9,6 +9,7 @@ kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself.
 * ``dtype_policy(name)``: Keras layers take their dtype from a process-wide policy when they are created; the
   float64 copies of ``nin parity`` are built under ``"float64"``, which is restored after, whatever happens.
   (The bf16 Trainer sets its layers' own policies instead, never the global one: ``training.compute_policy``.)
+* ``xla_quiet_start()``: the first XLA-compiled step of the process, with XLA's start-up log kept off stderr.
 * ``worker_threads(n)``, ``worker_gpu(rank)``, ``native_log_quiet()`` and ``sigterm_ends_the_process()``: what
   a data-parallel worker (``distributed.join``) does to its process when it joins the others: its share of the
   cores, its one GPU, the distributed runtime's start-up messages kept off stderr, and SIGTERM that stops it
@@ -94,6 +95,26 @@ def native_log_quiet():
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+_xla_started = False
+
+
+@contextmanager
+def xla_quiet_start():
+    """The block runs under ``native_log_quiet`` until one such block has ended without error in this process.
+
+    Workaround: the first XLA compilation of a TensorFlow 2.17 process logs "XLA service ... initialized",
+    "StreamExecutor device (0): Host" and "Compiled cluster using XLA!" through Abseil (see
+    ``native_log_quiet``), whatever TF_CPP_MIN_LOG_LEVEL says; later compilations log nothing.  The Trainer
+    runs each XLA-compiled step in this block."""
+    global _xla_started
+    if _xla_started:
+        yield
+        return
+    with native_log_quiet():
+        yield
+    _xla_started = True
 
 
 def sigterm_ends_the_process() -> None:
