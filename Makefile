@@ -2,11 +2,13 @@
 #   make train   - creates .venv on first use, then trains NiN on Fashion-MNIST (BACKEND=torch|mxnet|tf|jax, ARGS=...):
 #                  the chapter's recipe where nvidia-smi lists a GPU, else the quick recipe where the CPU computes
 #                  bf16 natively, else quick-b32 (RECIPE=... overrides)
-#   make test    - creates .venv on first use, then runs the test suite over every backend
+#   make test    - creates .venv on first use, then runs the test suite over every backend (TEST_WORKERS=2
+#                  pytest processes: much of a test's time is one core starting processes and importing frameworks)
 PYTHON ?= python3
 VENV ?= .venv
 BACKEND ?= torch
 ARGS ?=
+TEST_WORKERS ?= 2
 # a GPU (as nvidia-smi sees one) runs the chapter's recipe in minutes; a CPU needs hours for it, so it gets a quick
 # one: quick where bf16 is native (AVX512-BF16/AMX), quick-b32 on an AVX2-only CPU (common/engine/recipes.py decides)
 HAVE_GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
@@ -35,7 +37,7 @@ train: train-notice install
 	$(BIN)/nin train --backend $(BACKEND) --recipe $(RECIPE) --out runs/$(BACKEND) $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 summary: install
 	$(BIN)/nin summary --backend all $(ARGS)

@@ -28,15 +28,14 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from common.engine import recipes, registry, training  # noqa: E402
 from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
-from common.util.machine import cpu_flags, describe, git_commit, thread_defaults  # noqa: E402
+from common.util.machine import describe, git_commit, thread_defaults, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
 # test accuracy each recipe must reach in every backend, and within how many seconds on a 2-core CPU
 TARGETS = {"chapter": dict(acc=0.85, seconds=None), "quick": dict(acc=0.88, seconds=15 * 60),
            "quick-b32": dict(acc=0.90, seconds=15 * 60)}  # one per recipe (a test checks)
-VECTOR_FLAGS = ("avx", "fma", "amx")
-RESOLVED = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup")  # as the run took them  # the CPU flags recorded with each row (what oneDNN can use)
+RESOLVED = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup")  # as the run took them
 PLATEAU = math.log(10)  # the loss of a network that predicts chance (0.1) for every class: 2.303
 STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts as stalled
 
@@ -76,7 +75,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
         target=(f">= {target['acc']} test accuracy" + (f" within {target['seconds']} s" if target["seconds"] else "")
                 if full else "n/a (reduced setting)"),
         target_met=met if full else None, commit=git_commit(ROOT), machine=describe(),
-        cpu_flags=sorted(f for f in cpu_flags() if f.startswith(VECTOR_FLAGS)))
+        cpu_flags=vector_flags())
 
 
 def main(argv=None) -> int:

@@ -21,6 +21,10 @@ from common.engine import distributed as D
 from common.engine import launch, registry, runs
 from common.tools import dataparallel
 
+# make test runs the suite in two pytest processes; these tests run one after another in one of them (each starts
+# two or three processes of its own, and one job's workers meeting on 127.0.0.1 is all they ask of the machine)
+pytestmark = pytest.mark.xdist_group("distributed")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 67
 # 4 global batches of 32 (2 workers x 16), 64 validation images: tiny, still one model trained by two workers;

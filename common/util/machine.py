@@ -29,6 +29,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "KM
 # CPU instructions that make bf16 convolutions faster than fp32 (oneDNN uses them); without them the
 # frameworks emulate bf16 and it is many times slower than fp32 (15x on an AVX2 EPYC, measured)
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+VECTOR_FLAGS = ("avx", "fma", "amx")  # the prefixes of the flags results files record (vector_flags)
 
 
 def thread_defaults() -> Dict[str, str]:
@@ -122,6 +123,23 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def cpu_generation() -> str:
+    """'family 25 model 1' from /proc/cpuinfo ('' where it says nothing): which generation a CPU name covers
+    (an "AMD EPYC" is Zen 3 at family 25 model 1, Zen 4 at model 17)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                    fields[key.strip()] = value.strip()
+                if not line.strip():
+                    break
+    except OSError:
+        pass
+    return f"family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else ""
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB (what the OS counted, frameworks included)."""
     import resource
@@ -156,10 +174,16 @@ def nominal_fp32_peak() -> Optional[dict]:
                                                  f"{mhz / 1000:.2f} GHz (/proc/cpuinfo)")
 
 
+def vector_flags() -> list:
+    """The CPU flags that say which vector instructions oneDNN and XLA can use (AVX, AVX2, AVX-512, FMA, AMX)."""
+    return sorted(f for f in cpu_flags() if f.startswith(VECTOR_FLAGS))
+
+
 def describe() -> dict:
-    """The machine, for results files: host, system, CPU, core count, load average, thread settings."""
+    """The machine, for results files: host, system, CPU and its vector flags, core count, load average, thread
+    settings."""
     return dict(host=platform.node(), system=platform.platform(), python=platform.python_version(), cpu=cpu_name(),
-                cpu_count=os.cpu_count(), cpu_bf16=cpu_bf16(), load_avg=load_average(),
+                cpu_generation=cpu_generation(), cpu_flags=vector_flags(), cpu_count=os.cpu_count(), cpu_bf16=cpu_bf16(), load_avg=load_average(),
                 keep_freed_memory=bool(_kept_freed_memory),
                 env={k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ})
 
