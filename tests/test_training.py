@@ -86,7 +86,7 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_one_small_batch_is_overfitted(backend, device, precision):
+def test_one_small_batch_is_overfitted(backend, device, precision, dense_variant):
     """150 SGD steps on 4 images, in each precision the backend trains in: their loss (dropout off) falls well
     below its start.
 
@@ -94,10 +94,18 @@ def test_one_small_batch_is_overfitted(backend, device, precision):
     in TensorFlow fp32, 5 dropout seeds: to 2.1-4.8 after step 100; bf16's rounding makes it likelier), and a
     spike in the last steps left the model where it started (TF bf16 once ended at 2.06).  So the last 30
     steps run at lr 0.003, as a schedule's end does: the test checks that the batch is learnt, not where an
-    oscillation happens to be at step 150.  bf16 runs here on every machine, emulated where the CPU lacks it.
+    oscillation happens to be at step 150.  bf16 runs here on every machine.  Where the CPU only emulates it
+    (15-30x slower than fp32), the network is the small one with a dense head at 32 px (convolutions, pooling,
+    dropout and dense layers, all in bf16): the chapter's network took 25-29 s here in PyTorch and TensorFlow.
+    Its class scores are not ReLU outputs, so it starts further from chance (2.98 in every backend).
     """
+    from common.util import machine
+
     split = data.load("train", limit=4)
-    model = training_of(backend).build_model(device, seed=0, init="kaiming", image_size=SIZE)
+    small = precision == "bf16" and device == "cpu" and not machine.cpu_bf16()
+    kwargs, size, first = ((dense_variant, dense_variant["image_size"], (2.0, 3.5)) if small
+                           else (dict(image_size=SIZE), SIZE, (2.0, 2.6)))
+    model = training_of(backend).build_model(device, seed=0, init="kaiming", **kwargs)
     try:
         trainer = training_of(backend).Trainer(model, 0.03, device, precision)
     except ValueError as err:  # a backend without bf16 says why (MXNet 1.9)
@@ -105,13 +113,13 @@ def test_one_small_batch_is_overfitted(backend, device, precision):
         return
     assert trainer.precision == precision
     trainer.reseed(1)
-    start = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
-    losses = [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(120)]
+    start = trainer.eval_step(split.images, split.labels, size)[0] / 4
+    losses = [trainer.train_step(split.images, split.labels, size)[0] / 4 for _ in range(120)]
     trainer.set_lr(0.003)
-    losses += [trainer.train_step(split.images, split.labels, SIZE)[0] / 4 for _ in range(30)]
-    end = trainer.eval_step(split.images, split.labels, SIZE)[0] / 4
+    losses += [trainer.train_step(split.images, split.labels, size)[0] / 4 for _ in range(30)]
+    end = trainer.eval_step(split.images, split.labels, size)[0] / 4
     assert np.all(np.isfinite(losses))
-    assert 2.0 < start < 2.6
+    assert first[0] < start < first[1]
     assert end < 0.5 * start, (start, end, losses[::10])
 
 
