@@ -54,8 +54,8 @@ def bf16_native(device: str) -> bool:
 def xla_compiles(device: str, precision: str) -> bool:
     """Whether the training and evaluation steps are XLA-compiled (``jit_compile``): float32 on a CPU.
 
-    There XLA fuses the network's element-wise work into its convolutions; measured on 2-core AMD EPYC CPUs at
-    67 px, fp32, it trains 1.3-1.5x faster than the default graph (docs/speed.md).  bf16 stays on the default
+    Measured on a 2-core AVX2-only AMD EPYC at 67 px, fp32, the two alternated in one process: 1.26x the default
+    graph's rate at batch 32, 1.23x at batch 128 (docs/speed.md).  bf16 stays on the default
     graph: XLA's CPU backend computes bf16 convolutions in float32 (nin_jax.training.bf16_native), where
     oneDNN computes them natively on an AVX512-BF16 CPU.  GPUs keep the default graph (not measured here).
     """

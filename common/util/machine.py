@@ -183,7 +183,8 @@ def describe() -> dict:
     """The machine, for results files: host, system, CPU and its vector flags, core count, load average, thread
     settings."""
     return dict(host=platform.node(), system=platform.platform(), python=platform.python_version(), cpu=cpu_name(),
-                cpu_generation=cpu_generation(), cpu_flags=vector_flags(), cpu_count=os.cpu_count(), cpu_bf16=cpu_bf16(), load_avg=load_average(),
+                cpu_generation=cpu_generation(), cpu_flags=vector_flags(), cpu_count=os.cpu_count(),
+                cpu_bf16=cpu_bf16(), load_avg=load_average(),
                 keep_freed_memory=bool(_kept_freed_memory),
                 env={k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ})
 
