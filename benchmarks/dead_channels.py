@@ -1,4 +1,4 @@
-"""Dead channels of the last block, at the start and at the end of training, per run; appends rows.
+"""Dead channels of the last block, at the start and at the end of training, per run, or traced along training.
 
 Not a test.  For each run folder (``nin train --out``, e.g. the exercise study's), the block the classes are read
 from (the class scores' block, or the block before a fully connected head) is evaluated on the first
@@ -10,7 +10,15 @@ training drew them) and for its last checkpoint.
     python benchmarks/dead_channels.py /work/runs/study/gradual-torch-quick-b32-s0 ...
     python benchmarks/dead_channels.py --runs /work/runs/study            # every run folder under it
 
-One JSON line per run is appended to ``benchmarks/results/dead_channels.jsonl``.
+``--trace VARIANT[,VARIANT...]`` follows the count along training instead: it trains the variant as ``nin train``
+does (the same recipe, seed, init, batch order, learning rate per step and dropout seeds, through the same
+epoch loop) and counts after SGD steps 0, 10, 25, 50, 100, then every 100, and at the end of each traced epoch.
+On a CPU the steps are those of the ``nin train`` run with the same settings, so the trace of epoch 1 is the
+first epoch of that run (the default: where the warm-up decides which channels live):
+
+    python benchmarks/dead_channels.py --trace chapter,gradual --seed 0 [--init kaiming-alive-all]
+
+One JSON line per run (or per trace) is appended to ``benchmarks/results/dead_channels.jsonl``.
 """
 from __future__ import annotations
 
@@ -31,8 +39,8 @@ from common.arch import spec as S  # noqa: E402
 from common.arch.reference import layer_outputs, resize_bilinear  # noqa: E402
 from common.arch.variants import build_spec  # noqa: E402
 from common.arch.weights import initial_weights, load_npz  # noqa: E402
-from common.engine import data, runs  # noqa: E402
-from common.util.machine import git_commit  # noqa: E402
+from common.engine import data, recipes, registry, runs  # noqa: E402
+from common.util.machine import describe, git_commit, load_average, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "dead_channels.jsonl")
 
@@ -62,6 +70,68 @@ def one_run(folder: str, images: np.ndarray) -> dict:
                 date=datetime.datetime.now().isoformat(timespec="seconds"))
 
 
+TRACE_STEPS = (0, 10, 25, 50)
+
+
+def probe_at(step: int, every: int = 100) -> bool:
+    """Whether the count is taken after SGD step ``step`` (0: the initial weights)."""
+    return step in TRACE_STEPS or step % every == 0
+
+
+class _Probed:
+    """The trainer of a traced run: every call goes to the backend's Trainer; after the SGD steps that
+    ``probe_at`` names, the last block's dead channels are counted on the weights the step left."""
+
+    def __init__(self, trainer, count, step: int = 0):
+        self._trainer, self.count, self.step, self.trace = trainer, count, step, []
+
+    def __getattr__(self, name):
+        return getattr(self._trainer, name)
+
+    def train_step(self, images, labels, image_size):
+        out = self._trainer.train_step(images, labels, image_size)
+        self.step += 1
+        if probe_at(self.step):
+            self.trace.append((self.step, self.count()))
+        return out
+
+
+def _stop(step: int, loss: float, batch: int, n_batches: int) -> None:
+    raise SystemExit(f"dead_channels: the loss became {loss} at step {step}")
+
+
+def trace(variant: str, args, images: np.ndarray) -> dict:
+    """Train ``variant`` for ``args.epochs_traced`` epochs of its recipe, counting dead channels on the way."""
+    from common.engine.training import epoch_seed, make_trainer, train_epoch  # imports no framework
+    impl, package = registry.part(args.backend, "training"), registry.load(args.backend)
+    settings = recipes.resolve(args.recipe, init=args.init, seed=args.seed)
+    settings.update(variant=variant, image_size=settings["image_size"])
+    spec, size = build_spec(variant), settings["image_size"]
+    x = resize_bilinear(images, size)
+    model = impl.build_model("cpu", lr=settings["lr"], variant=variant, seed=args.seed, init=settings["init"],
+                             image_size=size)
+    trainer = _Probed(make_trainer(args.backend, model, settings["lr"], "cpu", args.precision),
+                      lambda: dead(spec, package.export_weights(model), x)[0])
+    first, channels = dead(spec, package.export_weights(model), x)
+    trainer.trace.append((0, first))
+    train = data.load("train", args.data_dir, None, progress=False)
+    before, ends, step = load_average(), [], 0
+    for epoch in range(1, args.epochs_traced + 1):
+        trainer.reseed(epoch_seed(args.seed, epoch))
+        loss, acc, seconds, step = train_epoch(trainer, train, settings, epoch, step, False, _stop)
+        if trainer.trace[-1][0] != step:
+            trainer.trace.append((step, trainer.count()))
+        ends.append(dict(epoch=epoch, step=step, dead=trainer.trace[-1][1], train_loss=loss, train_acc=acc,
+                         seconds=round(seconds, 1)))
+        print(f"{variant}: epoch {epoch}: {ends[-1]['dead']} of {channels} dead; trace {trainer.trace}", flush=True)
+    return dict(kind="trace", variant=variant, backend=args.backend, seed=args.seed, init=settings["init"],
+                recipe=args.recipe, precision=args.precision, image_size=size, epochs=settings["epochs"],
+                epochs_traced=args.epochs_traced, channels=channels, steps=[s for s, _ in trainer.trace],
+                dead=[d for _, d in trainer.trace], epoch_ends=ends, images=len(images), load_before=before,
+                load_after=load_average(), machine=describe(), commit=git_commit(ROOT),
+                date=datetime.datetime.now().isoformat(timespec="seconds"))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="*", help="run folders")
@@ -69,7 +139,22 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=1000, help="test images the channels are looked at on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--results", default=RESULTS)
+    p.add_argument("--trace", help="variants to train and trace (comma list) instead of reading run folders")
+    p.add_argument("--backend", default="torch", help="the backend a trace trains in")
+    p.add_argument("--recipe", default="quick-b32", help="the recipe a trace trains with")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None, help="an init other than the recipe's")
+    p.add_argument("--epochs-traced", type=int, default=1)
     args = p.parse_args(argv)
+    if args.trace:
+        thread_defaults()  # before the first framework import
+        test = data.load("test", args.data_dir, args.images, progress=False)
+        for variant in args.trace.split(","):
+            row = trace(variant, args, test.images[:, None].astype(np.float64) / 255)
+            with open(args.results, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+        return 0
     folders = list(args.folders)
     if args.runs:
         folders += sorted(os.path.dirname(os.path.dirname(s))
