@@ -1,7 +1,6 @@
 """NiN in TensorFlow Keras, built by walking the spec in ``common``."""
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np  # noqa: E402
@@ -73,38 +72,21 @@ class Conv2D(keras.layers.Conv2D):
         return outputs if self.activation is None else self.activation(outputs)
 
 
-PHILOX = 1  # TensorFlow's RNG algorithm number for Philox (what its CPU and GPU kernels pick for stateless ops)
-MANTISSA = 0x7FFFFF  # the 23 bits TensorFlow's kernels turn into a float32 uniform in [0, 1): bits / 2**23
-
-
 class Dropout(keras.layers.Dropout):
-    """``keras.layers.Dropout`` whose mask depends on neither the compute dtype nor XLA.
+    """``keras.layers.Dropout`` whose mask does not depend on the compute dtype.
 
     Keras draws the uniform numbers that decide which units to drop in the input's dtype, so under the
     ``mixed_bfloat16`` policy the same seed dropped other units than in float32 (measured: 59% of the masks
-    agreed, chance level), and a bf16 run could not be compared step by step with an fp32 one.  Here the mask is
-    the one Keras draws for float32 inputs, in every dtype.
-
-    Workaround: under XLA (``jit_compile``, the float32 CPU training step) ``tf.random.stateless_uniform`` gives
-    other numbers for the same seed than TensorFlow's kernels (all of them differ, for Philox too), although
-    both derive the same key and counter and the same random bits: they turn the bits into floats differently.
-    So the mask is decided on the bits, as TensorFlow's kernels decide it (``uniform >= rate`` with
-    ``uniform = (bits & 0x7FFFFF) / 2**23``), and is the same with XLA and without.
+    agreed, chance level), and a bf16 run could not be compared step by step with an fp32 one.  Here they are
+    drawn in float32 always (the same numbers Keras draws for float32 inputs).
     """
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
-        # the int32 seed Keras' TensorFlow backend derives from its seed generator's int64 state
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
-        key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
-        shape = tf.shape(inputs) if self.noise_shape is None else self.noise_shape
-        bits = tf.raw_ops.StatelessRandomUniformFullIntV2(shape=shape, key=key, counter=counter, alg=PHILOX,
-                                                          dtype=tf.uint32)
-        # uniform >= rate exactly: a float32 rate times 2**23 is exact in float64
-        threshold = math.ceil(float(np.float32(self.rate)) * 2.0 ** 23)
-        keep = tf.bitwise.bitwise_and(bits, MANTISSA) >= threshold
-        scale = tf.where(keep, tf.constant(1 / (1 - self.rate), tf.float32), tf.constant(0.0, tf.float32))
+        # Keras' own dropout of a float32 tensor of ones: 0 or 1/(1 - rate), the mask Keras gives float32 inputs
+        scale = keras.random.dropout(tf.ones_like(inputs, dtype=tf.float32), self.rate, noise_shape=self.noise_shape,
+                                     seed=self.seed_generator)
         return inputs * tf.cast(scale, inputs.dtype)
 
 

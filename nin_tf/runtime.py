@@ -3,13 +3,13 @@
 ``common.util.runtime.prepare("tensorflow")`` first: it loads the system's libstdc++ before TensorFlow does,
 so that TensorFlow's own copies of libstdc++ functions cannot take the place of libstdc++'s in other
 frameworks (MXNet crashed after TensorFlow without it; see that module).  TensorFlow's start-up chatter is
-kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself.
+kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself, and oneDNN's CPU kernels are on unless you
+set ``TF_ENABLE_ONEDNN_OPTS`` yourself (``ENVIRONMENT`` says why).
 
 * ``full_float32()``: what ``nin parity`` switches on (``parity.parity_mode``): no TF32 on a GPU.
 * ``dtype_policy(name)``: Keras layers take their dtype from a process-wide policy when they are created; the
   float64 copies of ``nin parity`` are built under ``"float64"``, which is restored after, whatever happens.
   (The bf16 Trainer sets its layers' own policies instead, never the global one: ``training.compute_policy``.)
-* ``xla_quiet_start()``: the first XLA-compiled step of the process, with XLA's start-up log kept off stderr.
 * ``worker_threads(n)``, ``worker_gpu(rank)``, ``native_log_quiet()`` and ``sigterm_ends_the_process()``: what
   a data-parallel worker (``distributed.join``) does to its process when it joins the others: its share of the
   cores, its one GPU, the distributed runtime's start-up messages kept off stderr, and SIGTERM that stops it
@@ -21,6 +21,7 @@ from common.util import runtime
 
 runtime.prepare("tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -30,7 +31,12 @@ import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
 # environment variables importing the backend sets (and why)
-ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2 unless set: TensorFlow's start-up chatter out of the way"}
+ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2 unless set: TensorFlow's start-up chatter out of the way",
+               "TF_ENABLE_ONEDNN_OPTS": "1 unless set: oneDNN's CPU kernels on every x86 CPU. TensorFlow switches "
+                                        "them on by itself only where the CPU has AVX512-VNNI/BF16 or AMX; on an "
+                                        "AVX2-only CPU its own kernels trained NiN at 0.42-0.54 of the fp32 peak, "
+                                        "oneDNN's at 0.78-0.88 (docs/speed.md). Read when TensorFlow first asks, "
+                                        "so it also holds where TensorFlow was imported first but has run nothing"}
 
 
 def full_float32() -> None:
@@ -95,26 +101,6 @@ def native_log_quiet():
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
-
-
-_xla_started = False
-
-
-@contextmanager
-def xla_quiet_start():
-    """The block runs under ``native_log_quiet`` until one such block has ended without error in this process.
-
-    Workaround: the first XLA compilation of a TensorFlow 2.17 process logs "XLA service ... initialized",
-    "StreamExecutor device (0): Host" and "Compiled cluster using XLA!" through Abseil (see
-    ``native_log_quiet``), whatever TF_CPP_MIN_LOG_LEVEL says; later compilations log nothing.  The Trainer
-    runs each XLA-compiled step in this block."""
-    global _xla_started
-    if _xla_started:
-        yield
-        return
-    with native_log_quiet():
-        yield
-    _xla_started = True
 
 
 def sigterm_ends_the_process() -> None:

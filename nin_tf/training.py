@@ -16,7 +16,6 @@ from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
 from common.util.machine import cpu_bf16
 
-from . import runtime
 from .distributed import engine_errors, replica_loss
 from .model import BACKEND, NiN
 
@@ -51,17 +50,6 @@ def bf16_native(device: str) -> bool:
     return capability is not None and tuple(capability) >= (8, 0)
 
 
-def xla_compiles(device: str, precision: str) -> bool:
-    """Whether the training and evaluation steps are XLA-compiled (``jit_compile``): float32 on a CPU.
-
-    Measured on a 2-core AVX2-only AMD EPYC at 67 px, fp32, the two alternated in one process: 1.26x the default
-    graph's rate at batch 32, 1.23x at batch 128 (docs/speed.md).  bf16 stays on the default
-    graph: XLA's CPU backend computes bf16 convolutions in float32 (nin_jax.training.bf16_native), where
-    oneDNN computes them natively on an AVX512-BF16 CPU.  GPUs keep the default graph (not measured here).
-    """
-    return "GPU" not in device and precision == "fp32"
-
-
 @contextmanager
 def compute_policy(model: NiN, policy: Optional[str]):
     """Every layer of ``model`` computes under the Keras dtype ``policy`` inside the block (None: unchanged).
@@ -84,8 +72,7 @@ def compute_policy(model: NiN, policy: Optional[str]):
 
 
 class Trainer:
-    """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device,
-    XLA-compiled where ``xla_compiles`` says.
+    """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
@@ -107,13 +94,9 @@ class Trainer:
             self.optimizer = keras.optimizers.SGD(learning_rate=lr)
             self.optimizer.build(model.trainable_variables)
         self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
-        self.xla = xla_compiles(self.device, self.precision)
-        if group is None:
-            self._train = tf.function(self._train_graph, reduce_retracing=True, jit_compile=self.xla)
-        else:  # the gradients are compiled; the update with its all-reduce over the workers stays a plain graph
-            self._replica_grads = tf.function(self._replica_grads_graph, reduce_retracing=True, jit_compile=self.xla)
-            self._train = tf.function(self._replicated_train_graph, reduce_retracing=True)
-        self._eval = tf.function(self._eval_graph, reduce_retracing=True, jit_compile=self.xla)
+        self._train = tf.function(self._train_graph if group is None else self._replicated_train_graph,
+                                  reduce_retracing=True)
+        self._eval = tf.function(self._eval_graph, reduce_retracing=True)
         self._predict = tf.function(
             lambda images_u8, size: tf.cast(self.model(self.inputs(images_u8, size), training=False), tf.float32),
             reduce_retracing=True)
@@ -157,7 +140,7 @@ class Trainer:
         strategy = self.group.strategy
 
         def replica(images_u8, labels):
-            grads, stats = self._replica_grads(images_u8, labels, image_size, global_batch)
+            grads, stats = self._replica_grads_graph(images_u8, labels, image_size, global_batch)
             self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))  # summed over workers
             return stats
 
@@ -175,8 +158,7 @@ class Trainer:
     def _run(self, graph, images_u8, labels, image_size: int, *extra) -> Tuple[float, int]:
         images_u8, labels = check_step(self.model.spec, images_u8, labels)
         with self._placed(), compute_policy(self.model, self.policy), \
-                (engine_errors() if self.group is not None else nullcontext()), \
-                (runtime.xla_quiet_start() if self.xla else nullcontext()):
+                (engine_errors() if self.group is not None else nullcontext()):
             stats = graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64)),
                           int(image_size), *extra).numpy()
         return float(stats[0]), int(stats[1])

@@ -1,0 +1,158 @@
+"""Where a training step's time goes, per operator, measured by the framework's own profiler; appends rows.
+
+Not a test.  Builds the backend's ``Trainer`` (float32, the chapter's network, ``kaiming-alive``), warms it up,
+then profiles ``--steps`` SGD steps on one batch and groups the time by operator type:
+
+- PyTorch: ``torch.profiler`` (self CPU time per ``aten::`` operator);
+- TensorFlow: ``tf.profiler`` (the host trace; the time of each executed op by its type).  ``--graph`` picks the
+  step: ``default`` (what ``nin train`` runs: TensorFlow's graph, op by op, with oneDNN's kernels unless
+  ``TF_ENABLE_ONEDNN_OPTS=0``) or ``xla`` (the same step XLA-compiled, ``jit_compile``: one cluster, which the
+  trace does not divide further).
+
+The convolutions' multiply-adds are exact (``common.arch.costs``), so each convolution operator's time gives its
+achieved GFLOP/s against this CPU's nominal float32 peak: where the step's time goes, and which operator keeps a
+backend under the peak.  Time only on a quiet machine (the load is recorded).
+
+    python benchmarks/profile_step.py --backend tf --batch-size 128
+    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/profile_step.py --backend tf --graph xla --batch-size 32
+    python benchmarks/profile_step.py --backend torch --batch-size 32
+
+One JSON line per profile is appended to ``benchmarks/results/profile.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from common.arch.costs import ops  # noqa: E402
+from common.arch.variants import build_spec  # noqa: E402
+from common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak,  # noqa: E402
+                                 thread_defaults, vector_flags)
+
+RESULTS = os.path.join(HERE, "results", "profile.jsonl")
+# operator types that compute the convolutions, per backend: (forward, backward)
+CONV_OPS = {"tf": (("Conv2D", "_FusedConv2D"), ("Conv2DBackpropInput", "Conv2DBackpropFilter")),
+            "torch": (("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution"),
+                      ("aten::convolution_backward",))}
+
+
+def _torch_profile(trainer, x, y, size: int, steps: int) -> dict:
+    import torch
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer.train_step(x, y, size)
+    return {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+
+
+def _tf_profile(trainer, x, y, size: int, steps: int) -> dict:
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            trainer.train_step(x, y, size)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))[-1], "rb") as f:
+            space.ParseFromString(f.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the executor's threads: one event per op it runs
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "layer/op:OpType" (not "Class::method" trace events)
+                    seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return dict(seconds)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", default="tf", choices=sorted(CONV_OPS))
+    p.add_argument("--graph", default="default", choices=("default", "xla"), help="TensorFlow: the step's graph")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=67)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--results", default=RESULTS)
+    args = p.parse_args(argv)
+    thread_defaults()  # before the first framework import
+    from common.engine import registry
+    from common.engine.training import make_trainer
+    load_before = load_average()
+    model = registry.part(args.backend, "training").build_model("cpu", lr=0.05, variant="chapter", seed=0,
+                                                                 init="kaiming-alive", image_size=args.image_size)
+    trainer = make_trainer(args.backend, model, 0.05, "cpu", "fp32")
+    graph = None
+    if args.backend == "tf":
+        import tensorflow as tf
+        graph = args.graph
+        if graph == "xla":  # the same step, XLA-compiled
+            trainer._train = tf.function(trainer._train_graph, reduce_retracing=True, jit_compile=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (args.batch_size, 28, 28), dtype=np.uint8)
+    y = np.arange(args.batch_size) % 10
+    for _ in range(args.warmup):
+        trainer.train_step(x, y, args.image_size)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.train_step(x, y, args.image_size)
+    wall = time.perf_counter() - start  # unprofiled: the step's real time
+    per_op = (_torch_profile if args.backend == "torch" else _tf_profile)(trainer, x, y, args.image_size, args.steps)
+    total = sum(per_op.values())
+    fwd_macs = sum(op.macs for op in ops(build_spec("chapter"), args.image_size)) * args.batch_size * args.steps
+    # backward: the gradients of the input and of the weights of each convolution (the first has no input one)
+    first = next(op.macs for op in ops(build_spec("chapter"), args.image_size) if op.macs)
+    bwd_macs = (2 * fwd_macs - first * args.batch_size * args.steps)
+    peak = (nominal_fp32_peak() or {}).get("gflops")
+    fwd_names, bwd_names = CONV_OPS[args.backend]
+    conv = {}
+    for what, names, macs in (("forward", fwd_names, fwd_macs), ("backward", bwd_names, bwd_macs)):
+        secs = sum(per_op.get(n, 0.0) for n in names)
+        if secs:
+            conv[what] = dict(ops=[n for n in names if n in per_op], seconds=round(secs, 4),
+                              gflops=round(2 * macs / secs / 1e9, 1),
+                              fraction_of_peak=round(2 * macs / secs / 1e9 / peak, 3) if peak else None)
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:args.top]
+    images_per_s = args.batch_size * args.steps / wall
+    step_gflops = 2 * 3 * fwd_macs / 1e9 / wall  # the step: forward + backward, 3 x the forward multiply-adds
+    row = dict(backend=args.backend, graph=graph, batch_size=args.batch_size, image_size=args.image_size,
+               tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+               steps=args.steps, images_per_s=round(images_per_s, 1), step_gflops=round(step_gflops, 1),
+               fraction_of_peak=round(step_gflops / peak, 3) if peak else None, peak_gflops=peak,
+               profiled_seconds=round(total, 4), top=[dict(op=k, seconds=round(v, 4), share=round(v / total, 4))
+                                                      for k, v in top],
+               conv=conv, load_before=load_before, load_after=load_average(), machine=describe(),
+               vector_flags=vector_flags(), commit=git_commit(ROOT),
+               date=datetime.datetime.now().isoformat(timespec="seconds"))
+    print(f"{args.backend}{f' ({graph})' if graph else ''}, batch {args.batch_size}, {args.image_size} px: "
+          f"{images_per_s:.0f} images/s unprofiled = {step_gflops:.0f} GFLOP/s"
+          + (f" = {step_gflops / peak:.2f} of the {peak:.0f} GFLOP/s peak" if peak else "")
+          + f"; load {load_before} before")
+    for item in row["top"]:
+        print(f"  {item['op']:<40} {item['seconds']:8.3f} s  {100 * item['share']:5.1f} %")
+    for what, c in conv.items():
+        print(f"  convolutions, {what}: {c['seconds']:.3f} s = {c['gflops']} GFLOP/s"
+              + (f" = {c['fraction_of_peak']:.2f} of peak" if peak else ""))
+    with open(args.results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
