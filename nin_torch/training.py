@@ -13,7 +13,7 @@ from common.arch.checks import check_step
 from common.engine import training
 from common.engine.precision import choose_device, resolve_precision
 from common.util.files import atomic_path
-from common.util.machine import cpu_bf16
+from common.util.machine import cpu_bf16, cpu_flags
 
 from .checkpoint import read
 from .distributed import global_mean_loss, wrap
@@ -25,11 +25,22 @@ OPTIMIZER_FILE = "optimizer.pt"
 # * cpu, bf16: channels-last: oneDNN's bf16 convolutions ran faster in it on a 2-core EPYC with AVX512-BF16
 #   (one thread, the two layouts interleaved in one process, load average 12: 14.7 vs 12.3 images/s at
 #   224 px batch 32, 187 vs 162 at 67 px batch 128);
-# * cpu, fp32: NCHW: oneDNN's fp32 5x5 convolution, half of the network's work, ran faster in it (21.7 vs
-#   20.1 images/s at batch 128/224, two threads); the interleaved one-thread probe above gave channels-last
-#   7.7 vs 7.0 (224 px) and 117 vs 103 (67 px), too close under that load to change it.
+# * cpu, fp32, with AVX-512: NCHW: oneDNN's fp32 5x5 convolution, half of the network's work, ran faster in it
+#   on that EPYC (21.7 vs 20.1 images/s at batch 128/224, two threads; the interleaved one-thread probe above
+#   gave channels-last 7.7 vs 7.0 at 224 px and 117 vs 103 at 67 px, too close under that load to change it);
+# * cpu, fp32, AVX2 only: channels-last: on a 2-core AVX2-only EPYC (Zen 3), the layouts interleaved in one
+#   process on a quiet machine, it ran faster in every round: 272-314 vs 224-294 images/s at 67 px batch 32,
+#   311-365 vs 267-311 at batch 128, 22-25 vs 18-24 at 224 px batch 32.
 LAYOUTS = {("cuda", "bf16"): torch.channels_last, ("cuda", "fp32"): torch.channels_last,
-           ("cpu", "bf16"): torch.channels_last, ("cpu", "fp32"): torch.contiguous_format}
+           ("cpu", "bf16"): torch.channels_last, ("cpu", "fp32"): torch.contiguous_format,
+           ("cpu", "fp32", "avx2"): torch.channels_last}
+
+
+def memory_format(device_type: str, precision: str) -> torch.memory_format:
+    """The layout ``LAYOUTS`` gives for the device type and precision (on a CPU without AVX-512, its AVX2 entry)."""
+    if device_type == "cpu" and "avx512f" not in cpu_flags():
+        return LAYOUTS.get((device_type, precision, "avx2"), LAYOUTS[(device_type, precision)])
+    return LAYOUTS[(device_type, precision)]
 
 
 def gpu_count() -> int:
@@ -56,8 +67,9 @@ def bf16_native(device: torch.device) -> bool:
 class Trainer:
     """Plain SGD on cross-entropy (the chapter's optimizer), one step per call, all work on the device.
 
-    The model and its inputs are kept in the memory layout ``LAYOUTS`` gives for the device and precision
-    (channels-last on a GPU and for bf16 on a CPU, NCHW for fp32 on a CPU; measured).  ``bf16`` runs the network
+    The model and its inputs are kept in the memory layout ``memory_format`` gives for the device and precision
+    (channels-last on a GPU, for bf16 on a CPU and for fp32 on an AVX2-only CPU; NCHW for fp32 on a CPU with
+    AVX-512; measured).  ``bf16`` runs the network
     under ``torch.autocast`` (bfloat16 convolutions, float32 weights, optimizer and loss).
     """
 
@@ -66,7 +78,7 @@ class Trainer:
         if group is not None and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # this worker's GPU (LOCAL_RANK)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
-        self.memory_format = LAYOUTS[(self.device.type, self.precision)]
+        self.memory_format = memory_format(self.device.type, self.precision)
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
         self.group = group
