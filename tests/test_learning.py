@@ -12,18 +12,18 @@ from test_training import SMALL, max_abs_diff, npz_weights
 # then accuracy on the first 300 test images.  The chapter's network at its smallest input (67 px) needs a few
 # hundred SGD steps to leave its loss plateau at ln 10 = 2.303; smaller batches are cheaper per step, and lr 0.05
 # at batch 16 or 32 was measured to fall back onto the plateau (loss 2.303 after 6 epochs), lr 0.02 not.
-# Measured (seed 0, fp32, 2-core EPYC): final training loss 1.83 (torch), 1.86 (mxnet), 1.80 (tf) from 2.32-2.34;
-# best test accuracy over the epochs 0.323, 0.330, 0.340, final 0.323, 0.330, 0.227 (it swings).  The most
-# frequent class is 39 of the 300 test images (0.13).  A network that stopped learning (no gradient, lr 0, a
-# broken loss, optimizer or data pipeline) stays at 2.30 and at or below 0.13.
-# init and warm-up are pinned to what the calibration measured (plain He-normal, no warm-up): at batch 16 the
-# quick recipe's kaiming-alive start was measured to fall back onto the plateau (all ten class channels dead by
-# epoch 8; measured with its first bias at 0.5) - small noisy batches push the class channels below 0 one at a time.
-LEARN = dict(recipe="quick", init="kaiming", warmup=0.0, limit_train=512, limit_val=300, batch_size=16, lr=0.02,
-             schedule="constant", epochs=8,
+# The quick recipe's init, kaiming-alive (no class channel starts dead), no warm-up.  Measured (fp32, 2-core
+# AVX2-only EPYC, seeds 0, 1, 2 in each backend; TensorFlow with oneDNN's kernels and with its own): final
+# training loss 0.91-1.43 from 2.24-2.34, best test accuracy over the epochs 0.52-0.71.  The most frequent class
+# is 39 of the 300 test images (0.13).  A network that stopped learning (no gradient, lr 0, a broken loss,
+# optimizer or data pipeline) stays at 2.30 and at or below 0.13.  Plain He-normal is no init for this check: it
+# leaves the plateau only around epoch 8, at a time that rounding decides (in TensorFlow seed 0 ended at 1.86
+# with its own kernels and 2.17 with oneDNN's, and one seed in three stayed above 2.0 either way).
+LEARN = dict(recipe="quick", init="kaiming-alive", warmup=0.0, limit_train=512, limit_val=300, batch_size=16,
+             lr=0.02, schedule="constant", epochs=8,
              precision="fp32", seed=0, device="cpu", progress=False)
-LEARNED_LOSS = 2.0   # the final training loss must be below this (plateau: 2.303; measured 1.80-1.86)
-LEARNED_ACC = 0.25   # the best test accuracy over the epochs must reach this (chance 0.1; measured 0.32-0.34)
+LEARNED_LOSS = 1.8   # the final training loss must be below this (plateau: 2.303; measured 0.91-1.43)
+LEARNED_ACC = 0.4    # the best test accuracy over the epochs must reach this (chance 0.1; measured 0.52-0.71)
 
 
 def test_recipes_are_data_and_checked():
