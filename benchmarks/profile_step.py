@@ -9,6 +9,9 @@ then profiles ``--steps`` SGD steps on one batch and groups the time by operator
   ``TF_ENABLE_ONEDNN_OPTS=0``) or ``xla`` (the same step XLA-compiled, ``jit_compile``: one cluster, which the
   trace does not divide further).
 
+``--per-layer`` (PyTorch) times each convolution of the network alone instead, forward and backward, in the
+layout the Trainer uses (``--layout`` for the other): which layer is far from the peak.
+
 The convolutions' multiply-adds are exact (``common.arch.costs``), so each convolution operator's time gives its
 achieved GFLOP/s against this CPU's nominal float32 peak: where the step's time goes, and which operator keeps a
 backend under the peak.  Time only on a quiet machine (the load is recorded).
@@ -80,6 +83,37 @@ def _tf_profile(trainer, x, y, size: int, steps: int) -> dict:
     return dict(seconds)
 
 
+def per_layer(args) -> dict:
+    """Each convolution of the chapter's network alone, forward and backward, at its size in the network."""
+    import torch
+    from nin_torch.training import memory_format
+    fmt = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}.get(args.layout) or \
+        memory_format("cpu", "fp32")
+    torch.manual_seed(0)
+    spec = build_spec("chapter")
+    convs = [c for layer in spec.layers for c in getattr(layer, "convs", ())]
+    layers = []
+    for i, (op, c) in enumerate(zip([o for o in ops(spec, args.image_size) if o.macs], convs)):
+        (cin, h, _), (cout, ho, _) = op.in_shape, op.out_shape
+        conv = torch.nn.Conv2d(cin, cout, c.kernel_size, c.stride, c.padding).to(memory_format=fmt)
+        x = torch.randn(args.batch_size, cin, h, h).contiguous(memory_format=fmt).requires_grad_(i > 0)
+
+        def step():
+            y = conv(x)
+            y.backward(torch.ones_like(y))
+        for _ in range(args.warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        seconds = (time.perf_counter() - start) / args.steps
+        macs = op.macs * args.batch_size * (3 if i else 2)  # forward, weight and (but for the first) input gradients
+        layers.append(dict(conv=i, shape=f"{cin}->{cout}, {c.kernel_size}x{c.kernel_size}/{c.stride}, {h}->{ho} px",
+                           ms=round(seconds * 1e3, 2),
+                           gflops=round(2 * macs / seconds / 1e9, 1)))
+    return dict(layout="channels-last" if fmt == torch.channels_last else "nchw", layers=layers)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="tf", choices=sorted(CONV_OPS))
@@ -89,12 +123,33 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--per-layer", action="store_true", help="PyTorch: each convolution alone, forward and backward")
+    p.add_argument("--layout", choices=("nchw", "channels-last"), help="--per-layer: another layout than the "
+                                                                        "Trainer's")
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     thread_defaults()  # before the first framework import
     from common.engine import registry
     from common.engine.training import make_trainer
     load_before = load_average()
+    if args.per_layer:
+        if args.backend != "torch":
+            p.error(f"expected --per-layer with --backend torch, got --backend {args.backend}")
+        result = per_layer(args)
+        total = sum(layer["ms"] for layer in result["layers"])
+        row = dict(backend=args.backend, kind="per-layer", batch_size=args.batch_size, image_size=args.image_size,
+                   steps=args.steps, **result, total_ms=round(total, 2), load_before=load_before,
+                   load_after=load_average(), peak_gflops=(nominal_fp32_peak() or {}).get("gflops"),
+                   machine=describe(), vector_flags=vector_flags(), commit=git_commit(ROOT),
+                   date=datetime.datetime.now().isoformat(timespec="seconds"))
+        print(f"{args.backend}, {result['layout']}, batch {args.batch_size}, {args.image_size} px, each convolution "
+              f"forward and backward; load {load_before} before")
+        for layer in result["layers"]:
+            print(f"  conv {layer['conv']:>2} {layer['shape']:<32} {layer['ms']:8.2f} ms  {layer['gflops']:6.1f} GFLOP/s")
+        print(f"  all: {total:.1f} ms = {args.batch_size / total * 1e3:.0f} images/s")
+        with open(args.results, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        return 0
     model = registry.part(args.backend, "training").build_model("cpu", lr=0.05, variant="chapter", seed=0,
                                                                  init="kaiming-alive", image_size=args.image_size)
     trainer = make_trainer(args.backend, model, 0.05, "cpu", "fp32")
