@@ -38,3 +38,23 @@ def test_keras_policy_is_restored_after_a_float64_copy(all_backends):
         with runtime.dtype_policy("float64"):
             raise RuntimeError("inside")
     assert keras.config.dtype_policy().name == before
+
+
+ONEDNN_PROBE = """
+import json, os
+{setting}
+import tensorflow as tf
+import nin_tf
+from tensorflow.python.util import _pywrap_util_port
+print(json.dumps(dict(onednn=_pywrap_util_port.IsMklEnabled(), variable=os.environ.get("TF_ENABLE_ONEDNN_OPTS"))))
+"""
+
+
+@pytest.mark.parametrize("setting, expected", [("os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None)", True), ("os.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'", False)])
+def test_tensorflow_computes_with_onednn_unless_the_user_says_no(setting, expected):
+    """On every x86 CPU, AVX2-only ones included, even where TensorFlow was imported first; a user's
+    TF_ENABLE_ONEDNN_OPTS=0 wins."""
+    res = run_python(ONEDNN_PROBE.format(setting=setting))
+    assert res.returncode == 0, res.stderr[-3000:]
+    found = json.loads(res.stdout.strip().splitlines()[-1])
+    assert found == dict(onednn=expected, variable="1" if expected else "0"), found
