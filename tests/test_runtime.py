@@ -50,7 +50,8 @@ print(json.dumps(dict(onednn=_pywrap_util_port.IsMklEnabled(), variable=os.envir
 """
 
 
-@pytest.mark.parametrize("setting, expected", [("os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None)", True), ("os.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'", False)])
+@pytest.mark.parametrize("setting, expected", [("os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None)", True),
+                                               ("os.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'", False)])
 def test_tensorflow_computes_with_onednn_unless_the_user_says_no(setting, expected):
     """On every x86 CPU, AVX2-only ones included, even where TensorFlow was imported first; a user's
     TF_ENABLE_ONEDNN_OPTS=0 wins."""
