@@ -145,7 +145,8 @@ def main(argv=None) -> int:
         print(f"{args.backend}, {result['layout']}, batch {args.batch_size}, {args.image_size} px, each convolution "
               f"forward and backward; load {load_before} before")
         for layer in result["layers"]:
-            print(f"  conv {layer['conv']:>2} {layer['shape']:<32} {layer['ms']:8.2f} ms  {layer['gflops']:6.1f} GFLOP/s")
+            print(f"  conv {layer['conv']:>2} {layer['shape']:<32} {layer['ms']:8.2f} ms  "
+                  f"{layer['gflops']:6.1f} GFLOP/s")
         print(f"  all: {total:.1f} ms = {args.batch_size / total * 1e3:.0f} images/s")
         with open(args.results, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
