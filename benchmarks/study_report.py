@@ -7,6 +7,8 @@ accuracy (mean and min–max over the seeds), the train − test accuracy gap, s
 average during the runs, parameters and multiply-adds per image (analytic, at the rows' image size).  A variant
 of the exercise without a row yet is listed as not run yet.  A plot shows test accuracy per epoch: per variant,
 in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
+A last section and ``dead.png`` follow the class block's dead channels along the first epoch, from the traces
+``benchmarks/dead_channels.py --trace`` appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
     python benchmarks/study_report.py                                   # -> docs/study/report.md
     python benchmarks/study_report.py --results /tmp/study.jsonl --out /tmp/study
@@ -45,6 +47,9 @@ HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "m
           "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "peak memory (max)", "precision",
           "label", "s / epoch, quiet"]
 SPEED = os.path.join(HERE, "results", "variant_speed.jsonl")  # benchmarks/variant_speed.py: times on a quiet machine
+DEAD = os.path.join(HERE, "results", "dead_channels.jsonl")  # benchmarks/dead_channels.py: traces and end counts
+DEAD_HEADER = ["variant", "init", "backend", "seed", "channels", "dead at the start", "most dead (after step)",
+               "dead after epoch 1", "dead at the end of training"]
 
 
 def read_speed(path: str) -> dict:
@@ -54,6 +59,61 @@ def read_speed(path: str) -> dict:
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     return {(r["variant"], r["backend"], r["recipe"]): r for r in rows}
+
+
+def read_dead(path: str) -> list:
+    """The rows ``benchmarks/dead_channels.py`` wrote (none: [])."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def dead_section(dead: list) -> str:
+    """Exercises 3 and 5: the last block's dead channels along the first epoch (``--trace`` rows), per variant
+    and init, with the count after the whole training where a run's end was counted (same variant, init, seed,
+    backend and recipe)."""
+    traces = [r for r in dead if r.get("kind") == "trace"]
+    ends = {(r["variant"], r["init"], r["seed"], r["backend"], r.get("recipe")): r for r in dead
+            if r.get("kind") != "trace" and r.get("epoch") == r.get("epochs")}
+    body = []
+    for r in traces:
+        worst = max(range(len(r["dead"])), key=lambda i: (r["dead"][i], -i))
+        end = ends.get((r["variant"], r["init"], r["seed"], r["backend"], r.get("recipe")))
+        after1 = next((e["dead"] for e in r["epoch_ends"] if e["epoch"] == 1), None)
+        body.append([f"`{r['variant']}`", r["init"], r["backend"], str(r["seed"]), str(r["channels"]),
+                     str(r["dead"][0]), f"{r['dead'][worst]} ({r['steps'][worst]})",
+                     "–" if after1 is None else str(after1),
+                     "not counted" if end is None else f"{end['dead_end']} (epoch {end['epoch']})"])
+    if not body:
+        return "## Dead class channels along training\n\nNot traced yet (`benchmarks/dead_channels.py --trace`).\n"
+    steps = sorted({r["steps"][-1] for r in traces})
+    text = ("The block the classes are read from (for `fc-head-wide`, the 384-channel block before the fully "
+            "connected layer): a channel that is ≤ 0 on all of 1,000 test images is dead, and passes no gradient. "
+            f"Counted after SGD steps 0, 10, 25, 50, 100 and every 100 to the end of epoch 1 (step "
+            f"{', '.join(map(str, steps))}), on the weights `nin train` would have there (`python "
+            "benchmarks/dead_channels.py --trace VARIANT`), and on the run's last checkpoint.")
+    return "\n".join(["## Dead class channels along training", "", text, "", table(DEAD_HEADER, body), "",
+                      "![Dead channels along the first epoch](dead.png)", ""])
+
+
+def plot_dead(dead: list, path: str) -> None:
+    """Dead channels of the class block (as a fraction of its channels) against the SGD step, one line per trace."""
+    traces = [r for r in dead if r.get("kind") == "trace"]
+    fig, ax = _figure(7.5, 4.5, 1)
+    for r, colour in zip(traces, _colours(len(traces))):
+        ax.plot(r["steps"], [d / r["channels"] for d in r["dead"]], color=colour, marker="o", markersize=3,
+                linewidth=1.2, label=f"{r['variant']}, {r['init']} ({r['channels']} channels), {r['backend']}, "
+                                     f"seed {r['seed']}")
+    if not traces:
+        ax.text(0.5, 0.5, "not traced yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    ax.set(title="Dead channels of the class block along the first epoch", xlabel="SGD step (batch 32)",
+           ylabel="dead channels (fraction)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    if traces:
+        ax.legend(fontsize=7, loc="upper right")
+    _save(fig, path)
 
 
 def read_rows(path: str) -> list:
@@ -164,7 +224,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
     return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
 
 
-def report(rows, results: str, speed: Optional[dict] = None) -> str:
+def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
     grouped = groups(rows)
     where = os.path.abspath(results)
     where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
@@ -176,7 +236,7 @@ def report(rows, results: str, speed: Optional[dict] = None) -> str:
              "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.", ""]
-    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES])
+    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES] + [dead_section(dead or [])])
 
 
 def plot(name: str, grouped: dict, path: str) -> None:
@@ -217,13 +277,14 @@ def plot(name: str, grouped: dict, path: str) -> None:
     _save(fig, path)
 
 
-def write(rows, results: str, out: str, speed: Optional[dict] = None) -> str:
+def write(rows, results: str, out: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
     """The plots, then report.md, into ``out``; the path of report.md."""
     grouped = groups(rows)
     for name in EXERCISES:
         plot(name, grouped, os.path.join(out, f"{name}.png"))
+    plot_dead(dead or [], os.path.join(out, "dead.png"))
     path = os.path.join(out, "report.md")
-    text = report(rows, results, speed)
+    text = report(rows, results, speed, dead)
     with atomic_path(path, ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     return path
@@ -234,13 +295,14 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "study"))
     p.add_argument("--speed", default=SPEED, help="benchmarks/variant_speed.py's rows (quiet-machine times)")
+    p.add_argument("--dead", default=DEAD, help="benchmarks/dead_channels.py's rows (dead channels)")
     args = p.parse_args(argv)
     try:
         rows = read_rows(args.results)
     except ValueError as err:
         print(f"study_report: {err}", file=sys.stderr)
         return 2
-    print(write(rows, args.results, args.out, read_speed(args.speed)))
+    print(write(rows, args.results, args.out, read_speed(args.speed), read_dead(args.dead)))
     return 0
 
 

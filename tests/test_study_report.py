@@ -170,3 +170,31 @@ def test_seconds_per_epoch_are_given_per_cpu_when_the_seeds_ran_on_several(monke
             row("chapter", "torch", 1, 0.90, 0.91, [200.0, 220.0], cpu="CPU B")]
     assert study_report._epoch_s(runs) == "105.0 (CPU A); 210.0 (CPU B)"
     assert study_report._epoch_s(runs[:1]) == "105.0"
+
+
+def trace_row(variant, init, dead, channels=10):
+    steps = [0, 10, 25, 50, 100, 1875][:len(dead)]
+    return dict(kind="trace", variant=variant, backend="torch", seed=0, init=init, recipe="quick-b32",
+                channels=channels, steps=steps, dead=dead,
+                epoch_ends=[dict(epoch=1, step=steps[-1], dead=dead[-1], train_loss=0.8, train_acc=0.7, seconds=1.0)])
+
+
+def test_dead_channels_along_training_and_at_the_end(tmp_path):
+    """A trace's first, largest (with its step) and epoch-1 counts; the end count of the same run's checkpoint."""
+    results = write_rows(tmp_path / "study.jsonl", ROWS)
+    dead = write_rows(tmp_path / "dead.jsonl", [
+        trace_row("gradual", "kaiming-alive", [5, 7, 8, 8, 6, 0]),
+        trace_row("fc-head-wide", "kaiming-alive-all", [0, 0, 3, 1, 0, 0], channels=384),
+        dict(variant="gradual", backend="torch", seed=0, init="kaiming-alive", recipe="quick-b32", channels=10,
+             dead_start=5, dead_end=2, epoch=4, epochs=4)])
+    out = tmp_path / "out"
+    proc = run("--results", str(results), "--out", str(out), "--dead", str(dead))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.md").read_text().split("## Dead class channels along training")[1]
+    assert not table_problems(text)
+    assert "| `gradual` | kaiming-alive | torch | 0 | 10 | 5 | 8 (25) | 0 | 2 (epoch 4) |" in text
+    assert "| `fc-head-wide` | kaiming-alive-all | torch | 0 | 384 | 0 | 3 (25) | 0 | not counted |" in text
+    assert (out / "dead.png").read_bytes().startswith(PNG)
+    empty = run("--results", str(results), "--out", str(tmp_path / "none"), "--dead", str(tmp_path / "no.jsonl"))
+    assert empty.returncode == 0, empty.stderr
+    assert "Not traced yet" in (tmp_path / "none" / "report.md").read_text()
