@@ -7,8 +7,8 @@ runs).  So this measures the process's resident memory, which Linux reports in
 to map every block of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_=65536`` in the
 environment when Python starts, ``MEASURE_ENV`` below), so that a freed tensor
 leaves at once.  ``nin resources --measure`` starts such a process, with oneDNN off
-(``TF_ENABLE_ONEDNN_OPTS=0``: on CPUs with AVX512-VNNI/BF16 TensorFlow switches oneDNN on, whose allocator keeps
-its pages resident, so the peak missed the activations there).  What is measured is TensorFlow's own kernels'
+(``TF_ENABLE_ONEDNN_OPTS=0``: oneDNN's allocator keeps its pages resident, so the peak missed the activations
+with it).  What is measured is TensorFlow's own kernels'
 memory, the same on every x86 CPU.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from .model import DATA_FORMAT, NiN
 # graph that keeps every layer's output until the call returns.
 EXECUTION = Execution(conv_outputs=2, holds_inputs=True, keeps_outputs=True)
 HOW = RSS_HOW
-# oneDNN off: TensorFlow switches it on by default only on CPUs with AVX512-VNNI/BF16 or AMX, and its oneDNN
-# path allocates from a pool that keeps pages resident, so the resident-memory peak missed most activations there
-# (measured at 99 px, batch 32: 26 MiB for a 60 MiB step) and matched on AVX2 machines.  Without it every x86 CPU
+# oneDNN off, in the measuring process only (importing nin_tf switches it on for training, nin_tf.runtime): its
+# oneDNN path allocates from a pool that keeps pages resident, so the resident-memory peak missed most
+# activations with it (measured at 99 px, batch 32: 26 MiB for a 60 MiB step) and matched without.  Without it every x86 CPU
 # runs the same kernels and allocator (measured on AVX512-BF16: 60.7 MiB vs 60.2).
 MEASURE_ENV = dict(RSS_ENV, TF_ENABLE_ONEDNN_OPTS="0")
 
