@@ -105,7 +105,7 @@ def trace(variant: str, args, images: np.ndarray) -> dict:
     from common.engine.training import epoch_seed, make_trainer, train_epoch  # imports no framework
     impl, package = registry.part(args.backend, "training"), registry.load(args.backend)
     settings = recipes.resolve(args.recipe, init=args.init, seed=args.seed)
-    settings.update(variant=variant, image_size=settings["image_size"])
+    settings["variant"] = variant
     spec, size = build_spec(variant), settings["image_size"]
     x = resize_bilinear(images, size)
     model = impl.build_model("cpu", lr=settings["lr"], variant=variant, seed=args.seed, init=settings["init"],
