@@ -7,6 +7,8 @@ accuracy (mean and min–max over the seeds), the train − test accuracy gap, s
 average during the runs, parameters and multiply-adds per image (analytic, at the rows' image size).  A variant
 of the exercise without a row yet is listed as not run yet.  A plot shows test accuracy per epoch: per variant,
 in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
+The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe, in full and in fp32
+(``--accuracy``), joins its rows for the seeds the study did not run itself.
 A last section and ``dead.png`` follow the class block's dead channels along the first epoch, from the traces
 ``benchmarks/dead_channels.py --trace`` appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
@@ -47,6 +49,7 @@ HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "m
           "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "peak memory (max)", "precision",
           "label", "s / epoch, quiet"]
 SPEED = os.path.join(HERE, "results", "variant_speed.jsonl")  # benchmarks/variant_speed.py: times on a quiet machine
+ACCURACY = os.path.join(HERE, "results", "accuracy.jsonl")  # benchmarks/accuracy.py: the recipe's own runs
 DEAD = os.path.join(HERE, "results", "dead_channels.jsonl")  # benchmarks/dead_channels.py: traces and end counts
 DEAD_HEADER = ["variant", "init", "backend", "seed", "channels", "dead at the start", "most dead (after step)",
                "dead after epoch 1", "dead at the end of training"]
@@ -141,6 +144,41 @@ def read_rows(path: str) -> list:
     return rows
 
 
+def accuracy_rows(path: str, recipe: str = "quick-b32") -> list:
+    """The chapter's network trained by ``benchmarks/accuracy.py`` with the study's recipe, in full and in fp32
+    (rows labelled with the recipe): the same experiment as the study's ``chapter`` runs, as study rows.  They
+    come before the study's own, so a seed the study ran itself keeps the study's row (``groups``)."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                rows.append(json.loads(line)) if line.strip() else None
+            except ValueError as err:
+                raise ValueError(f"expected a JSON object on every line of {path}, got line {number}: "
+                                 f"{line.strip()[:60]!r} ({err})") from None
+    out = []
+    for r in rows:
+        st = r.get("settings", {})
+        if (r.get("label") != recipe or r.get("recipe") != recipe or r.get("precision") != "fp32"
+                or st.get("variant", "chapter") != "chapter" or (r.get("workers") or 1) != 1):
+            continue
+        figures = zip(r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"])
+        curve = [dict(epoch=i + 1, train_loss=tl, train_acc=ta, val_loss=vl, val_acc=va)
+                 for i, (tl, ta, vl, va) in enumerate(figures)]
+        out.append(dict(variant="chapter", backend=r["backend"], seed=st.get("seed", 0), recipe=recipe,
+                        init_override=None, limit_train=None, label="full", init=st.get("init"), precision="fp32",
+                        image_size=st.get("image_size"), batch_size=st.get("batch_size"), epochs=len(curve),
+                        n_train=r.get("n_train"), n_val=r.get("n_val"), val_acc=r["val_acc"][-1],
+                        val_loss=r["val_loss"][-1], train_acc=r["train_acc"][-1], train_loss=r["train_loss"][-1],
+                        epoch_s=r["train_s"], curve=curve, peak_rss_mb=r.get("peak_rss_mb"),
+                        load_before=r.get("load_avg_before"), load_after=(r.get("load_avg") or [None])[-1],
+                        load_per_epoch=r.get("load_avg"), machine=r.get("machine", {}), commit=r.get("commit"),
+                        date=r.get("date"), cpu_flags=r.get("cpu_flags"), source="benchmarks/accuracy.py"))
+    return out
+
+
 def key(row: dict) -> tuple:
     """What one table line stands for: (variant, backend, recipe, init override, label)."""
     return row["variant"], row["backend"], row["recipe"], row.get("init_override"), row["label"]
@@ -226,10 +264,15 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
 
 def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
     grouped = groups(rows)
+    borrowed = sum(1 for runs in grouped.values() for r in runs if r.get("source"))
     where = os.path.abspath(results)
     where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
     intro = ["# The chapter's exercises, trained to the end", "",
-             f"{_count(sum(map(len, grouped.values())), 'run')} from `{where}` (written by `benchmarks/study.py`).  "
+             f"{_count(sum(1 for runs in grouped.values() for r in runs if not r.get('source')), 'run')} from "
+             f"`{where}` (written by `benchmarks/study.py`)"
+             + (f" and {_count(borrowed, 'run')} of the chapter's network by `benchmarks/accuracy.py`: its full "
+                "runs of the same recipe in fp32 (`benchmarks/results/accuracy.jsonl`), the same experiment, counted "
+                "for the seeds the study did not run itself" if borrowed else "") + ".  "
              "Test accuracy is the final epoch's; train − test is the final epoch's training accuracy (over its "
              "batches as trained, dropout on) less its test accuracy; seconds per epoch are training time, "
              "comparable only at a like load (the 1-minute load average after each epoch; above the core count, "
@@ -296,9 +339,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "study"))
     p.add_argument("--speed", default=SPEED, help="benchmarks/variant_speed.py's rows (quiet-machine times)")
     p.add_argument("--dead", default=DEAD, help="benchmarks/dead_channels.py's rows (dead channels)")
+    p.add_argument("--accuracy", default=ACCURACY, help="benchmarks/accuracy.py's rows: its full runs of the "
+                                                         "study's recipe in fp32 join the study as chapter runs")
     args = p.parse_args(argv)
     try:
-        rows = read_rows(args.results)
+        rows = accuracy_rows(args.accuracy) + read_rows(args.results)
     except ValueError as err:
         print(f"study_report: {err}", file=sys.stderr)
         return 2

@@ -43,8 +43,10 @@ def write_rows(path, rows):
 
 
 def run(*args):
+    """The script on the given files only: without ``--accuracy``, on no accuracy rows (not the repository's)."""
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120,
+    extra = () if "--accuracy" in args else ("--accuracy", os.devnull)
+    return subprocess.run([sys.executable, SCRIPT, *args, *extra], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=path))
 
 
@@ -198,3 +200,35 @@ def test_dead_channels_along_training_and_at_the_end(tmp_path):
     empty = run("--results", str(results), "--out", str(tmp_path / "none"), "--dead", str(tmp_path / "no.jsonl"))
     assert empty.returncode == 0, empty.stderr
     assert "Not traced yet" in (tmp_path / "none" / "report.md").read_text()
+
+
+def accuracy_row(backend, seed, final, label="quick-b32", precision="fp32", variant="chapter"):
+    accs = [final - 0.06, final - 0.02, final]
+    return dict(label=label, recipe="quick-b32", backend=backend, precision=precision, workers=1,
+                settings=dict(variant=variant, seed=seed, init="kaiming-alive", image_size=67, batch_size=32),
+                n_train=60000, n_val=10000, val_acc=accs, val_loss=[0.4, 0.3, 0.28], train_acc=[0.7, 0.85, 0.9],
+                train_loss=[0.8, 0.4, 0.3], train_s=[200.0, 210.0, 205.0], load_avg=[[2.0, 2.0, 2.0]] * 3,
+                load_avg_before=[0.5, 0.5, 0.5], machine=dict(cpu="Test CPU", cpu_count=2), commit="acc0001",
+                date="2024-01-02T00:00:00", cpu_flags=["avx2"])
+
+
+def test_the_accuracy_benchmarks_chapter_runs_join_the_study(tmp_path):
+    """Full fp32 runs of the study's recipe become chapter rows; a seed the study ran itself keeps its own row;
+    reduced, bf16 and other-variant rows stay out."""
+    results = write_rows(tmp_path / "study.jsonl", ROWS)
+    accuracy = write_rows(tmp_path / "accuracy.jsonl", [
+        accuracy_row("tf", 0, 0.9054), accuracy_row("tf", 1, 0.9038), accuracy_row("mxnet", 0, 0.9500),
+        accuracy_row("jax", 0, 0.9040, label="reduced"), accuracy_row("jax", 1, 0.9040, precision="bf16")])
+    out = tmp_path / "out"
+    proc = run("--results", str(results), "--out", str(out), "--accuracy", str(accuracy))
+    assert proc.returncode == 0, proc.stderr
+    text = section((out / "report.md").read_text(), 1)
+    tf = line_of(text, "chapter", "tf")
+    assert tf[4] == "0,1" and tf[5] == f"{statistics.mean([0.9054, 0.9038]):.4f}", tf
+    assert line_of(text, "chapter", "mxnet")[5] == "0.8999"  # the study's own seed 0 wins
+    assert "| chapter | jax |" not in text and "| chapter | torch |" in text
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    refused = run("--results", str(results), "--out", str(tmp_path / "bad"), "--accuracy", str(bad))
+    assert refused.returncode == 2 and "expected a JSON object on every line" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
