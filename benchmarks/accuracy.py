@@ -72,6 +72,8 @@ def run_one(backend: str, settings: dict, args) -> dict:
         resumed_from=resume, train_s=[round(r["train_s"], 1) for r in rows], elapsed_s=[round(r["elapsed_s"], 1) for r in rows],
         load_avg=[r.get("load_avg") for r in rows], load_avg_before=load_before,
         peak_rss_mb=max((r.get("peak_rss_mb") or 0 for r in rows), default=0) or None,
+        rss_start_mb=rows[-1].get("rss_start_mb"),
+        train_peak_rss_mb=max((r.get("train_peak_rss_mb") or 0 for r in rows), default=0) or None,
         peak_device_mb=rows[-1].get("peak_device_mb"),
         final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
         target=(f">= {target['acc']} test accuracy" + (f" within {target['seconds']} s" if target["seconds"] else "")

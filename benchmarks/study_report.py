@@ -9,7 +9,9 @@ of the exercise without a row yet is listed as not run yet.  A plot shows test a
 in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
 The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe, in full and in fp32
 (``--accuracy``), joins its rows for the seeds the study did not run itself.
-A last section and ``dead.png`` follow the class block's dead channels along the first epoch, from the traces
+A section on exercise 4 gives, from the quiet-machine runs of ``benchmarks/variant_speed.py`` (``--speed``), the
+time per epoch against the multiply-adds (achieved GFLOP/s, a fraction of the CPU's nominal fp32 peak) and the
+training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the class block's dead channels along the first epoch, from the traces
 ``benchmarks/dead_channels.py --trace`` appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
     python benchmarks/study_report.py                                   # -> docs/study/report.md
@@ -257,9 +259,58 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
     if timed:
         loads = [x for r in timed for x in (r["load_before"][0], r["load_after"][0])]
         origin += (f" Quiet times (`benchmarks/variant_speed.py`: 60,000 images at the rate of a short run): CPU "
-                   f"{_joined(timed, lambda r: r['machine'].get('cpu', '?'))}, 1-minute load {_span(loads)}, "
+                   f"{_joined(timed, _cpu)}, 1-minute load {_span(loads)}, "
                    f"commit {_joined(timed, lambda r: r.get('commit') or '?')}.")
     return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
+
+
+def _cpu(row: dict) -> str:
+    """The CPU a row ran on, with the vector extensions that decide its fp32 and bf16 rates."""
+    flags = set(row.get("cpu_flags") or ())
+    width = ("AVX-512 with BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else
+             "AVX2" if "avx2" in flags else "")
+    return row.get("machine", {}).get("cpu", "?") + (f" ({width})" if width else "")
+
+
+def _mib(value) -> str:
+    return "?" if value is None else f"{value:,.0f}"
+
+
+def resources_section(speed: dict) -> str:
+    """Exercise 4 on the training itself: per (variant, backend) timed by benchmarks/variant_speed.py, the rate
+    against the multiply-adds and the process's resident memory against the analytic training memory."""
+    title = "## Exercise 4 measured on training: time against multiply-adds, memory against the analytic count"
+    rows = [r for _, r in sorted(speed.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    if not rows:
+        return "\n".join([title, "", "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`.",
+                          ""])
+    header = ["variant", "backend", "images / s", "s / 60,000-image epoch", "multiply-adds / image",
+              "achieved GFLOP/s", "of the fp32 peak", "training memory, analytic (MiB)",
+              "resident when ready (MiB)", "resident peak in the epoch (MiB)", "peak − ready (MiB)", "load (1 min)"]
+    body = []
+    for r in rows:
+        share = r.get("fraction_of_fp32_peak")
+        ready, peak = r.get("rss_start_mb"), r.get("train_peak_rss_mb")
+        body.append([r["variant"], r["backend"], f"{r['images_per_s']:,.0f}", f"{r['epoch_s_60000']:.0f}",
+                     f"{r['macs_per_image']:,}", f"{r['achieved_gflops']:.1f}",
+                     f"{share:.0%}" if share else "?", _mib(r.get("train_memory_analytic_mb")), _mib(ready),
+                     _mib(peak), _mib(peak - ready if ready is not None and peak is not None else None),
+                     _span([r["load_before"][0], r["load_after"][0]])])
+    peaks = sorted({f"{r['nominal_fp32_peak_gflops']:g} GFLOP/s" for r in rows if r.get("nominal_fp32_peak_gflops")})
+    origin = (f"One `nin train` per line (`benchmarks/variant_speed.py`: recipe {_joined(rows, lambda r: r['recipe'])}"
+              f", {_joined(rows, lambda r: r['precision'])}, batch {_joined(rows, lambda r: r['batch_size'])}, "
+              f"{_joined(rows, lambda r: r['image_size'])} px, {_joined(rows, lambda r: r['images'])} training images "
+              f"and 256 test images), on CPU {_joined(rows, _cpu)} with {_joined(rows, lambda r: r.get('threads'))} "
+              f"threads, nominal fp32 peak {', '.join(peaks) or '?'}; commit "
+              f"{_joined(rows, lambda r: r.get('commit') or '?')}.  Achieved GFLOP/s = images/s × 3 passes (forward, "
+              "input gradients, weight gradients) × 2 FLOP × the multiply-adds of an image.  Memory is the training "
+              "process's resident set: when data, model and trainer are ready, and its peak from there to the end of "
+              "the epoch (its training steps and the evaluation after them); the difference is what training "
+              "added, next to the analytic training memory (parameters, gradients, the activations kept for the "
+              "backward pass) at the same batch and image size.  Beyond the analytic count it holds what each "
+              "framework keeps besides: compiled programs and kernels (oneDNN primitives, XLA executables), the "
+              "allocator's cached blocks, the batches in flight and the evaluation pass.")
+    return "\n".join([title, "", table(header, body), "", origin, ""])
 
 
 def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
@@ -279,7 +330,8 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
              "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.", ""]
-    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES] + [dead_section(dead or [])])
+    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES] + [resources_section(speed or {}),
+                                                                                       dead_section(dead or [])])
 
 
 def plot(name: str, grouped: dict, path: str) -> None:

@@ -52,7 +52,11 @@ def run(*args):
 
 # one quiet-machine time (benchmarks/variant_speed.py's row), for chapter in torch only
 QUIET = dict(variant="chapter", backend="torch", recipe="quick-b32", epoch_s_60000=123.44, load_before=[0.4, 0.5, 0.6],
-             load_after=[1.2, 0.7, 0.6], machine=dict(cpu="Quiet CPU", cpu_count=2), commit="def5678")
+             load_after=[1.2, 0.7, 0.6], machine=dict(cpu="Quiet CPU", cpu_count=2), commit="def5678",
+             cpu_flags=["avx2"], precision="fp32", batch_size=32, image_size=67, images=3200, threads=2,
+             images_per_s=486.06, macs_per_image=53940520, achieved_gflops=157.31, nominal_fp32_peak_gflops=156.5,
+             fraction_of_fp32_peak=1.005, train_memory_analytic_mb=30.5, rss_start_mb=362.5, train_peak_rss_mb=431.9,
+             peak_rss_mb=431.9)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,7 @@ def test_the_table_gives_the_mean_and_range_over_seeds(written):
         assert cells[12] == ("812 MiB" if backend == "mxnet" else "?")  # the peak where the rows recorded one
         assert cells[13:15] == ["fp32", "full"]
         assert cells[15] == ("123.4" if (variant, backend) == ("chapter", "torch") else "—")
-    assert "Quiet times" in ex1 and "Quiet CPU, 1-minute load 0.4–1.2, commit def5678" in ex1
+    assert "Quiet times" in ex1 and "Quiet CPU (AVX2), 1-minute load 0.4–1.2, commit def5678" in ex1
 
 
 def test_grouping_by_seed(monkeypatch):
@@ -232,3 +236,20 @@ def test_the_accuracy_benchmarks_chapter_runs_join_the_study(tmp_path):
     refused = run("--results", str(results), "--out", str(tmp_path / "bad"), "--accuracy", str(bad))
     assert refused.returncode == 2 and "expected a JSON object on every line" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_exercise_4_on_training_gives_the_rate_against_the_cost_and_the_memory_against_the_analytic(written):
+    text = written[1].split("## Exercise 4 measured on training")[1].split("\n## ")[0]
+    cells = line_of(text, "chapter", "torch")
+    assert cells[2:7] == ["486", "123", "53,940,520", "157.3", "100%"]
+    assert cells[7:11] == ["30", "362", "432", "69"]  # analytic, ready, peak, peak − ready (MiB)
+    assert "Quiet CPU (AVX2)" in text and "156.5 GFLOP/s" in text and "3200 training images" in text
+    assert not table_problems(text)
+
+
+def test_exercise_4_without_quiet_runs_says_how_to_make_them(tmp_path):
+    results = write_rows(tmp_path / "study.jsonl", ROWS)
+    proc = run("--results", str(results), "--out", str(tmp_path / "out"), "--speed", str(tmp_path / "none.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "out" / "report.md").read_text().split("## Exercise 4 measured on training")[1]
+    assert "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`." in text

@@ -64,6 +64,8 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert (row["epoch"], row["step"], row["n_train"], row["n_val"]) == (1, STEPS_PER_EPOCH, 48, 32)
     # memory: the process's peak (a framework and a model hold more than 50 MiB), the GPU's only on a GPU
     assert 50 < row["peak_rss_mb"] < 64 * 1024
+    # ... and the training's own: resident memory once ready, its peak from there (Linux), within the process's
+    assert 50 < row["rss_start_mb"] <= row["train_peak_rss_mb"] <= row["peak_rss_mb"]
     assert (row["peak_device_mb"] is None) == (device == "cpu")
     # the device is printed, then one line per epoch
     assert f"{registry.framework(backend.BACKEND)} on {row['device']}" in printed

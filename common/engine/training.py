@@ -37,8 +37,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-import numpy as np
-
 from common.arch.checks import check_input_shape
 from common.arch.reference import cross_entropy
 from common.arch.shapes import min_image_size
@@ -51,7 +49,8 @@ from common.util.progress import bar as progress_bar
 from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
                                 save_training_checkpoint, write_metrics)
 from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
-from common.util.machine import keep_freed_memory, load_average, peak_rss_mb
+from common.util.machine import (keep_freed_memory, load_average, peak_rss_mb, peak_rss_since_reset_mb,
+                                 reset_peak_rss, rss_mb)
 from common.util.values import check_choice, check_int, check_non_negative, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
@@ -387,6 +386,10 @@ def _finite_figures(row: dict, saved, settings: dict) -> None:
                             f"{settings['lr']:g}; {_kept(saved)}.", row["step"], row["epoch"])
 
 
+def _mb(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 1)
+
+
 def _kept(saved) -> str:
     return (f"the last good checkpoint (epoch {saved[0][0]}) stays in {saved[0][1]}" if saved[0] else
             "no checkpoint was written")
@@ -441,6 +444,10 @@ def _train(job: Job, mod, impl, group) -> List[dict]:
                             f"setting: try a lower one than --lr {settings['lr']:g} (e.g. "
                             f"--lr {settings['lr'] / 2:g}); {kept}.", at_step, epoch)
 
+    # the training's own memory: the process's resident memory once data, model and trainer are ready, then its
+    # peak from here on (the count restarted where the system allows); peak_rss_mb stays the whole process's
+    process_peak, rss_start = peak_rss_mb(), rss_mb()
+    peak_from_start = reset_peak_rss()
     t0 = time.perf_counter()
     title = f"NiN, {framework}, {image_size}x{image_size}, lr {settings['lr']:g}, init {settings['init']}"
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -455,8 +462,11 @@ def _train(job: Job, mod, impl, group) -> List[dict]:
                    device=trainer.device_name, precision=trainer.precision, lr=settings["lr"], batch_size=batch_size,
                    image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val),
                    recipe=settings["recipe"], schedule=settings["schedule"], warmup=settings["warmup"],
-                   workers=world.size, load_avg=load_average(), peak_rss_mb=round(peak_rss_mb(), 1),
+                   workers=world.size, load_avg=load_average(),
+                   rss_start_mb=_mb(rss_start), train_peak_rss_mb=_mb(peak_rss_since_reset_mb() if peak_from_start
+                                                                       else None),
                    peak_device_mb=trainer.peak_memory_mb())
+        row["peak_rss_mb"] = round(max(process_peak, peak_rss_mb(), row["train_peak_rss_mb"] or 0), 1)
         _finite_figures(row, saved, settings)
         rows.append(row)
         say(epoch_line(row))

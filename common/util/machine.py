@@ -148,6 +148,41 @@ def peak_rss_mb() -> float:
     return peak / (2**20 if platform.system() == "Darwin" else 2**10)  # bytes on macOS, KiB on Linux
 
 
+def _status_mb(field: str) -> Optional[float]:
+    """A memory figure of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB; None where there is no such file."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mb() -> Optional[float]:
+    """This process's resident memory now, in MiB (Linux; None elsewhere)."""
+    return _status_mb("VmRSS")
+
+
+def reset_peak_rss() -> bool:
+    """Restart the count of this process's peak resident memory from its resident memory now (Linux's
+    ``/proc/self/clear_refs``), so ``peak_rss_since_reset_mb`` gives the peak of what runs next; False where
+    the system has no such control (the count then goes on from the process's start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb() -> Optional[float]:
+    """This process's peak resident memory since ``reset_peak_rss`` (or its start), in MiB (Linux's ``VmHWM``;
+    None elsewhere)."""
+    return _status_mb("VmHWM")
+
+
 def load_average() -> Optional[list]:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
