@@ -286,7 +286,7 @@ def resources_section(speed: dict) -> str:
                           ""])
     header = ["variant", "backend", "images / s", "s / 60,000-image epoch", "multiply-adds / image",
               "achieved GFLOP/s", "of the fp32 peak", "training memory, analytic (MiB)",
-              "resident when ready (MiB)", "resident peak in the epoch (MiB)", "peak − ready (MiB)", "load (1 min)"]
+              "resident when ready (MiB)", "resident peak in training (MiB)", "peak − ready (MiB)", "load (1 min)"]
     body = []
     for r in rows:
         share = r.get("fraction_of_fp32_peak")
@@ -299,13 +299,14 @@ def resources_section(speed: dict) -> str:
     peaks = sorted({f"{r['nominal_fp32_peak_gflops']:g} GFLOP/s" for r in rows if r.get("nominal_fp32_peak_gflops")})
     origin = (f"One `nin train` per line (`benchmarks/variant_speed.py`: recipe {_joined(rows, lambda r: r['recipe'])}"
               f", {_joined(rows, lambda r: r['precision'])}, batch {_joined(rows, lambda r: r['batch_size'])}, "
-              f"{_joined(rows, lambda r: r['image_size'])} px, {_joined(rows, lambda r: r['images'])} training images "
-              f"and 256 test images), on CPU {_joined(rows, _cpu)} with {_joined(rows, lambda r: r.get('threads'))} "
+              f"{_joined(rows, lambda r: r['image_size'])} px, 2 epochs of {_joined(rows, lambda r: r['images'])} "
+              f"training images and 256 test images; the rate is the second epoch's, without the first's tracing and "
+              f"compiling), on CPU {_joined(rows, _cpu)} with {_joined(rows, lambda r: r.get('threads'))} "
               f"threads, nominal fp32 peak {', '.join(peaks) or '?'}; commit "
               f"{_joined(rows, lambda r: r.get('commit') or '?')}.  Achieved GFLOP/s = images/s × 3 passes (forward, "
               "input gradients, weight gradients) × 2 FLOP × the multiply-adds of an image.  Memory is the training "
               "process's resident set: when data, model and trainer are ready, and its peak from there to the end of "
-              "the epoch (its training steps and the evaluation after them); the difference is what training "
+              "the run (its training steps and the evaluations); the difference is what training "
               "added, next to the analytic training memory (parameters, gradients, the activations kept for the "
               "backward pass) at the same batch and image size.  Beyond the analytic count it holds what each "
               "framework keeps besides: compiled programs and kernels (oneDNN primitives, XLA executables), the "

@@ -3,14 +3,15 @@ machine, at the study's settings; appends rows.
 
 Not a test.  The exercise study's own seconds per epoch are measured while other work may share the cores (its
 runs take hours, in the background); this script gives the time a reader can compare: one short ``nin train``
-per variant (the study's recipe ``quick-b32`` in fp32, 1 epoch of ``--images`` training images, 256 test
+per variant (the study's recipe ``quick-b32`` in fp32, 2 epochs of ``--images`` training images, 256 test
 images), one after the other, started only when the 1-minute load average is below ``--quiet`` (it waits up to
 ``--wait`` seconds for it, else refuses), with the load before and after each run recorded.  The figure is the
-training pass's images/s (``metrics.jsonl``: start-up and evaluation left out), and the epoch of 60,000 images
-it implies; against the multiply-adds it gives the achieved GFLOP/s (images/s x 3 passes x 2 FLOP x the
+second epoch's training pass in images/s (``metrics.jsonl``: start-up and evaluation left out; the first epoch
+also pays for tracing and compiling the step, seconds in TensorFlow and JAX), and the epoch of 60,000 images it
+implies; against the multiply-adds it gives the achieved GFLOP/s (images/s x 3 passes x 2 FLOP x the
 multiply-adds of an image) and their fraction of the CPU's nominal fp32 peak.  Memory, from the same run
 (``nin train`` records it in each metrics row): the process's resident memory once data, model and trainer are
-ready, the peak from there to the end of the epoch (training and evaluation), and the process's peak, next to the
+ready, the peak from there to the end of the run (training and evaluation), and the process's peak, next to the
 analytic training memory of the spec at the run's batch and image size (``nin resources``).
 
     python benchmarks/variant_speed.py                        # the study's variants, PyTorch
@@ -62,7 +63,7 @@ def wait_quiet(limit: float, wait_s: float) -> float:
 def one_run(variant: str, backend: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="nin-variant-speed-") as out:
         argv = [sys.executable, "-m", "common.cli", "train", "--backend", backend, "--variant", variant,
-                "--recipe", args.recipe, "--precision", "fp32", "--epochs", "1", "--limit-train", str(args.images),
+                "--recipe", args.recipe, "--precision", "fp32", "--epochs", "2", "--limit-train", str(args.images),
                 "--limit-val", "256", "--device", "cpu", "--out", out, "--no-progress"]
         before = load_average()
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
@@ -75,7 +76,7 @@ def one_run(variant: str, backend: str, args) -> dict:
     macs, rate, peak = cost.totals["macs"], row["images_per_s"], nominal_fp32_peak()
     gflops = rate * 3 * 2 * macs / 1e9
     return dict(variant=variant, backend=backend, recipe=args.recipe, precision=row["precision"],
-                image_size=row["image_size"], batch_size=row["batch_size"], images=args.images,
+                image_size=row["image_size"], batch_size=row["batch_size"], images=args.images, timed_epoch=row["epoch"],
                 images_per_s=rate, epoch_s_60000=60000 / rate, macs_per_image=macs,
                 achieved_gflops=gflops, nominal_fp32_peak_gflops=peak and peak["gflops"],
                 fraction_of_fp32_peak=peak and round(gflops / peak["gflops"], 3),

@@ -243,7 +243,7 @@ def test_exercise_4_on_training_gives_the_rate_against_the_cost_and_the_memory_a
     cells = line_of(text, "chapter", "torch")
     assert cells[2:7] == ["486", "123", "53,940,520", "157.3", "100%"]
     assert cells[7:11] == ["30", "362", "432", "69"]  # analytic, ready, peak, peak − ready (MiB)
-    assert "Quiet CPU (AVX2)" in text and "156.5 GFLOP/s" in text and "3200 training images" in text
+    assert "Quiet CPU (AVX2)" in text and "156.5 GFLOP/s" in text and "2 epochs of 3200 training images" in text
     assert not table_problems(text)
 
 
