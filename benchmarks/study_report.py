@@ -280,7 +280,9 @@ def resources_section(speed: dict) -> str:
     """Exercise 4 on the training itself: per (variant, backend) timed by benchmarks/variant_speed.py, the rate
     against the multiply-adds and the process's resident memory against the analytic training memory."""
     title = "## Exercise 4 measured on training: time against multiply-adds, memory against the analytic count"
-    rows = [r for _, r in sorted(speed.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+    order = list(dict.fromkeys(v for _, variants in EXERCISES.values() for v in variants))
+    rows = sorted(speed.values(), key=lambda r: (r["backend"], order.index(r["variant"]) if r["variant"] in order
+                                                 else len(order), r["variant"]))
     if not rows:
         return "\n".join([title, "", "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`.",
                           ""])
