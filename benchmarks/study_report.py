@@ -215,6 +215,16 @@ def _epoch_s(runs) -> str:
     return "; ".join(f"{statistics.mean(v):.1f} ({cpu})" for cpu, v in sorted(by_cpu.items()))
 
 
+STALLED = 0.2  # a final test accuracy below twice chance (10 classes): the run did not learn
+
+
+def _seeds(runs) -> str:
+    """The seeds, and those whose run ended without learning (their accuracy still counts in the mean)."""
+    seeds = ",".join(str(r["seed"]) for r in runs)
+    stalled = [str(r["seed"]) for r in runs if r["val_acc"] < STALLED]
+    return seeds + (f" ({','.join(stalled)} at chance)" if stalled else "")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -243,7 +253,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
             quiet = speed.get((variant, k[1], k[2]))
             timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
-            body.append([variant, k[1], k[2], k[3] or "recipe's", ",".join(map(str, s["seeds"])), f"{s['mean']:.4f}",
+            body.append([variant, k[1], k[2], k[3] or "recipe's", _seeds(runs), f"{s['mean']:.4f}",
                          _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", _epoch_s(runs),
                          _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
@@ -332,7 +342,8 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
              "comparable only at a like load (the 1-minute load average after each epoch; above the core count, "
              "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
-             "is the yardstick for a difference between variants.", ""]
+             "is the yardstick for a difference between variants.  A seed marked *at chance* ended below "
+             f"{STALLED:g} test accuracy: it did not learn, and it counts in the mean and the range.", ""]
     return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES] + [resources_section(speed or {}),
                                                                                        dead_section(dead or [])])
 

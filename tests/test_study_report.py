@@ -253,3 +253,12 @@ def test_exercise_4_without_quiet_runs_says_how_to_make_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "out" / "report.md").read_text().split("## Exercise 4 measured on training")[1]
     assert "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`." in text
+
+
+def test_a_seed_that_did_not_learn_is_marked_and_still_counted(tmp_path):
+    rows = [row("1x1-1", "torch", 0, 0.9000, 0.9100, [90.0] * 3), row("1x1-1", "torch", 1, 0.1000, 0.0990, [90.0] * 3)]
+    results = write_rows(tmp_path / "study.jsonl", rows)
+    proc = run("--results", str(results), "--out", str(tmp_path / "out"), "--speed", str(tmp_path / "none.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    cells = line_of(section((tmp_path / "out" / "report.md").read_text(), 1), "1x1-1", "torch")
+    assert cells[4:7] == ["0,1 (1 at chance)", "0.5000", "0.1000–0.9000"]
