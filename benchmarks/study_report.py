@@ -48,8 +48,8 @@ EXERCISES = {  # plot name -> (title, variants compared)
 REQUIRED = ("variant", "backend", "seed", "recipe", "label", "precision", "image_size", "val_acc", "train_acc",
             "epoch_s", "curve")
 HEADER = ["variant", "backend", "recipe", "init", "seeds", "test acc (mean)", "min–max", "train − test (mean)",
-          "s / epoch (mean)", "load (1 min)", "parameters", "multiply-adds / image", "peak memory (max)", "precision",
-          "label", "s / epoch, quiet"]
+          "parameters", "multiply-adds / image", "peak memory (max)", "precision", "label",
+          "s / epoch (quiet machine)"]
 SPEED = os.path.join(HERE, "results", "variant_speed.jsonl")  # benchmarks/variant_speed.py: times on a quiet machine
 ACCURACY = os.path.join(HERE, "results", "accuracy.jsonl")  # benchmarks/accuracy.py: the recipe's own runs
 DEAD = os.path.join(HERE, "results", "dead_channels.jsonl")  # benchmarks/dead_channels.py: traces and end counts
@@ -195,24 +195,10 @@ def groups(rows) -> dict:
 
 
 def over_seeds(runs) -> dict:
-    """The final test accuracy's mean, min and max over the runs, the mean train − test gap, the mean seconds per
-    epoch (over every epoch of every run) and the 1-minute load averages recorded during the runs."""
+    """The final test accuracy's mean, min and max over the runs and the mean train − test gap."""
     accs = [r["val_acc"] for r in runs]
-    loads = [x[0] for r in runs for x in (r.get("load_per_epoch") or []) if x]
-    loads = loads or [x[0] for r in runs for x in (r.get("load_before"), r.get("load_after")) if x]
     return dict(seeds=[r["seed"] for r in runs], mean=statistics.mean(accs), min=min(accs), max=max(accs),
-                gap=statistics.mean(r["train_acc"] - r["val_acc"] for r in runs),
-                epoch_s=statistics.mean(s for r in runs for s in r["epoch_s"]), loads=loads)
-
-
-def _epoch_s(runs) -> str:
-    """Mean seconds per epoch; per CPU where the seeds ran on different machines (a time is that machine's)."""
-    by_cpu: dict = {}
-    for r in runs:
-        by_cpu.setdefault(r.get("machine", {}).get("cpu", "?"), []).extend(r["epoch_s"])
-    if len(by_cpu) == 1:
-        return f"{statistics.mean(next(iter(by_cpu.values()))):.1f}"
-    return "; ".join(f"{statistics.mean(v):.1f} ({cpu})" for cpu, v in sorted(by_cpu.items()))
+                gap=statistics.mean(r["train_acc"] - r["val_acc"] for r in runs))
 
 
 STALLED = 0.2  # a final test accuracy below twice chance (10 classes): the run did not learn
@@ -254,8 +240,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
             timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", _seeds(runs), f"{s['mean']:.4f}",
-                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", _epoch_s(runs),
-                         _span(s["loads"]), f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
+                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
                          k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)",
                          f"{quiet['epoch_s_60000']:.1f}" if quiet else "—"])
@@ -338,9 +323,9 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
                 "runs of the same recipe in fp32 (`benchmarks/results/accuracy.jsonl`), the same experiment, counted "
                 "for the seeds the study did not run itself" if borrowed else "") + ".  "
              "Test accuracy is the final epoch's; train − test is the final epoch's training accuracy (over its "
-             "batches as trained, dropout on) less its test accuracy; seconds per epoch are training time, "
-             "comparable only at a like load (the 1-minute load average after each epoch; above the core count, "
-             "another job shared the cores).  Parameters and multiply-adds per image are analytic, at the rows' "
+             "batches as trained, dropout on) less its test accuracy.  Seconds per epoch are measured apart, on a "
+             "quiet machine (`benchmarks/variant_speed.py`), for the study's runs share the cores with other work and "
+             "are paused while anything is timed.  Parameters and multiply-adds per image are analytic, at the rows' "
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.  A seed marked *at chance* ended below "
              f"{STALLED:g} test accuracy: it did not learn, and it counts in the mean and the range.", ""]

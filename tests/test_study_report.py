@@ -93,10 +93,9 @@ def test_the_table_gives_the_mean_and_range_over_seeds(written):
         low, high = f"{min(accs):.4f}", f"{max(accs):.4f}"
         assert cells[6] == (low if low == high else f"{low}–{high}")
         assert cells[7] == f"{statistics.mean(r['train_acc'] - r['val_acc'] for r in runs):+.4f}"
-        assert cells[8] == f"{statistics.mean(s for r in runs for s in r['epoch_s']):.1f}"
-        assert cells[12] == ("812 MiB" if backend == "mxnet" else "?")  # the peak where the rows recorded one
-        assert cells[13:15] == ["fp32", "full"]
-        assert cells[15] == ("123.4" if (variant, backend) == ("chapter", "torch") else "—")
+        assert cells[10] == ("812 MiB" if backend == "mxnet" else "?")  # the peak where the rows recorded one
+        assert cells[11:13] == ["fp32", "full"]
+        assert cells[13] == ("123.4" if (variant, backend) == ("chapter", "torch") else "—")
     assert "Quiet times" in ex1 and "Quiet CPU (AVX2), 1-minute load 0.4–1.2, commit def5678" in ex1
 
 
@@ -113,7 +112,6 @@ def test_grouping_by_seed(monkeypatch):
     s = study_report.over_seeds(grouped[("chapter", "torch", "quick-b32", None, "full")])
     assert s["seeds"] == [0, 1, 2] and s["min"] == 0.5 and s["max"] == 0.9101
     assert s["mean"] == pytest.approx((0.5 + 0.8950 + 0.9101) / 3)
-    assert sorted(s["loads"]) == [1.5] * 3 + [2.5] * 3 + [3.5] * 3
 
 
 def test_the_gap_is_signed(written):
@@ -130,7 +128,7 @@ def test_costs_are_analytic_at_the_rows_image_size(written):
     _, text = written
     cells = line_of(section(text, 1), "1x1-0", "torch")
     totals = resources(build_spec("1x1-0"), 67, 1).totals
-    assert cells[10:12] == [f"{totals['params']:,}", f"{totals['macs']:,}"]
+    assert cells[8:10] == [f"{totals['params']:,}", f"{totals['macs']:,}"]
 
 
 def test_variants_without_rows_are_not_run_yet(written):
@@ -166,16 +164,6 @@ def test_a_missing_results_file_is_refused(tmp_path):
     proc = run("--results", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no such file" in proc.stderr and not (tmp_path / "out").exists()
-
-
-def test_seconds_per_epoch_are_given_per_cpu_when_the_seeds_ran_on_several(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.dirname(SCRIPT))
-    import study_report
-
-    runs = [row("chapter", "torch", 0, 0.90, 0.91, [100.0, 110.0], cpu="CPU A"),
-            row("chapter", "torch", 1, 0.90, 0.91, [200.0, 220.0], cpu="CPU B")]
-    assert study_report._epoch_s(runs) == "105.0 (CPU A); 210.0 (CPU B)"
-    assert study_report._epoch_s(runs[:1]) == "105.0"
 
 
 def trace_row(variant, init, dead, channels=10):
