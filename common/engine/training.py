@@ -390,6 +390,13 @@ def _mb(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 1)
 
 
+def _peak_since(start: Optional[float]) -> Optional[float]:
+    """The resident peak since the count was restarted, never below the resident memory read at the start (the
+    kernel syncs its per-thread counts lazily, so the two may differ by a few pages)."""
+    peak = peak_rss_since_reset_mb()
+    return None if peak is None else max(peak, start or 0.0)
+
+
 def _kept(saved) -> str:
     return (f"the last good checkpoint (epoch {saved[0][0]}) stays in {saved[0][1]}" if saved[0] else
             "no checkpoint was written")
@@ -446,8 +453,9 @@ def _train(job: Job, mod, impl, group) -> List[dict]:
 
     # the training's own memory: the process's resident memory once data, model and trainer are ready, then its
     # peak from here on (the count restarted where the system allows); peak_rss_mb stays the whole process's
-    process_peak, rss_start = peak_rss_mb(), rss_mb()
+    process_peak = peak_rss_mb()
     peak_from_start = reset_peak_rss()
+    rss_start = rss_mb()
     t0 = time.perf_counter()
     title = f"NiN, {framework}, {image_size}x{image_size}, lr {settings['lr']:g}, init {settings['init']}"
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -463,7 +471,7 @@ def _train(job: Job, mod, impl, group) -> List[dict]:
                    image_size=image_size, init=settings["init"], seed=seed, n_train=len(train), n_val=len(val),
                    recipe=settings["recipe"], schedule=settings["schedule"], warmup=settings["warmup"],
                    workers=world.size, load_avg=load_average(),
-                   rss_start_mb=_mb(rss_start), train_peak_rss_mb=_mb(peak_rss_since_reset_mb() if peak_from_start
+                   rss_start_mb=_mb(rss_start), train_peak_rss_mb=_mb(_peak_since(rss_start) if peak_from_start
                                                                        else None),
                    peak_device_mb=trainer.peak_memory_mb())
         row["peak_rss_mb"] = round(max(process_peak, peak_rss_mb(), row["train_peak_rss_mb"] or 0), 1)
