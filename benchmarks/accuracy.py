@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from common.engine import recipes, registry, training  # noqa: E402
 from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
+from common.engine.runs import memory_figures  # noqa: E402
 from common.util.machine import describe, git_commit, thread_defaults, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
@@ -71,10 +72,7 @@ def run_one(backend: str, settings: dict, args) -> dict:
         images_per_s=[round(r["images_per_s"], 1) for r in rows], seconds=round(seconds, 1),
         resumed_from=resume, train_s=[round(r["train_s"], 1) for r in rows], elapsed_s=[round(r["elapsed_s"], 1) for r in rows],
         load_avg=[r.get("load_avg") for r in rows], load_avg_before=load_before,
-        peak_rss_mb=max((r.get("peak_rss_mb") or 0 for r in rows), default=0) or None,
-        rss_start_mb=rows[-1].get("rss_start_mb"),
-        train_peak_rss_mb=max((r.get("train_peak_rss_mb") or 0 for r in rows), default=0) or None,
-        peak_device_mb=rows[-1].get("peak_device_mb"),
+        **memory_figures(rows),
         final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
         target=(f">= {target['acc']} test accuracy" + (f" within {target['seconds']} s" if target["seconds"] else "")
                 if full else "n/a (reduced setting)"),

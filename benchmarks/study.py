@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from common.engine.runs import memory_figures  # noqa: E402
 from common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
@@ -81,10 +82,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
                 train_loss=last["train_loss"], epoch_s=[r["train_s"] for r in rows],
                 curve=[dict(epoch=r["epoch"], train_loss=r["train_loss"], train_acc=r["train_acc"],
                             val_loss=r["val_loss"], val_acc=r["val_acc"]) for r in rows],
-                peak_rss_mb=max((r.get("peak_rss_mb") or 0 for r in rows), default=0) or None,
-                rss_start_mb=rows[-1].get("rss_start_mb"),
-                train_peak_rss_mb=max((r.get("train_peak_rss_mb") or 0 for r in rows), default=0) or None,
-                device=last.get("device"), peak_device_mb=last.get("peak_device_mb"),
+                **memory_figures(rows), device=last.get("device"),
                 nice=args.nice, load_before=before, load_after=load_average(),
                 load_per_epoch=[r.get("load_avg") for r in rows], folder=os.path.relpath(folder, ROOT),
                 date=datetime.datetime.now().isoformat(timespec="seconds"), commit=commit,

@@ -11,8 +11,9 @@ The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe
 (``--accuracy``), joins its rows for the seeds the study did not run itself.
 A section on exercise 4 gives, from the quiet-machine runs of ``benchmarks/variant_speed.py`` (``--speed``), the
 time per epoch against the multiply-adds (achieved GFLOP/s, a fraction of the CPU's nominal fp32 peak) and the
-training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the class block's dead channels along the first epoch, from the traces
-``benchmarks/dead_channels.py --trace`` appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
+training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the
+class block's dead channels along the first epoch, from the traces ``benchmarks/dead_channels.py --trace``
+appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
     python benchmarks/study_report.py                                   # -> docs/study/report.md
     python benchmarks/study_report.py --results /tmp/study.jsonl --out /tmp/study
@@ -240,7 +241,8 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
             timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", _seeds(runs), f"{s['mean']:.4f}",
-                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{costs['params']:,}", f"{costs['macs']:,}", _peak(runs),
+                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{costs['params']:,}",
+                         f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
                          k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)",
                          f"{quiet['epoch_s_60000']:.1f}" if quiet else "—"])

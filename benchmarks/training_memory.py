@@ -29,10 +29,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from common.engine import registry  # noqa: E402
-from common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
+from common.util.machine import describe, git_commit, load_average, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "training_memory.jsonl")
-FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 PHASES = ("train_epoch", "evaluate", "write_metrics", "save_training_checkpoint")
 
 
@@ -103,7 +102,7 @@ def measure(backend: str, keep: bool, images: int) -> dict:
                 image_size=67, images=images, epochs=2, ready_mb=ready,
                 peak_over_ready_mb=round(max(p["peak_mb"] for p in row["trace"][1:]) - ready, 1), **row,
                 load_avg=load_average(), date=datetime.datetime.now().isoformat(timespec="seconds"),
-                commit=git_commit(ROOT), machine=describe(), cpu_flags=sorted(cpu_flags() & FLAGS))
+                commit=git_commit(ROOT), machine=describe(), cpu_flags=vector_flags())
 
 
 def main(argv=None) -> int:

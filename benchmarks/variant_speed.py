@@ -76,7 +76,8 @@ def one_run(variant: str, backend: str, args) -> dict:
     macs, rate, peak = cost.totals["macs"], row["images_per_s"], nominal_fp32_peak()
     gflops = rate * 3 * 2 * macs / 1e9
     return dict(variant=variant, backend=backend, recipe=args.recipe, precision=row["precision"],
-                image_size=row["image_size"], batch_size=row["batch_size"], images=args.images, timed_epoch=row["epoch"],
+                image_size=row["image_size"], batch_size=row["batch_size"], images=args.images,
+                timed_epoch=row["epoch"],
                 images_per_s=rate, epoch_s_60000=60000 / rate, macs_per_image=macs,
                 achieved_gflops=gflops, nominal_fp32_peak_gflops=peak and peak["gflops"],
                 fraction_of_fp32_peak=peak and round(gflops / peak["gflops"], 3),

@@ -149,6 +149,16 @@ def write_metrics(out: str, rows: List[dict], title: str) -> None:
     plot_curves(rows, os.path.join(out, "curves.png"), title)
 
 
+def memory_figures(rows: List[dict]) -> dict:
+    """A run's memory from its metrics rows: the process's and the training's peaks over the epochs (None where
+    none was recorded), the resident memory when training started and the GPU's peak at the last epoch."""
+    def peak(name):
+        return max((r.get(name) or 0 for r in rows), default=0) or None
+
+    return dict(peak_rss_mb=peak("peak_rss_mb"), rss_start_mb=rows[-1].get("rss_start_mb"),
+                train_peak_rss_mb=peak("train_peak_rss_mb"), peak_device_mb=rows[-1].get("peak_device_mb"))
+
+
 def read_npz_checkpoint(path: str):
     """(canonical weights, model arguments, backend that wrote them or None) of a canonical ``.npz`` written by
     ``nin train`` (``model.npz``) or ``nin convert --to npz``; anything else is a ValueError naming the file."""
