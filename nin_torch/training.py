@@ -16,7 +16,7 @@ from common.util.files import atomic_path
 from common.util.machine import cpu_bf16, cpu_flags
 
 from .checkpoint import read
-from .distributed import global_mean_loss, wrap
+from .distributed import global_mean_loss
 from .model import BACKEND, NiN
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -83,7 +83,7 @@ class Trainer:
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
         self.group = group
         if group is not None:  # data-parallel: DDP runs the training steps (nin_torch.distributed)
-            self.ddp = wrap(self.model, self.device)
+            group.wrap(self.model, self.device)  # the group holds DDP (and frees it before it leaves)
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
         self.device_name = f"{self.device} ({name})"
 
@@ -124,7 +124,7 @@ class Trainer:
         self.model.train()
         x, y = self.inputs(images_u8, labels, image_size)
         with self._compute():
-            logits = (self.model if self.group is None else self.ddp)(x)
+            logits = (self.model if self.group is None else self.group.wrapped)(x)
         loss = F.cross_entropy(logits.float(), y)  # this worker's mean: its figures (the loop sums them)
         objective = loss if self.group is None else \
             global_mean_loss(logits.float(), y, self.group.world, global_batch or len(y) * self.group.world.size)

@@ -338,3 +338,29 @@ def test_the_lost_worker_is_named_when_the_others_are_gone_too(tmp_path, tagged,
 
 def test_the_backends_without_an_engine_are_exactly_the_listed_ones():
     assert [n for n in registry.BACKENDS if not has_engine(n)] == [n for n in registry.BACKENDS if n not in ENGINES]
+
+
+def test_a_torch_worker_frees_ddp_before_it_destroys_its_process_group(tmp_path, tagged):
+    """DDP's reducer holds the process group, and DDP sits in reference cycles: left to the interpreter's exit, it
+    outlived the group's destruction, and gloo's teardown then aborted a worker whose run had ended well, now and
+    then.  A worker's group frees the wrapper it made before it destroys the group, even while the trainer (an
+    exception's frames) is still held."""
+    dist_of("torch")
+    port = D.free_port()
+    script = ("import gc, os\n"
+              "import numpy as np\n"
+              f"os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='{port}')\n"
+              "from torch.nn.parallel import DistributedDataParallel\n"
+              "from common.engine import distributed as D\n"
+              "from nin_torch import NiN, distributed, training\n"
+              f"group = distributed.join(D.World(size=1, coordinator='127.0.0.1:{port}'), 'cpu')\n"
+              "trainer = training.Trainer(NiN(image_size=67), 0.01, 'cpu', 'fp32', group=group)\n"
+              "trainer.train_step(np.zeros((2, 28, 28), np.uint8), np.array([1, 2]), 67)\n"
+              "alive = lambda: sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())\n"
+              "before = alive()\n"
+              "group.leave()\n"
+              "import torch.distributed as dist\n"
+              "print(before, alive(), dist.is_initialized())\n")
+    proc = subprocess.run([sys.executable, "-c", script], env=tagged, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.stdout.split() == ["1", "0", "False"], proc.stdout + proc.stderr[-2000:]
