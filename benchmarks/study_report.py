@@ -9,14 +9,16 @@ of the exercise without a row yet is listed as not run yet.  A plot shows test a
 in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
 The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe, in full and in fp32
 (``--accuracy``), joins its rows for the seeds the study did not run itself.
-A section on exercise 4 gives, from the quiet-machine runs of ``benchmarks/variant_speed.py`` (``--speed``), the
-time per epoch against the multiply-adds (achieved GFLOP/s, a fraction of the CPU's nominal fp32 peak) and the
-training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the
+``--compare DIR`` also writes the full runs of the recipe with its own init as ``nin compare``'s report and
+plots (``docs/compare``).  A section on exercise 4 gives, from the quiet-machine runs of
+``benchmarks/variant_speed.py`` (``--speed``), the time per epoch against the multiply-adds (achieved GFLOP/s, a
+fraction of the CPU's nominal fp32 peak) and the training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the
 class block's dead channels along the first epoch, from the traces ``benchmarks/dead_channels.py --trace``
 appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
     python benchmarks/study_report.py                                   # -> docs/study/report.md
     python benchmarks/study_report.py --results /tmp/study.jsonl --out /tmp/study
+    python benchmarks/study_report.py --compare docs/compare             # and nin compare's report of the runs
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from common.arch.costs import resources  # noqa: E402
-from common.arch.variants import build_spec  # noqa: E402
+from common.arch.variants import VARIANTS, build_spec  # noqa: E402
 from common.tools.study import _colours, _figure, _save, _span  # noqa: E402
 from common.util.files import atomic_path  # noqa: E402
 from common.util.markdown import table  # noqa: E402
@@ -178,7 +180,8 @@ def accuracy_rows(path: str, recipe: str = "quick-b32") -> list:
                         epoch_s=r["train_s"], curve=curve, peak_rss_mb=r.get("peak_rss_mb"),
                         load_before=r.get("load_avg_before"), load_after=(r.get("load_avg") or [None])[-1],
                         load_per_epoch=r.get("load_avg"), machine=r.get("machine", {}), commit=r.get("commit"),
-                        date=r.get("date"), cpu_flags=r.get("cpu_flags"), source="benchmarks/accuracy.py"))
+                        date=r.get("date"), cpu_flags=r.get("cpu_flags"), device=r.get("device"),
+                        source="benchmarks/accuracy.py"))
     return out
 
 
@@ -386,6 +389,74 @@ def write(rows, results: str, out: str, speed: Optional[dict] = None, dead: Opti
     return path
 
 
+BACKEND_ORDER = ("torch", "mxnet", "tf", "jax")
+
+
+def full_runs(rows, recipe: str = "quick-b32") -> list:
+    """(key, its rows by seed) of the full-data runs of ``recipe`` with its own init, by variant then backend."""
+    return sorted(((k, seeds) for k, seeds in groups(rows).items()
+                   if k[2] == recipe and k[3] is None and k[4] == "full"),
+                  key=lambda item: (_rank(item[0][0], tuple(VARIANTS)), _rank(item[0][1], BACKEND_ORDER)))
+
+
+def _rank(name: str, order) -> tuple:
+    """Sort key: the names in ``order`` first, in that order, then the others by name."""
+    return (order.index(name), "") if name in order else (len(order), name)
+
+
+def compare_runs(picked) -> list:
+    """``full_runs`` as ``nin compare``'s runs: the study is the exercises' comparison trained to the end, and
+    ``common.tools.study.write`` turns it into that command's report and plots.  Parameters and shape tables
+    come from each backend's model, as ``nin compare`` gives them."""
+    from common.engine import registry
+    from common.tools import study
+
+    # benchmarks/study.py trains with --device cpu; its first rows did not record the framework's name for it,
+    # which its other rows of the same backend give
+    named = {r["backend"]: r["device"] for _, seeds in picked for r in seeds if r.get("device")}
+    runs = []
+    for (variant, backend, *_), seeds in picked:
+        params, macs, shapes = study.describe_model(registry.load(backend), variant, seeds[0]["init"],
+                                                    seeds[0]["image_size"])
+        for r in seeds:
+            loads = r.get("load_per_epoch") or [None] * len(r["curve"])
+            run = study.Run(variant, backend, params, macs, shapes, seed=r["seed"],
+                            load_before=[r["load_before"][0]] if r.get("load_before") else [])
+            run.rows = [dict(point, train_s=seconds, images_per_s=r["n_train"] / seconds, load_avg=load,
+                             device=r.get("device") or named.get(backend, "cpu"), precision=r["precision"],
+                             n_train=r["n_train"], n_val=r["n_val"])
+                        for point, seconds, load in zip(r["curve"], r["epoch_s"], loads)]
+            runs.append(run)
+    return runs
+
+
+def write_compare(rows, out: str, recipe: str = "quick-b32") -> str:
+    """``nin compare``'s report.md, curves.png, resources.png and results.png in ``out``, from the study's full
+    runs of ``recipe`` (``full_runs``); the path of report.md."""
+    from common.engine import recipes
+    from common.tools import study
+
+    picked = full_runs(rows, recipe)
+    if not picked:
+        raise ValueError(f"expected full-data {recipe} runs with the recipe's init in the study's rows, got none")
+    runs = compare_runs(picked)
+    cpus: dict = {}
+    for _, seeds in picked:
+        for r in seeds:
+            cpus[_cpu(r)] = cpus.get(_cpu(r), 0) + 1
+    settings = dict(recipe=recipe, **recipes.resolve(recipe), limit_train="none (all)", limit_val="none (all)",
+                    seeds=",".join(str(s) for s in sorted({r.seed for r in runs})), device="cpu",
+                    precision="fp32")
+    note = ("These are the exercise study's runs (`benchmarks/results/study.jsonl`, with the chapter's network's "
+            "runs of the same recipe by `benchmarks/accuracy.py`), written as `nin compare` writes a comparison by "
+            "`python benchmarks/study_report.py --compare docs/compare`. They were trained on "
+            + ", ".join(f"{cpu} ({_count(n, 'run')})" for cpu, n in cpus.items())
+            + ", most of them sharing the cores with other work: the seconds per epoch and images/s below compare "
+              "nothing. Times measured on a quiet machine are in [the study's report](../study/report.md).")
+    os.makedirs(out, exist_ok=True)
+    return study.write(runs, out, settings, note)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default=RESULTS)
@@ -394,9 +465,13 @@ def main(argv=None) -> int:
     p.add_argument("--dead", default=DEAD, help="benchmarks/dead_channels.py's rows (dead channels)")
     p.add_argument("--accuracy", default=ACCURACY, help="benchmarks/accuracy.py's rows: its full runs of the "
                                                          "study's recipe in fp32 join the study as chapter runs")
+    p.add_argument("--compare", metavar="DIR", help="also write nin compare's report and plots of the study's "
+                                                     "full runs into DIR (docs/compare)")
     args = p.parse_args(argv)
     try:
         rows = accuracy_rows(args.accuracy) + read_rows(args.results)
+        if args.compare:
+            print(write_compare(rows, args.compare))
     except ValueError as err:
         print(f"study_report: {err}", file=sys.stderr)
         return 2

@@ -250,3 +250,32 @@ def test_a_seed_that_did_not_learn_is_marked_and_still_counted(tmp_path):
     assert proc.returncode == 0, proc.stderr
     cells = line_of(section((tmp_path / "out" / "report.md").read_text(), 1), "1x1-1", "torch")
     assert cells[4:7] == ["0,1 (1 at chance)", "0.5000", "0.1000–0.9000"]
+
+
+def test_the_study_is_written_as_nin_compares_report(tmp_path):
+    """``--compare DIR``: the study's full runs with the recipe's init (not the reduced nin-vgg11, not another
+    init) as ``nin compare``'s report and plots: each run, its parameters counted by its framework, each
+    (variant, backend) over its seeds, the CPUs the runs came from."""
+    other_init = dict(row("gradual", "torch", 0, 0.9000, 0.9100, [80.0] * 3), init_override="kaiming-alive-all")
+    results = write_rows(tmp_path / "study.jsonl", ROWS + [other_init])
+    out = tmp_path / "compare"
+    proc = run("--results", str(results), "--out", str(tmp_path / "out"), "--compare", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.md").read_text()
+    assert not table_problems(text)
+    for name in ("curves.png", "resources.png", "results.png"):
+        assert (out / name).read_bytes().startswith(PNG)
+    over = text.split("## Over seeds")[1].split("\n## ")[0]
+    for variant, backend in (("chapter", "torch"), ("1x1-0", "torch"), ("chapter", "mxnet")):
+        runs = [r for r in ROWS if r["variant"] == variant and r["backend"] == backend]
+        accs = [r["val_acc"] for r in runs]
+        cells = line_of(over, variant, backend)
+        assert cells[2] == ",".join(str(r["seed"]) for r in runs)
+        assert cells[3] == f"{statistics.mean(accs):.4f}"
+        assert cells[5] == f"{statistics.mean(r['train_acc'] - r['val_acc'] for r in runs):+.4f}"
+        assert cells[6] == f"{statistics.mean(statistics.mean(r['epoch_s']) for r in runs):.1f}"
+    results_table = text.split("## Results")[1].split("\n## ")[0]
+    assert "nin-vgg11" not in text and "gradual" not in results_table
+    chapter = [c.strip() for c in results_table.splitlines()[4].strip("|").split("|")]  # chapter, torch, seed 0
+    assert chapter[:4] == ["chapter", "torch", "0", "1,992,166"] and chapter[11] == "0.9012"
+    assert "Test CPU (AVX2) (6 runs)" in text and "### 1x1-0" in text  # a shape table per variant

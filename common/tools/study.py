@@ -9,6 +9,7 @@ command, run again, reads the runs that finished, continues the interrupted ones
 """
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -119,6 +120,14 @@ def _loads_before(folder: str) -> List[float]:
     return list(read_json(path).get("load_before", [])) if os.path.isfile(path) else []
 
 
+def describe_model(mod, variant: str, init: str, image_size: int, seed: int = 0) -> tuple:
+    """(parameters counted by the backend ``mod``, multiply-adds per image from the spec, the backend's shape
+    table) of ``variant`` at ``image_size``: what a comparison shows of a run besides its training."""
+    model = mod.NiN(variant=variant, seed=seed, init=init, image_size=image_size)
+    shapes = mod.layer_shapes(model, batch_shape(mod.DATA_FORMAT, 1, model.in_channels, image_size))
+    return mod.num_params(model), resources(build_spec(variant), image_size).totals["macs"], shapes
+
+
 def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: int, image_size: int,
             limit_train, limit_val, batch_size: int, lr: float, init: str, seeds: Sequence[int] = (0,),
             named_by_seed: bool = False, device: str = "auto", precision: str = "auto", recipe: str = "quick",
@@ -148,12 +157,7 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
     runs = []
     for seed, variant, mod, folder, state in plan:
         if (variant, mod.BACKEND) not in about:
-            model = mod.NiN(variant=variant, seed=seed, init=chosen["init"], image_size=chosen["image_size"])
-            shapes = mod.layer_shapes(model, batch_shape(mod.DATA_FORMAT, 1, model.in_channels,
-                                                         chosen["image_size"]))
-            about[(variant, mod.BACKEND)] = (mod.num_params(model),
-                                             resources(build_spec(variant), chosen["image_size"]).totals["macs"],
-                                             shapes)
+            about[(variant, mod.BACKEND)] = describe_model(mod, variant, chosen["init"], chosen["image_size"], seed)
         params, macs, shapes = about[(variant, mod.BACKEND)]
         run = Run(variant, mod.BACKEND, params, macs, shapes, seed=seed, load_before=_loads_before(folder))
         if state is not None and state["epoch"] == chosen["epochs"]:
@@ -232,7 +236,8 @@ def _ordered(runs: Sequence[Run]) -> List[Run]:
     return sorted(runs, key=lambda r: (variants[r.variant], names[r.backend], r.seed))
 
 
-def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
+def report(runs: Sequence[Run], settings: Dict[str, object], note: str = "") -> str:
+    """The comparison as markdown; ``note``: a paragraph placed after the settings (where the runs come from)."""
     runs = _ordered(runs)
     variants = list(dict.fromkeys(r.variant for r in runs))
     names = list(dict.fromkeys(r.backend for r in runs))
@@ -242,7 +247,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object]) -> str:
              f"Resolved: device {_used(runs, 'device')}; precision {_used(runs, 'precision')}; "
              f"{runs[0].final.get('n_train', '?')} training and {runs[0].final.get('n_val', '?')} validation images.",
              "Every run of a seed trains on the same images in the same batch order from the same initial weights.",
-             "", "## Results", "",
+             *(["", note] if note else []), "", "## Results", "",
              table(["variant", "backend", "seed", "parameters (framework)", "multiply-adds / image",
                     "s / epoch (train)", "load before", "load (1 min)", "images/s", "final train loss",
                     "final val loss", "final val acc", "train − val acc"],
@@ -353,7 +358,8 @@ def plot(runs: Sequence[Run], out: str) -> None:
     for j, name in enumerate(names):
         xs = [i + j * width for i in range(len(variants))]
         for ax, figure in ((axes[0], lambda r: r.epoch_seconds), (axes[1], lambda r: r.final["val_acc"])):
-            values = [[figure(r) for r in grouped[(v, name)]] for v in variants]
+            # a variant this backend did not run gets no bar (NaN)
+            values = [[figure(r) for r in grouped.get((v, name), ())] or [math.nan] for v in variants]
             means, lows, highs = (np.array([f(v) for v in values]) for f in (statistics.mean, min, max))
             ax.bar(xs, means, width, label=name, yerr=[means - lows, highs - means] if several else None,
                    capsize=3 if several else 0)
@@ -370,9 +376,9 @@ def _save(fig, path: str) -> None:
         fig.savefig(tmp, format="png")
 
 
-def write(runs: Sequence[Run], out: str, settings: Dict[str, object]) -> str:
+def write(runs: Sequence[Run], out: str, settings: Dict[str, object], note: str = "") -> str:
     plot(runs, out)
     path = os.path.join(out, "report.md")
     with atomic_path(path, ".md") as tmp, open(tmp, "w") as f:
-        f.write(report(runs, settings))
+        f.write(report(runs, settings, note))
     return path
