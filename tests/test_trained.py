@@ -1,6 +1,7 @@
 """Trained weights shipped with the package: NiN(weights=...) in every backend, their metadata and checks, the
 stated accuracy reproduced, and the same answers across backends, ONNX Runtime and the float64 reference."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -8,47 +9,67 @@ import pytest
 
 from common import cli
 from common.arch import pretrained
-from common.engine import data
+from common.engine import data, recipes
 from common.tools import agreement as A
 from common.tools.parity import REFERENCE, TOLERANCE
 
-NAME = "quick"
+NAME = "quick"  # the weights the checks of one name use: the smallest image size, so the fastest
+NAMES = pretrained.names()  # every shipped name is checked where its own figures are at stake
 
 
-def test_metadata_is_readable_without_a_model():
-    meta = pretrained.metadata(NAME)
-    assert NAME in pretrained.names()
-    assert meta["image_size"] == 67 and meta["init"] == "kaiming-alive" and meta["recipe"] == "quick"
-    assert meta["classes"] == list(data.CLASS_NAMES) and meta["test_accuracy"] >= 0.90
+def test_the_quick_recipes_weights_are_shipped():
+    assert NAME in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_is_readable_without_a_model(name):
+    meta = pretrained.metadata(name)
+    recipe = recipes.resolve(meta["recipe"])  # the weights' name is the recipe that trained them
+    assert meta["recipe"] == name and meta["variant"] == "chapter"
+    assert meta["image_size"] == recipe["image_size"] and meta["init"] == recipe["init"]
+    assert meta["classes"] == list(data.CLASS_NAMES) and meta["test_accuracy"] >= 0.80
     assert meta["storage"] in ("float16", "float32") and len(meta["sha256"]) == 64
     assert {"resize", "scale", "invert"} <= set(meta["preprocessing"])
-    assert pretrained.sha256_file(pretrained.path_of(NAME)) == meta["sha256"]
+    assert pretrained.sha256_file(pretrained.path_of(name)) == meta["sha256"]
 
 
-def test_trained_model_in_every_backend(backend):
-    model = backend.NiN(weights=NAME)
-    assert model.image_size == 67 and model.config.init == "kaiming-alive"
-    stored = pretrained.load(NAME)
+def test_the_quick_weights_reach_the_quick_recipes_target():
+    assert pretrained.metadata(NAME)["test_accuracy"] >= 0.90
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trained_model_in_every_backend(backend, name):
+    meta = pretrained.metadata(name)
+    model = backend.NiN(weights=name)
+    assert model.image_size == meta["image_size"] and model.config.init == meta["init"]
+    stored = pretrained.load(name)
     exported = backend.export_weights(model)
     assert list(exported) == list(stored)
-    for name, arr in stored.items():
-        np.testing.assert_array_equal(exported[name], arr, err_msg=name)
+    for key, arr in stored.items():
+        np.testing.assert_array_equal(exported[key], arr, err_msg=key)
     # the arguments it fixes may be given when they agree
-    assert backend.NiN(weights=NAME, image_size=67, num_classes=10).image_size == 67
+    assert backend.NiN(weights=name, image_size=meta["image_size"], num_classes=10).image_size == meta["image_size"]
 
 
-@pytest.mark.parametrize("kwargs, arg", [(dict(image_size=224), "image_size"), (dict(num_classes=7), "num_classes"),
-                                         (dict(variant="3x3"), "variant"), (dict(init="xavier"), "init")])
-def test_weights_that_do_not_fit_are_one_line(backend, kwargs, arg):
+def _contradicting(arg: str, meta: dict):
+    """A value of ``arg`` that the weights ``meta`` describe do not fit."""
+    return {"image_size": meta["image_size"] + 32, "num_classes": 7, "variant": "3x3",
+            "init": "kaiming" if meta["init"] != "kaiming" else "xavier"}[arg]
+
+
+@pytest.mark.parametrize("arg", ["image_size", "num_classes", "variant", "init"])
+def test_weights_that_do_not_fit_are_one_line(backend, arg):
+    value = _contradicting(arg, pretrained.metadata(NAME))
     with pytest.raises(ValueError) as err:
-        backend.NiN(weights=NAME, **kwargs)
+        backend.NiN(weights=NAME, **{arg: value})
     text = str(err.value)
-    assert "\n" not in text and f"expected {arg} to be" in text and repr(kwargs[arg]) in text
+    assert "\n" not in text and f"expected {arg} to be" in text and repr(value) in text
 
 
 @pytest.mark.parametrize("name", ["imagenet", 3, ""])
 def test_unknown_weights_are_one_line(backend, name):
-    with pytest.raises(ValueError, match=r"expected weights to be None or one of 'quick'"):
+    listed = ", ".join(f"'{n}'" for n in NAMES)
+    with pytest.raises(ValueError, match=re.escape(f"expected weights to be None or one of {listed}, got {name!r}")):
         backend.NiN(weights=name)
 
 
@@ -65,11 +86,12 @@ def test_damaged_file_is_refused_before_use(tmp_path, monkeypatch, backend):
         backend.NiN(weights=NAME)
 
 
-def test_evaluate_reproduces_the_stated_accuracy(backend, capsys):
-    assert cli.main(["evaluate", "--weights", NAME, "--backend", backend.BACKEND, "--json", "--no-progress"]) == 0
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate_reproduces_the_stated_accuracy(backend, name, capsys):
+    assert cli.main(["evaluate", "--weights", name, "--backend", backend.BACKEND, "--json", "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 10000 and result["precision"] == "fp32"
-    assert result["acc"] == pretrained.metadata(NAME)["test_accuracy"]
+    assert result["acc"] == pretrained.metadata(name)["test_accuracy"]
 
 
 def test_evaluate_takes_a_checkpoint_or_weights_not_both(tmp_path, capsys):
@@ -78,9 +100,10 @@ def test_evaluate_takes_a_checkpoint_or_weights_not_both(tmp_path, capsys):
     assert len(err) == 1 and "expected a checkpoint or --weights, got both" in err[0]
 
 
-def test_same_answers_wherever_float32_rounding_cannot_flip_them(all_backends):
+@pytest.mark.parametrize("name", NAMES)
+def test_same_answers_wherever_float32_rounding_cannot_flip_them(all_backends, name):
     split = data.load("test", limit=300, progress=False)
-    result = A.agreement([m.BACKEND for m in all_backends], NAME, split.images)
+    result = A.agreement([m.BACKEND for m in all_backends], name, split.images)
     ref = result.classes[REFERENCE]
     # the premise of the bound: every float32 row within the forward parity tolerance of float64
     for name, deviation in result.deviation.items():
