@@ -97,3 +97,24 @@ def test_the_repository_speaks_to_its_users_not_of_its_issues():
             with open(path, encoding="utf-8", errors="replace") as f:
                 found += [f"{os.path.relpath(path, ROOT)}: {m.group(0)}" for m in pattern.finditer(f.read())]
     assert not found, found
+
+
+MARKDOWN = sorted(glob.glob(os.path.join(ROOT, "*.md")) + glob.glob(os.path.join(ROOT, "docs", "*.md")) +
+                  glob.glob(os.path.join(ROOT, "benchmarks", "*.md")))
+
+
+def test_the_files_the_docs_name_exist():
+    """A path the README or a document names in code spans (`common/arch/variants.py`) is in the repository, and
+    so is the target of every relative link."""
+    code = re.compile(r"`((?:common|nin_torch|nin_mxnet|nin_tf|nin_jax|benchmarks|tests|docs|notebooks|\.ci)/"
+                      r"[\w./-]+\.(?:py|md|json|jsonl|ipynb|sh|png|npz))`")
+    link = re.compile(r"\]\((?!https?:|#|mailto:)([^)#\s]+)(?:#[^)]*)?\)")
+    missing = []
+    for path in MARKDOWN:
+        text = open(path, encoding="utf-8").read()
+        here = os.path.dirname(path)
+        missing += [f"{os.path.relpath(path, ROOT)}: {name}" for name in code.findall(text)
+                    if not os.path.exists(os.path.join(ROOT, name))]
+        missing += [f"{os.path.relpath(path, ROOT)}: {target}" for target in link.findall(text)
+                    if not os.path.exists(os.path.normpath(os.path.join(here, target)))]
+    assert not missing, missing
