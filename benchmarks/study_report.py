@@ -230,6 +230,11 @@ def _joined(runs, field) -> str:
     return ", ".join(sorted({str(field(r)) for r in runs})) or "?"
 
 
+# the variants the study trains in every backend (one seed in each but PyTorch): the chapter's, one per exercise
+IN_EVERY_BACKEND = ("chapter", "1x1-0", "3x3", "fc-head", "gradual")
+BACKEND_ORDER = ("torch", "mxnet", "tf", "jax")
+
+
 def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
     title, variants = EXERCISES[name]
     body, used, timed = [], [], []
@@ -238,6 +243,10 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
         mine = sorted((k for k in grouped if k[0] == variant), key=lambda k: (-len(grouped[k]), str(k)))
         if not mine:
             body.append([variant] + ["—"] * 3 + ["not run yet"] + ["—"] * (len(HEADER) - 5))
+        elif variant in IN_EVERY_BACKEND:
+            ran = {k[1] for k in mine}
+            body += [[variant, b, "—", "—", "not run yet"] + ["—"] * (len(HEADER) - 5)
+                     for b in BACKEND_ORDER if b not in ran]
         for k in mine:
             runs, s = grouped[k], over_seeds(grouped[k])
             quiet = speed.get((variant, k[1], k[2]))
@@ -387,9 +396,6 @@ def write(rows, results: str, out: str, speed: Optional[dict] = None, dead: Opti
     with atomic_path(path, ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     return path
-
-
-BACKEND_ORDER = ("torch", "mxnet", "tf", "jax")
 
 
 def full_runs(rows, recipe: str = "quick-b32") -> list:
