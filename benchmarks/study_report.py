@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 from common.arch.costs import resources  # noqa: E402
 from common.arch.variants import VARIANTS, build_spec  # noqa: E402
+from common.engine.registry import BACKENDS  # noqa: E402
 from common.tools.study import _colours, _figure, _save, _span  # noqa: E402
 from common.util.files import atomic_path  # noqa: E402
 from common.util.markdown import table  # noqa: E402
@@ -232,7 +233,6 @@ def _joined(runs, field) -> str:
 
 # the variants the study trains in every backend (one seed in each but PyTorch): the chapter's, one per exercise
 IN_EVERY_BACKEND = ("chapter", "1x1-0", "3x3", "fc-head", "gradual")
-BACKEND_ORDER = ("torch", "mxnet", "tf", "jax")
 
 
 def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
@@ -246,7 +246,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
         elif variant in IN_EVERY_BACKEND:
             ran = {k[1] for k in mine}
             body += [[variant, b, "—", "—", "not run yet"] + ["—"] * (len(HEADER) - 5)
-                     for b in BACKEND_ORDER if b not in ran]
+                     for b in BACKENDS if b not in ran]
         for k in mine:
             runs, s = grouped[k], over_seeds(grouped[k])
             quiet = speed.get((variant, k[1], k[2]))
@@ -402,7 +402,7 @@ def full_runs(rows, recipe: str = "quick-b32") -> list:
     """(key, its rows by seed) of the full-data runs of ``recipe`` with its own init, by variant then backend."""
     return sorted(((k, seeds) for k, seeds in groups(rows).items()
                    if k[2] == recipe and k[3] is None and k[4] == "full"),
-                  key=lambda item: (_rank(item[0][0], tuple(VARIANTS)), _rank(item[0][1], BACKEND_ORDER)))
+                  key=lambda item: (_rank(item[0][0], tuple(VARIANTS)), _rank(item[0][1], BACKENDS)))
 
 
 def _rank(name: str, order) -> tuple:
