@@ -1,17 +1,23 @@
 """Trained weights shipped with the package: NiN(weights=...) in every backend, their metadata and checks, the
 stated accuracy reproduced, and the same answers across backends, ONNX Runtime and the float64 reference."""
+import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
 
 from common import cli
 from common.arch import pretrained
-from common.engine import data, recipes
+from common.engine import data, recipes, registry
 from common.tools import agreement as A
 from common.tools.parity import REFERENCE, TOLERANCE
+from conftest import REPO
 
 NAME = "quick"  # the weights the checks of one name use: the smallest image size, so the fastest
 NAMES = pretrained.names()  # every shipped name is checked where its own figures are at stake
@@ -19,6 +25,27 @@ NAMES = pretrained.names()  # every shipped name is checked where its own figure
 
 def test_the_quick_recipes_weights_are_shipped():
     assert NAME in NAMES
+
+
+def test_the_wheel_carries_every_shipped_file(tmp_path):
+    """What ``pip install`` installs is the wheel: it must hold the index and every weights file, unchanged."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for item in ("pyproject.toml", "setup.py", "nin_runtime.pth", "README.md", "MANIFEST.in"):
+        shutil.copy(os.path.join(REPO, item), src / item)
+    for package in ("common",) + tuple(f"nin_{b}" for b in registry.BACKENDS):
+        shutil.copytree(os.path.join(REPO, package), src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-w", str(tmp_path / "out"), str(src)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = (tmp_path / "out").glob("nin-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        index = json.loads(z.read("common/arch/trained/index.json"))
+        assert index == json.load(open(pretrained.INDEX, encoding="utf-8"))
+        assert sorted(index) == sorted(NAMES)
+        for meta in index.values():
+            assert hashlib.sha256(z.read(f"common/arch/trained/{meta['file']}")).hexdigest() == meta["sha256"]
 
 
 @pytest.mark.parametrize("name", NAMES)
