@@ -26,10 +26,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
-from common.engine import recipes, registry, training  # noqa: E402
-from common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
-from common.engine.runs import memory_figures  # noqa: E402
-from common.util.machine import describe, git_commit, thread_defaults, vector_flags  # noqa: E402
+from nin_common.engine import recipes, registry, training  # noqa: E402
+from nin_common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
+from nin_common.engine.runs import memory_figures  # noqa: E402
+from nin_common.util.machine import describe, git_commit, thread_defaults, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}

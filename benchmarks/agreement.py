@@ -1,6 +1,6 @@
 """The shipped trained weights on the 10,000 Fashion-MNIST test images: how many predicted classes agree across
 PyTorch, MXNet, TensorFlow, JAX, ONNX Runtime and the float64 reference, and each disagreement's float64 top-2
-margin against the bound below which float32 rounding may flip a class (``common.tools.agreement``).
+margin against the bound below which float32 rounding may flip a class (``nin_common.tools.agreement``).
 
 Not a test.  Appends one JSON line to ``benchmarks/results/agreement.jsonl``.
 
@@ -18,10 +18,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.engine import data, registry  # noqa: E402
-from common.tools.agreement import agreement  # noqa: E402
-from common.tools.parity import REFERENCE  # noqa: E402
-from common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
+from nin_common.engine import data, registry  # noqa: E402
+from nin_common.tools.agreement import agreement  # noqa: E402
+from nin_common.tools.parity import REFERENCE  # noqa: E402
+from nin_common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "agreement.jsonl")
 

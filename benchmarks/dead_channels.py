@@ -2,7 +2,7 @@
 
 Not a test.  For each run folder (``nin train --out``, e.g. the exercise study's), the block the classes are read
 from (the class scores' block, or the block before a fully connected head) is evaluated on the first
-``--images`` Fashion-MNIST test images, resized as training resized them, in float64 (``common.arch.reference``,
+``--images`` Fashion-MNIST test images, resized as training resized them, in float64 (``nin_common.arch.reference``,
 dropout off): a channel that is <= 0 on every image is dead (its ReLU passes no gradient, and whatever the
 classes need from it is lost).  Counted for the run's initial weights (drawn again from its seed and init, as
 training drew them) and for its last checkpoint.
@@ -35,12 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.arch import spec as S  # noqa: E402
-from common.arch.reference import layer_outputs, resize_bilinear  # noqa: E402
-from common.arch.variants import build_spec  # noqa: E402
-from common.arch.weights import initial_weights, load_npz  # noqa: E402
-from common.engine import data, recipes, registry, runs  # noqa: E402
-from common.util.machine import describe, git_commit, load_average, thread_defaults  # noqa: E402
+from nin_common.arch import spec as S  # noqa: E402
+from nin_common.arch.reference import layer_outputs, resize_bilinear  # noqa: E402
+from nin_common.arch.variants import build_spec  # noqa: E402
+from nin_common.arch.weights import initial_weights, load_npz  # noqa: E402
+from nin_common.engine import data, recipes, registry, runs  # noqa: E402
+from nin_common.util.machine import describe, git_commit, load_average, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "dead_channels.jsonl")
 
@@ -102,7 +102,7 @@ def _stop(step: int, loss: float, batch: int, n_batches: int) -> None:
 
 def trace(variant: str, args, images: np.ndarray) -> dict:
     """Train ``variant`` for ``args.epochs_traced`` epochs of its recipe, counting dead channels on the way."""
-    from common.engine.training import epoch_seed, make_trainer, train_epoch  # imports no framework
+    from nin_common.engine.training import epoch_seed, make_trainer, train_epoch  # imports no framework
     impl, package = registry.part(args.backend, "training"), registry.load(args.backend)
     settings = recipes.resolve(args.recipe, init=args.init, seed=args.seed)
     settings["variant"] = variant

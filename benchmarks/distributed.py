@@ -30,9 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.engine import registry  # noqa: E402
-from common.engine.distributed import split_threads  # noqa: E402
-from common.util.machine import available_cpus, cpu_flags, describe, git_commit, load_average  # noqa: E402
+from nin_common.engine import registry  # noqa: E402
+from nin_common.engine.distributed import split_threads  # noqa: E402
+from nin_common.util.machine import available_cpus, cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "distributed.jsonl")
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
@@ -40,7 +40,7 @@ FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def one_run(backend: str, workers: int, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="nin-dist-bench-") as out:
-        argv = [sys.executable, "-m", "common.cli", "train", "--backend", backend, "--workers", str(workers),
+        argv = [sys.executable, "-m", "nin_common.cli", "train", "--backend", backend, "--workers", str(workers),
                 "--recipe", "quick", "--epochs", "1", "--limit-train", str(args.limit_train), "--limit-val",
                 str(args.limit_val), "--precision", args.precision, "--device", "cpu", "--out", out, "--no-progress"]
         before = load_average()
@@ -69,8 +69,8 @@ def ring_allreduce_s(nbytes: float, workers: int, bandwidth: float, latency: flo
 
 def cost_model(workers=(2, 4, 8, 16, 64), batch: int = 128, image_size: int = 224) -> str:
     """The Markdown tables of docs/distributed.md: gradient all-reduce against compute per step."""
-    from common.arch import costs
-    from common.arch.variants import build_spec
+    from nin_common.arch import costs
+    from nin_common.arch.variants import build_spec
 
     res = costs.resources(build_spec("chapter"), image_size, batch)
     params = res.totals["params"]

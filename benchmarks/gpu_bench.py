@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common.arch.costs import resources  # noqa: E402
+from nin_common.arch.costs import resources  # noqa: E402
 from nin_torch import NiN  # noqa: E402
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s.

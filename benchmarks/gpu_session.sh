@@ -14,7 +14,7 @@ el() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a $W/timeline.txt; }
 { nvidia-smi -L; nproc; python3 -c "import torch,numpy;print('torch',torch.__version__,'numpy',numpy.__version__,torch.cuda.get_device_name())"; python3 -m pip show jax jaxlib flax optax 2>/dev/null | grep -E "^(Name|Version)"; lscpu | grep -E "Model name|^Flags"; uptime; } > $W/env.txt 2>&1
 head -12 $W/env.txt
 el chapter start
-setsid python3 -m common.cli train --backend torch --recipe chapter --seed 0 --device gpu --out $W/chapter-torch-s0 --no-progress > $W/chapter.log 2>&1 &
+setsid python3 -m nin_common.cli train --backend torch --recipe chapter --seed 0 --device gpu --out $W/chapter-torch-s0 --no-progress > $W/chapter.log 2>&1 &
 CH=$!
 setsid python3 benchmarks/study.py --device gpu --jobs 4 --nice 0 --out $W/study --results $W/study.jsonl --seeds 0,1,2 > $W/study.log 2>&1 &
 ST=$!
@@ -26,7 +26,7 @@ while [ $(( $(date +%s) - T0 )) -lt 340 ]; do
 done
 el "phase 1 over; stopping what runs"
 for p in $CH $ST $SV; do kill -TERM -- -$p 2>/dev/null; done; sleep 3
-pkill -9 -f common.cli; sleep 1
+pkill -9 -f nin_common.cli; sleep 1
 tail -4 $W/chapter.log; grep -c . $W/study.jsonl $W/study-vgg.jsonl; tail -2 $W/study.log
 el "torch data-parallel, CPU workers"
 timeout 75 python3 benchmarks/distributed.py --backend torch --workers 2 --rounds 1 --results $W/distributed.jsonl 2>&1 | tail -3
@@ -34,5 +34,5 @@ timeout 50 python3 benchmarks/distributed.py --backend torch --workers 4 --round
 el "jax"
 timeout 40 env JAX_PLATFORMS=cpu python3 benchmarks/distributed.py --backend jax --workers 2 --rounds 1 --results $W/distributed-jax.jsonl > $W/jax.log 2>&1; tail -3 $W/jax.log
 el end
-pkill -9 -f common.cli
+pkill -9 -f nin_common.cli
 tar czf "$OUT/results.tgz" --exclude='study/*/checkpoint' -C $W . ; ls -la "$OUT"

@@ -17,7 +17,7 @@ RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 STYLES = ("-", "--", ":", "-.")
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
-from common.engine import recipes  # noqa: E402
+from nin_common.engine import recipes  # noqa: E402
 
 
 def latest_rows(path: str, label: str) -> dict:

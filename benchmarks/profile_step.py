@@ -12,7 +12,7 @@ then profiles ``--steps`` SGD steps on one batch and groups the time by operator
 ``--per-layer`` (PyTorch) times each convolution of the network alone instead, forward and backward, in the
 layout the Trainer uses (``--layout`` for the other): which layer is far from the peak.
 
-The convolutions' multiply-adds are exact (``common.arch.costs``), so each convolution operator's time gives its
+The convolutions' multiply-adds are exact (``nin_common.arch.costs``), so each convolution operator's time gives its
 achieved GFLOP/s against this CPU's nominal float32 peak: where the step's time goes, and which operator keeps a
 backend under the peak.  Time only on a quiet machine (the load is recorded).
 
@@ -40,9 +40,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.arch.costs import ops  # noqa: E402
-from common.arch.variants import build_spec  # noqa: E402
-from common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak,  # noqa: E402
+from nin_common.arch.costs import ops  # noqa: E402
+from nin_common.arch.variants import build_spec  # noqa: E402
+from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak,  # noqa: E402
                                  thread_defaults, vector_flags)
 
 RESULTS = os.path.join(HERE, "results", "profile.jsonl")
@@ -129,8 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args(argv)
     thread_defaults()  # before the first framework import
-    from common.engine import registry
-    from common.engine.training import make_trainer
+    from nin_common.engine import registry
+    from nin_common.engine.training import make_trainer
     load_before = load_average()
     if args.per_layer:
         if args.backend != "torch":

@@ -5,7 +5,7 @@ Not a test.  For each backend two processes are started, so that each side runs 
 - the chapter's side (``chapter_baseline.py``) in a plain Python process: the framework imported as the
   chapter imports it, with its default threads and memory allocator;
 - the project's side through its ``Trainer`` (default precision, and fp32 when the default is another), which
-  is what ``nin train`` and ``fit`` run, with the settings the library makes (``common.util.machine``,
+  is what ``nin train`` and ``fit`` run, with the settings the library makes (``nin_common.util.machine``,
   ``nin_mxnet._mx``).
 
 Each process builds its side, warms it up and times its input pipeline alone; then this script asks them for
@@ -36,10 +36,10 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 sys.path.insert(0, HERE)
 
-from common.arch import costs, variants  # noqa: E402
-from common.engine import registry  # noqa: E402
-from common.engine.precision import DEVICES  # noqa: E402
-from common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak, peak_rss_mb,  # noqa: E402
+from nin_common.arch import costs, variants  # noqa: E402
+from nin_common.engine import registry  # noqa: E402
+from nin_common.engine.precision import DEVICES  # noqa: E402
+from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak, peak_rss_mb,  # noqa: E402
                                  thread_defaults)
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
@@ -59,7 +59,7 @@ def serve(side: str, backend: str, args) -> None:
     rate}, "device", "machine", "framework"}``; then ``{"seconds": s}`` for each ``{"step": name, "seed": k}`` asked; last,
     for ``{"step": null}``, ``{"peak_rss_mb": m}`` and the process exits.
     """
-    from common.tools import bench
+    from nin_common.tools import bench
 
     bs, size = args.batch_size, args.image_size
     if side == "baseline":

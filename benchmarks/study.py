@@ -36,8 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.engine.runs import memory_figures  # noqa: E402
-from common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
+from nin_common.engine.runs import memory_figures  # noqa: E402
+from nin_common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
 VARIANTS = ("chapter", "1x1-0", "1x1-1", "1x1-3", "3x3", "fc-head", "fc-head-wide", "gradual")
@@ -66,7 +66,7 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
         if args.limit_train:
             argv += ["--limit-train", str(args.limit_train)]
     before, commit = load_average(), git_commit(ROOT)  # the code the run starts with
-    cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "common.cli", *argv, "--no-progress"]
+    cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "nin_common.cli", *argv, "--no-progress"]
     print(f"study: {' '.join(cmd[3:])}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -33,12 +33,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.arch.costs import resources  # noqa: E402
-from common.arch.variants import VARIANTS, build_spec  # noqa: E402
-from common.engine.registry import BACKENDS  # noqa: E402
-from common.tools.study import _colours, _figure, _save, _span  # noqa: E402
-from common.util.files import atomic_path  # noqa: E402
-from common.util.markdown import table  # noqa: E402
+from nin_common.arch.costs import resources  # noqa: E402
+from nin_common.arch.variants import VARIANTS, build_spec  # noqa: E402
+from nin_common.engine.registry import BACKENDS  # noqa: E402
+from nin_common.tools.study import _colours, _figure, _save, _span  # noqa: E402
+from nin_common.util.files import atomic_path  # noqa: E402
+from nin_common.util.markdown import table  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
 EXERCISES = {  # plot name -> (title, variants compared)
@@ -412,10 +412,10 @@ def _rank(name: str, order) -> tuple:
 
 def compare_runs(picked) -> list:
     """``full_runs`` as ``nin compare``'s runs: the study is the exercises' comparison trained to the end, and
-    ``common.tools.study.write`` turns it into that command's report and plots.  Parameters and shape tables
+    ``nin_common.tools.study.write`` turns it into that command's report and plots.  Parameters and shape tables
     come from each backend's model, as ``nin compare`` gives them."""
-    from common.engine import registry
-    from common.tools import study
+    from nin_common.engine import registry
+    from nin_common.tools import study
 
     # benchmarks/study.py trains with --device cpu; its first rows did not record the framework's name for it,
     # which its other rows of the same backend give
@@ -439,8 +439,8 @@ def compare_runs(picked) -> list:
 def write_compare(rows, out: str, recipe: str = "quick-b32") -> str:
     """``nin compare``'s report.md, curves.png, resources.png and results.png in ``out``, from the study's full
     runs of ``recipe`` (``full_runs``); the path of report.md."""
-    from common.engine import recipes
-    from common.tools import study
+    from nin_common.engine import recipes
+    from nin_common.tools import study
 
     picked = full_runs(rows, recipe)
     if not picked:

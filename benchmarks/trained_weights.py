@@ -24,10 +24,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.arch import pretrained  # noqa: E402
-from common.engine import data, runs, training  # noqa: E402
-from common.tools.images import PREPROCESSING  # noqa: E402
-from common.util.machine import cpu_flags, describe, load_average  # noqa: E402
+from nin_common.arch import pretrained  # noqa: E402
+from nin_common.engine import data, runs, training  # noqa: E402
+from nin_common.tools.images import PREPROCESSING  # noqa: E402
+from nin_common.util.machine import cpu_flags, describe, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "weights.jsonl")
 STORAGE = ("float32", "float16", "bfloat16")

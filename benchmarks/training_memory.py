@@ -28,8 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.engine import registry  # noqa: E402
-from common.util.machine import describe, git_commit, load_average, vector_flags  # noqa: E402
+from nin_common.engine import registry  # noqa: E402
+from nin_common.util.machine import describe, git_commit, load_average, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "training_memory.jsonl")
 PHASES = ("train_epoch", "evaluate", "write_metrics", "save_training_checkpoint")
@@ -46,10 +46,10 @@ def _xla_step_buffers(trainer, images, labels, image_size: int) -> dict:
 
 
 def _child(backend: str, images: int) -> None:  # pragma: no cover - runs in the measured process
-    from common.util import machine
+    from nin_common.util import machine
 
     machine.thread_defaults()
-    import common.engine.training as training
+    import nin_common.engine.training as training
 
     trace, made = [], {}
 

@@ -37,10 +37,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from common.arch.costs import resources  # noqa: E402
-from common.arch.variants import build_spec  # noqa: E402
-from common.engine import registry  # noqa: E402
-from common.util.machine import (available_cpus, cpu_flags, describe, git_commit, load_average,  # noqa: E402
+from nin_common.arch.costs import resources  # noqa: E402
+from nin_common.arch.variants import build_spec  # noqa: E402
+from nin_common.engine import registry  # noqa: E402
+from nin_common.util.machine import (available_cpus, cpu_flags, describe, git_commit, load_average,  # noqa: E402
                                  nominal_fp32_peak)
 
 RESULTS = os.path.join(HERE, "results", "variant_speed.jsonl")
@@ -62,7 +62,7 @@ def wait_quiet(limit: float, wait_s: float) -> float:
 
 def one_run(variant: str, backend: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="nin-variant-speed-") as out:
-        argv = [sys.executable, "-m", "common.cli", "train", "--backend", backend, "--variant", variant,
+        argv = [sys.executable, "-m", "nin_common.cli", "train", "--backend", backend, "--variant", variant,
                 "--recipe", args.recipe, "--precision", "fp32", "--epochs", "2", "--limit-train", str(args.images),
                 "--limit-val", "256", "--device", "cpu", "--out", out, "--no-progress"]
         before = load_average()

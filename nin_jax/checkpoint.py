@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 
-from common.engine import checkpoint as ck
+from nin_common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import NiN

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.engine import distributed as D
+from nin_common.engine import distributed as D
 
 from .launching import ADDRESS  # the framework-free part
 
@@ -28,7 +28,7 @@ AXIS = "workers"
 
 
 class Group:
-    """The processes of this run, joined through ``jax.distributed`` (``common.engine.distributed.Group``)."""
+    """The processes of this run, joined through ``jax.distributed`` (``nin_common.engine.distributed.Group``)."""
 
     def __init__(self, world: D.World):
         import jax

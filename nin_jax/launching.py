@@ -1,13 +1,13 @@
 """How JAX's data-parallel workers start: one process per worker with the coordinator's address, the process
-count and its id.  Framework-free (``common.engine.contract.LaunchingModule``): the process that launches the
+count and its id.  Framework-free (``nin_common.engine.contract.LaunchingModule``): the process that launches the
 workers never imports JAX."""
 from __future__ import annotations
 
 import os
 from typing import Dict, List, Optional
 
-from common.engine import distributed as D
-from common.engine.launch import Process
+from nin_common.engine import distributed as D
+from nin_common.engine.launch import Process
 
 ENGINE = "jax.distributed + a Mesh/NamedSharding over every process's devices (gloo on a CPU, NCCL on GPUs)"
 LAUNCHER = "one process per worker with JAX_COORDINATOR_ADDRESS, NIN_JAX_NUM_PROCESSES, NIN_JAX_PROCESS_ID"

@@ -12,10 +12,10 @@ from flax import nnx
 
 from . import runtime
 
-from common.arch import checks, shapes
-from common.arch import spec as S
-from common.arch.config import configure
-from common.arch.weights import canonical_layers, canonical_to_nhwc, check_weights, nhwc_to_canonical
+from nin_common.arch import checks, shapes
+from nin_common.arch import spec as S
+from nin_common.arch.config import configure
+from nin_common.arch.weights import canonical_layers, canonical_to_nhwc, check_weights, nhwc_to_canonical
 
 BACKEND = "jax"
 DATA_FORMAT = "NHWC"
@@ -200,7 +200,7 @@ class NiN(nnx.Module):
     Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
     ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
     bit-identical weights in every backend.  ``weights="quick"`` starts from trained weights shipped with
-    the package (``common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.  ``model(x, key)`` runs dropout with the
+    the package (``nin_common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.  ``model(x, key)`` runs dropout with the
     PRNG ``key`` (training); without one, dropout is off (evaluation).
     """
 

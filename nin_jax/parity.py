@@ -1,8 +1,8 @@
-"""JAX's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps.
+"""JAX's side of the parity checks (``nin_common.tools.parity``): layer outputs, loss and gradients, SGD steps.
 
 JAX computes in float64 only while its ``jax_enable_x64`` switch is on, and that switch is global.  A float64
 model's functions here (and ``import_weights``) switch it on for their own duration only
-(``model.precision_of``: ``jax.experimental.enable_x64``), so it never leaks into other code; float32 models
+(``model.precision_of``: ``runtime.x64``), so it never leaks into other code; float32 models
 run with it as it is.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common.arch import checks
+from nin_common.arch import checks
 
 from . import runtime
 from .model import DATA_FORMAT, NiN, device_of, dtype_of, precision_of, to_canonical, variables

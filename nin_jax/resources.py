@@ -1,7 +1,7 @@
-"""Measured memory of a NiN in JAX, to check ``common.tools.resources`` against.
+"""Measured memory of a NiN in JAX, to check ``nin_common.tools.resources`` against.
 
 XLA's CPU client keeps no allocation statistics (``Device.memory_stats()`` is None on the CPU), so this
-measures the process's resident memory, as the TensorFlow backend does (``common.engine.measure.
+measures the process's resident memory, as the TensorFlow backend does (``nin_common.engine.measure.
 rss_allocation``: glibc must map every block of 64 KiB or more on its own, ``RSS_ENV``, set when
 ``nin resources --measure`` starts the measuring process).
 
@@ -20,9 +20,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common.arch.costs import BYTES, Execution, check_options
-from common.arch.shapes import batch_shape
-from common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
+from nin_common.arch.costs import BYTES, Execution, check_options
+from nin_common.arch.shapes import batch_shape
+from nin_common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
                                   run_measurement)
 from .model import DATA_FORMAT, NiN, device_of
 from .runtime import SYNC_DISPATCH_ENV, sync_dispatch

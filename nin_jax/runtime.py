@@ -1,6 +1,6 @@
 """Everything the JAX backend does to the process, in one place.
 
-* At import (``nin_jax/__init__`` imports this first): ``common.util.runtime.prepare("jax")``: the system's
+* At import (``nin_jax/__init__`` imports this first): ``nin_common.util.runtime.prepare("jax")``: the system's
   libstdc++ before any framework (see there).  No environment variable is set.
 * ``SYNC_DISPATCH_ENV``, read at import, never set: with it set to ``1``, JAX's CPU client runs each operation
   before the call returns, instead of queueing it and returning at once (asynchronous dispatch).  ``nin
@@ -18,12 +18,17 @@
 """
 import os
 
-from common.util import runtime
+from nin_common.util import runtime
 
 runtime.prepare("jax")
 
 import jax  # noqa: E402
-from jax.experimental import enable_x64  # noqa: E402
+
+if hasattr(jax, "enable_x64"):  # jax 0.8 and later: the option's own context manager (jax.experimental lost its)
+    def _enable_x64():
+        return jax.enable_x64(True)
+else:  # jax 0.5-0.7
+    from jax.experimental import enable_x64 as _enable_x64
 
 ENVIRONMENT: dict = {}  # environment variables importing the backend sets (and why): none
 
@@ -39,7 +44,7 @@ def sync_dispatch() -> bool:
 
 def x64():
     """A block in which JAX computes in float64 (and only that block)."""
-    return enable_x64()
+    return _enable_x64()
 
 
 def full_float32() -> None:

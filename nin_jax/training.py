@@ -1,4 +1,4 @@
-"""Training NiN in JAX (Flax NNX, optax): the adapter ``common.engine.training`` drives, and ``fit``."""
+"""Training NiN in JAX (Flax NNX, optax): the adapter ``nin_common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -11,11 +11,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from common.arch.checks import check_step
-from common.arch.weights import read_arrays
-from common.engine import training
-from common.engine.precision import choose_device, resolve_precision
-from common.util.files import atomic_path
+from nin_common.arch.checks import check_step
+from nin_common.arch.weights import read_arrays
+from nin_common.engine import training
+from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.util.files import atomic_path
 
 from .model import BACKEND, NiN
 
@@ -173,7 +173,7 @@ class Trainer:
                                                             group)
 
     def _batch(self, images_u8, labels):
-        """The batch on the device, checked first (``common.arch.checks.check_step``)."""
+        """The batch on the device, checked first (``nin_common.arch.checks.check_step``)."""
         images_u8, labels = check_step(self.model.spec, images_u8, labels)
         return (jax.device_put(np.asarray(images_u8, np.uint8), self.device),
                 jax.device_put(np.asarray(labels, np.int32), self.device))
@@ -241,7 +241,7 @@ class Trainer:
         return stats["peak_bytes_in_use"] / 2**20 if "peak_bytes_in_use" in stats else None
 
     def reseed(self, seed: int) -> None:
-        """Dropout's PRNG key, from ``seed`` (``common.engine.training.epoch_seed`` gives it per epoch).  With
+        """Dropout's PRNG key, from ``seed`` (``nin_common.engine.training.epoch_seed`` gives it per epoch).  With
         several workers every one takes rank 0's seed: the key of a global step must be the same everywhere, and
         the masks are drawn for the global batch (``nin_jax.distributed``)."""
         if self.group is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .runtime import mx
-from common.engine import checkpoint as ck
+from nin_common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import NiN

@@ -11,7 +11,7 @@ worker's loss is its slice's summed cross-entropy over the global batch, so the 
 global mean.  The metrics are summed through the kvstore too (a key of their own).
 
 On Python 3.9 and later the launcher is run through ``nin_mxnet.launcher`` (a workaround of a defect of its
-``dmlc_tracker``, described there); the servers are started with a zeroed heap (``common.util.runtime``, fix 3:
+``dmlc_tracker``, described there); the servers are started with a zeroed heap (``nin_common.util.runtime``, fix 3:
 MXNet 1.9.1's server leaves a flag uninitialised that can make it round float64 to float32), and
 ``Group`` checks every server with a float64 sum before training.
 
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.engine import distributed as D
+from nin_common.engine import distributed as D
 
 from .launching import ENGINE, _joined  # the framework-free part
 
@@ -39,7 +39,7 @@ PROBE = 1.0 + 2.0 ** -40  # a float64 that float32 cannot hold
 
 
 class Group:
-    """This worker in the kvstore (``common.engine.distributed.Group``): the engine's sums, barrier and exit."""
+    """This worker in the kvstore (``nin_common.engine.distributed.Group``): the engine's sums, barrier and exit."""
 
     def __init__(self, world: D.World):
         host, port = D.parse_address(world.coordinator, "DMLC_PS_ROOT_URI:DMLC_PS_ROOT_PORT")
@@ -64,7 +64,7 @@ class Group:
         _joined[:] = [self.world]
 
     def _check_float64(self) -> None:
-        """Every server sums float64 as float64 (MXNet 1.9.1's servers may not: ``common.util.runtime``, fix 3)."""
+        """Every server sums float64 as float64 (MXNet 1.9.1's servers may not: ``nin_common.util.runtime``, fix 3)."""
         servers = int(os.environ.get("DMLC_NUM_SERVER") or 1)
         keys, k = {}, PROBE_KEY
         while len(keys) < servers:  # a small value's key lives on server (key * 9973) % servers (kvstore_dist.h)
@@ -117,7 +117,7 @@ class Group:
 
 
 def _tunables() -> str:
-    from common.util.runtime import SERVER_HEAP_TUNABLES
+    from nin_common.util.runtime import SERVER_HEAP_TUNABLES
 
     return SERVER_HEAP_TUNABLES
 

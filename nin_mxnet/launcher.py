@@ -1,7 +1,7 @@
 """MXNet's own launcher, ``mxnet/tools/launch.py`` (with ``dmlc_tracker``), as shipped in the mxnet 1.9.1 wheel,
 made to run on Python 3.9 and later: ``python -m nin_mxnet.launcher`` takes launch.py's arguments.
 
-    python -m nin_mxnet.launcher -n 2 --launcher local python -m common.cli train --backend mxnet --out runs/mx
+    python -m nin_mxnet.launcher -n 2 --launcher local python -m nin_common.cli train --backend mxnet --out runs/mx
 
 WORKAROUND for a defect of dmlc_tracker in the mxnet 1.9.1 wheel (and every earlier one): its tracker waits on
 its threads with ``threading.Thread.isAlive``, which Python 3.9 removed (``is_alive`` is the name since 2.6),

@@ -1,5 +1,5 @@
 """How MXNet's data-parallel workers start: MXNet's own launcher (``mxnet/tools/launch.py``, through
-``nin_mxnet.launcher``) and its ``DMLC_*`` variables.  Framework-free (``common.engine.contract.LaunchingModule``):
+``nin_mxnet.launcher``) and its ``DMLC_*`` variables.  Framework-free (``nin_common.engine.contract.LaunchingModule``):
 the process that launches the workers never imports MXNet."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import shlex
 from typing import Dict, List, Optional
 
-from common.engine import distributed as D
-from common.engine.launch import Process
+from nin_common.engine import distributed as D
+from nin_common.engine.launch import Process
 
 ENGINE = "MXNet kvstore dist_sync (ps-lite over TCP)"
 LAUNCHER = "python -m nin_mxnet.launcher -n N --launcher local (mxnet/tools/launch.py)"

@@ -8,10 +8,10 @@ import numpy as np
 from .runtime import array, mx
 from mxnet.gluon import nn
 
-from common.arch import checks, shapes
-from common.arch import spec as S
-from common.arch.config import configure
-from common.arch.weights import canonical_layers, check_weights
+from nin_common.arch import checks, shapes
+from nin_common.arch import spec as S
+from nin_common.arch.config import configure
+from nin_common.arch.weights import canonical_layers, check_weights
 
 BACKEND = "mxnet"
 DATA_FORMAT = "NCHW"
@@ -64,7 +64,7 @@ class NiN(nn.HybridBlock):
     Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
     ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
     bit-identical weights in every backend.  ``weights="quick"`` starts from trained weights shipped with
-    the package (``common.arch.pretrained``); the image size and init then follow from them.  Call ``hybridize()`` for speed.
+    the package (``nin_common.arch.pretrained``); the image size and init then follow from them.  Call ``hybridize()`` for speed.
     """
 
     def __init__(self, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,

@@ -1,4 +1,4 @@
-"""MXNet's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
+"""MXNet's side of the parity checks (``nin_common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
@@ -9,8 +9,8 @@ from . import runtime
 from .runtime import array
 from mxnet import autograd, gluon
 
-from common.arch import checks
-from common.arch import spec as S
+from nin_common.arch import checks
+from nin_common.arch import spec as S
 
 from .model import DATA_FORMAT, NiN, context_of, export_weights, import_weights, parametrized_layers
 

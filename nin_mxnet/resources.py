@@ -1,4 +1,4 @@
-"""Measured memory of a NiN in MXNet, to check ``common.arch.costs`` against.
+"""Measured memory of a NiN in MXNet, to check ``nin_common.arch.costs`` against.
 
 The peaks come from MXNet's own storage accounting: with ``profile_memory`` its profiler
 records a "Memory: cpu/0" counter, the bytes of CPU storage in use, at every allocation and
@@ -16,9 +16,9 @@ from typing import Tuple
 import numpy as np
 from mxnet import autograd, gluon
 
-from common.arch.costs import BYTES, Execution, check_options
-from common.arch.shapes import batch_shape
-from common.engine.measure import Measured, run_measurement
+from nin_common.arch.costs import BYTES, Execution, check_options
+from nin_common.arch.shapes import batch_shape
+from nin_common.engine.measure import Measured, run_measurement
 from .runtime import array, mx
 from .model import DATA_FORMAT, NiN, context_of
 

@@ -1,6 +1,6 @@
 """Everything the MXNet backend does to the process, in one place: MXNet imported the way the chapter uses it.
 
-``common.util.runtime.prepare("mxnet")`` first: MXNet 1.9.1 (the last release; Apache retired the project)
+``nin_common.util.runtime.prepare("mxnet")`` first: MXNet 1.9.1 (the last release; Apache retired the project)
 refers to ``numpy.bool``, which numpy 1.24-1.26 removed, and crashes when TensorFlow loaded libstdc++ before
 it (both explained there; the installed import hook does the same for any ``import mxnet``).  Then switch on
 the NumPy interface (``npx.set_np()``) as the chapter and d2l do.
@@ -19,8 +19,8 @@ switch.
 """
 import os
 
-from common.util import runtime
-from common.util.machine import physical_cores
+from nin_common.util import runtime
+from nin_common.util.machine import physical_cores
 
 runtime.prepare("mxnet")
 

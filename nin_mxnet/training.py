@@ -1,4 +1,4 @@
-"""Training NiN in MXNet Gluon: the adapter ``common.engine.training`` drives, and ``fit``."""
+"""Training NiN in MXNet Gluon: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,11 @@ import numpy as np
 from .runtime import mx
 from mxnet import autograd, gluon, npx
 
-from common.arch.checks import check_step
-from common.arch.weights import read_arrays
-from common.engine import training
-from common.engine.precision import choose_device, resolve_precision
-from common.util.files import atomic_path
+from nin_common.arch.checks import check_step
+from nin_common.arch.weights import read_arrays
+from nin_common.engine import training
+from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.util.files import atomic_path
 
 from .model import BACKEND, NiN
 
@@ -80,7 +80,7 @@ class Trainer:
 
     def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
         """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] and labels, on the device.  Images and
-        labels are checked first (``common.arch.checks.check_step``): MXNet's loss takes any label."""
+        labels are checked first (``nin_common.arch.checks.check_step``): MXNet's loss takes any label."""
         images_u8, labels = check_step(self.model.spec, images_u8, labels)
         x = mx.np.array(np.asarray(images_u8)[..., None], ctx=self.ctx, dtype=np.uint8).astype(np.float32) / 255.0
         if x.shape[1] != image_size:

@@ -1,7 +1,7 @@
 """Native Keras checkpoints: ``save_weights`` files (``.weights.h5``) read back with ``load_weights``."""
 from __future__ import annotations
 
-from common.engine import checkpoint as ck
+from nin_common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import NiN

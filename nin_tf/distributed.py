@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.engine import distributed as D
+from nin_common.engine import distributed as D
 
 from .launching import JOB, _cluster  # the framework-free part
 
@@ -64,7 +64,7 @@ def engine_errors():
 
 
 class Group:
-    """This run's workers in a MultiWorkerMirroredStrategy (``common.engine.distributed.Group``)."""
+    """This run's workers in a MultiWorkerMirroredStrategy (``nin_common.engine.distributed.Group``)."""
 
     # what a collective raises when another worker went away: UnavailableError once the coordination service
     # misses its heartbeats (10 s) or its gRPC connection is reset; DeadlineExceededError when one collective

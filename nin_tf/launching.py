@@ -1,5 +1,5 @@
 """How TensorFlow's data-parallel workers start: one process per worker, each with its ``TF_CONFIG``, as a
-cluster manager starts them.  Framework-free (``common.engine.contract.LaunchingModule``): the process that
+cluster manager starts them.  Framework-free (``nin_common.engine.contract.LaunchingModule``): the process that
 launches the workers never imports TensorFlow."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from common.engine import distributed as D
-from common.engine.launch import Process
+from nin_common.engine import distributed as D
+from nin_common.engine.launch import Process
 
 ENGINE = "tf.distribute.MultiWorkerMirroredStrategy (collectives over gRPC, ring all-reduce)"
 LAUNCHER = "one process per worker, each with its TF_CONFIG (as a cluster manager starts them)"

@@ -7,10 +7,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 
-from common.arch import checks, shapes
-from common.arch import spec as S
-from common.arch.config import configure
-from common.arch.weights import canonical_layers, canonical_to_nhwc, check_weights, nhwc_to_canonical
+from nin_common.arch import checks, shapes
+from nin_common.arch import spec as S
+from nin_common.arch.config import configure
+from nin_common.arch.weights import canonical_layers, canonical_to_nhwc, check_weights, nhwc_to_canonical
 
 BACKEND = "tf"
 DATA_FORMAT = "NHWC"
@@ -142,7 +142,7 @@ class NiN(keras.Model):
     Parameters exist and are initialised on construction: drawn by ``common`` with NumPy from
     ``seed`` (``init="xavier"`` as in the chapter, or ``"kaiming"``), so the same seed gives
     bit-identical weights in every backend.  ``weights="quick"`` starts from trained weights shipped with
-    the package (``common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.
+    the package (``nin_common.arch.pretrained``); the image size and init then follow from them.  Inputs are NHWC.
     """
 
     def __init__(self, lr: float = 0.1, num_classes: Optional[int] = None, in_channels: Optional[int] = None,

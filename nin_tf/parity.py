@@ -1,4 +1,4 @@
-"""TensorFlow's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
+"""TensorFlow's side of the parity checks (``nin_common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.arch import checks
+from nin_common.arch import checks
 
 from . import runtime
 from .model import DATA_FORMAT, NiN, export_weights, import_weights, to_canonical, variables

@@ -1,4 +1,4 @@
-"""Measured memory of a NiN in TensorFlow, to check ``common.arch.costs`` against.
+"""Measured memory of a NiN in TensorFlow, to check ``nin_common.arch.costs`` against.
 
 TensorFlow's CPU allocator keeps no statistics (its BFC allocator, ``TF_CPU_ALLOCATOR_USE_BFC=
 true``, does, but counts whole reused chunks, which made its figures wander by 15 % between
@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.arch.costs import BYTES, Execution, check_options
-from common.arch.shapes import batch_shape
-from common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
+from nin_common.arch.costs import BYTES, Execution, check_options
+from nin_common.arch.shapes import batch_shape
+from nin_common.engine.measure import (RSS_ENV, RSS_HOW, Measured, check_rss_environment, rss_allocation,
                                   run_measurement)
 from .model import DATA_FORMAT, NiN
 

@@ -1,6 +1,6 @@
 """Everything the TensorFlow backend does to the process, in one place (``nin_tf/__init__`` imports this first).
 
-``common.util.runtime.prepare("tensorflow")`` first: it loads the system's libstdc++ before TensorFlow does,
+``nin_common.util.runtime.prepare("tensorflow")`` first: it loads the system's libstdc++ before TensorFlow does,
 so that TensorFlow's own copies of libstdc++ functions cannot take the place of libstdc++'s in other
 frameworks (MXNet crashed after TensorFlow without it; see that module).  TensorFlow's start-up chatter is
 kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself, and oneDNN's CPU kernels are on unless you
@@ -17,7 +17,7 @@ set ``TF_ENABLE_ONEDNN_OPTS`` yourself (``ENVIRONMENT`` says why).
 """
 import os
 
-from common.util import runtime
+from nin_common.util import runtime
 
 runtime.prepare("tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,4 +1,4 @@
-"""Training NiN in TensorFlow Keras: the adapter ``common.engine.training`` drives, and ``fit``."""
+"""Training NiN in TensorFlow Keras: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -9,12 +9,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from common.arch.checks import check_step
-from common.arch.weights import read_arrays
-from common.engine import training
-from common.engine.precision import choose_device, resolve_precision
-from common.util.files import atomic_path
-from common.util.machine import cpu_bf16
+from nin_common.arch.checks import check_step
+from nin_common.arch.weights import read_arrays
+from nin_common.engine import training
+from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.util.files import atomic_path
+from nin_common.util.machine import cpu_bf16
 
 from .distributed import engine_errors, replica_loss
 from .model import BACKEND, NiN

@@ -7,7 +7,7 @@ import zipfile
 
 import torch
 
-from common.engine import checkpoint as ck
+from nin_common.engine import checkpoint as ck
 
 from . import model as _model
 from .model import BACKEND, NiN

@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from common.engine import distributed as D
+from nin_common.engine import distributed as D
 
 
 from . import parity
@@ -35,7 +35,7 @@ def _transport(device: str = "auto") -> str:
 
 
 class Group:
-    """The process group of this run's workers (``common.engine.distributed.Group``)."""
+    """The process group of this run's workers (``nin_common.engine.distributed.Group``)."""
 
     errors = (dist.DistError, RuntimeError)  # gloo reports a lost peer as a RuntimeError from its C++ side
 

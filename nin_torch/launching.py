@@ -1,13 +1,13 @@
 """How PyTorch's data-parallel workers start: ``torchrun`` (its variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``, ``MASTER_PORT``).  Framework-free (``common.engine.contract.LaunchingModule``): the process that
+``MASTER_ADDR``, ``MASTER_PORT``).  Framework-free (``nin_common.engine.contract.LaunchingModule``): the process that
 launches the workers never imports torch."""
 from __future__ import annotations
 
 import os
 from typing import Dict, List, Optional
 
-from common.engine import distributed as D
-from common.engine.launch import Process
+from nin_common.engine import distributed as D
+from nin_common.engine.launch import Process
 
 ENGINE = "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
 LAUNCHER = "torchrun"

@@ -1,4 +1,4 @@
-"""PyTorch's side of the parity checks (``common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
+"""PyTorch's side of the parity checks (``nin_common.tools.parity``): layer outputs, loss and gradients, SGD steps."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from common.arch import checks
+from nin_common.arch import checks
 
 from . import runtime
 from .model import DATA_FORMAT, NiN, device_of, eval_mode, parametrized_layers

@@ -1,4 +1,4 @@
-"""Measured memory of a NiN in PyTorch, to check ``common.arch.costs`` against.
+"""Measured memory of a NiN in PyTorch, to check ``nin_common.arch.costs`` against.
 
 The numbers come from PyTorch's own CPU allocator: with ``profile_memory`` the profiler
 records every allocation and release with the running "Total Allocated" bytes.  oneDNN's
@@ -16,9 +16,9 @@ import torch
 from torch.nn import functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from common.arch.costs import BYTES, Execution, check_options
-from common.arch.shapes import batch_shape
-from common.engine.measure import Measured, run_measurement
+from nin_common.arch.costs import BYTES, Execution, check_options
+from nin_common.arch.shapes import batch_shape
+from nin_common.engine.measure import Measured, run_measurement
 from .model import DATA_FORMAT, NiN, device_of
 
 # nn.Sequential holds a block's input until the block returns; oneDNN writes a convolution's result in its

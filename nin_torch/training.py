@@ -1,4 +1,4 @@
-"""Training NiN in PyTorch: the adapter ``common.engine.training`` drives, and ``fit``."""
+"""Training NiN in PyTorch: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.arch.checks import check_step
-from common.engine import training
-from common.engine.precision import choose_device, resolve_precision
-from common.util.files import atomic_path
-from common.util.machine import cpu_bf16, cpu_flags
+from nin_common.arch.checks import check_step
+from nin_common.engine import training
+from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.util.files import atomic_path
+from nin_common.util.machine import cpu_bf16, cpu_flags
 
 from .checkpoint import read
 from .distributed import global_mean_loss
@@ -89,7 +89,7 @@ class Trainer:
 
     def inputs(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int):
         """A uint8 (B, 28, 28) batch -> float (B, 1, S, S) in [0, 1] (in the model's memory format) and int64
-        labels, on the device.  Images and labels are checked first (``common.arch.checks.check_step``)."""
+        labels, on the device.  Images and labels are checked first (``nin_common.arch.checks.check_step``)."""
         images_u8, labels = check_step(self.model.spec, images_u8, labels)
         x = torch.from_numpy(np.ascontiguousarray(images_u8)).to(self.device, non_blocking=True)
         x = x.unsqueeze(1).float().div_(255.0)

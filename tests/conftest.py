@@ -3,7 +3,7 @@
 A backend whose framework is not installed is skipped with that reason, unless
 NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
 
-Fashion-MNIST: the tests that train or evaluate on it find it as ``nin`` does (``common.engine.data.locate``:
+Fashion-MNIST: the tests that train or evaluate on it find it as ``nin`` does (``nin_common.engine.data.locate``:
 NIN_DATA_DIR, the user cache, Debian's copy, else a download into the cache).  Where none of these has it, each
 such test is skipped saying so, unless NIN_REQUIRE_DATA=1 (set by .ci/run), where it fails instead.  The lookup
 runs once per session and setting: where the data is missing, a download is tried once, not once per test.
@@ -13,9 +13,9 @@ import os
 import numpy as np
 import pytest
 
-from common.arch import shapes
-from common.arch.shapes import array_to_layout, batch_shape
-from common.engine import data, registry
+from nin_common.arch import shapes
+from nin_common.arch.shapes import array_to_layout, batch_shape
+from nin_common.engine import data, registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
 REQUIRE_DATA = os.environ.get("NIN_REQUIRE_DATA", "") == "1"
@@ -80,7 +80,7 @@ def all_backends():
     return [load_backend(name) for name in registry.BACKENDS]
 
 
-# test-side names for the layout helpers of common.arch.shapes
+# test-side names for the layout helpers of nin_common.arch.shapes
 to_layout, shape_in = array_to_layout, batch_shape
 
 
@@ -89,7 +89,7 @@ DENSE_SIZE = 32
 
 def dense_head(num_classes=10, in_channels=1):
     """A small net with a fully connected head: Flatten of a 3x3 map (C, H, W order matters), ceil-mode pooling."""
-    from common.arch import spec as S
+    from nin_common.arch import spec as S
     return S.NetSpec(in_channels, (
         S.nin_stage(8, 5, 2, 0), S.MaxPool(3, 2),
         S.nin_stage(12, 3, 1, 1), S.MaxPool(3, 2, ceil_mode=True),
@@ -100,7 +100,7 @@ def dense_head(num_classes=10, in_channels=1):
 @pytest.fixture
 def dense_variant(monkeypatch):
     """Register ``dense_head`` as a variant for one test: pass the result to NiN (variant, image_size)."""
-    from common.arch.variants import VARIANTS
+    from nin_common.arch.variants import VARIANTS
     monkeypatch.setitem(VARIANTS, "dense_head", dense_head)
     return dict(variant="dense_head", image_size=DENSE_SIZE)
 

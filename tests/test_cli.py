@@ -1,8 +1,8 @@
 """One set of options: every subcommand takes the same names, shows its defaults, and refuses bad values in one line."""
 import pytest
 
-from common import cli
-from common.engine import registry
+from nin_common import cli
+from nin_common.engine import registry
 
 SUBCOMMANDS = cli.COMMANDS
 

@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from common import cli
-from common.engine.registry import BACKENDS
-from common.tools import study
+from nin_common import cli
+from nin_common.engine.registry import BACKENDS
+from nin_common.tools import study
 
 TINY = ["--limit-train", "32", "--limit-val", "16", "--image-size", "67", "--batch-size", "16", "--no-progress"]
 
 
 def test_compare_writes_report_and_plots(all_backends, fashion_mnist, tmp_path):
     out = tmp_path / "cmp"
-    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--backend", "all",
+    res = subprocess.run([sys.executable, "-m", "nin_common.cli", "compare", "--backend", "all",
                           "--variants", "chapter,1x1-0", "--epochs", "1", "--limit-train", "32", "--limit-val", "16",
                           "--image-size", "67", "--batch-size", "16", "--out", str(out), "--no-progress"],
                          capture_output=True, text=True, timeout=900)
@@ -43,7 +43,7 @@ def test_compare_writes_report_and_plots(all_backends, fashion_mnist, tmp_path):
 
 
 def test_compare_rejects_unknown_variant_before_training(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "common.cli", "compare", "--variants", "chapter,vgg", "--out",
+    res = subprocess.run([sys.executable, "-m", "nin_common.cli", "compare", "--variants", "chapter,vgg", "--out",
                           str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     assert "expected variant to be one of" in res.stderr and "'vgg'" in res.stderr

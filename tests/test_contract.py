@@ -1,9 +1,9 @@
-"""The backend contract (common.engine.contract) and the registry, checked for every registered backend."""
+"""The backend contract (nin_common.engine.contract) and the registry, checked for every registered backend."""
 import types
 
 import pytest
 
-from common.engine import contract, registry
+from nin_common.engine import contract, registry
 
 
 def test_backend_meets_the_contract(backend):
@@ -17,7 +17,7 @@ def test_built_model_carries_what_the_contract_says(backend):
 
 
 def test_built_trainer_carries_what_the_contract_says(backend):
-    from common.engine import training
+    from nin_common.engine import training
 
     model = backend.NiN(seed=0, image_size=67)
     trainer = training.make_trainer(backend.BACKEND, model, 0.05, "cpu", "fp32")

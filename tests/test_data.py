@@ -7,7 +7,7 @@ import urllib.error
 import numpy as np
 import pytest
 
-from common.engine import data
+from nin_common.engine import data
 
 SYSTEM = data.SYSTEM_DIR
 NAMES = [name for pair in data.FILES.values() for name in pair]

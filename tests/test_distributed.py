@@ -16,10 +16,10 @@ import uuid
 import numpy as np
 import pytest
 
-from common.arch import weights as W
-from common.engine import distributed as D
-from common.engine import launch, registry, runs
-from common.tools import dataparallel
+from nin_common.arch import weights as W
+from nin_common.engine import distributed as D
+from nin_common.engine import launch, registry, runs
+from nin_common.tools import dataparallel
 
 # make test runs the suite in two pytest processes; these tests run one after another in one of them (each starts
 # two or three processes of its own, and one job's workers meeting on 127.0.0.1 is all they ask of the machine)
@@ -87,7 +87,7 @@ def tagged_processes(tag):
 
 
 def nin(env, *argv, timeout=JOB_TIMEOUT_S):
-    return subprocess.run([sys.executable, "-m", "common.cli", *argv], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nin_common.cli", *argv], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -120,7 +120,7 @@ def dist_of(name):
 def engine_launch(name, env, argv, port=None):
     """Start the workers as the engine's own launcher does (``torchrun``, MXNet's launch.py, one process per
     worker with TF_CONFIG or JAX's coordinator variables), without nin's launcher watching; wait for them."""
-    plan = registry.launching(name).launch_plan(2, [sys.executable, "-m", "common.cli", *argv], 1, port)
+    plan = registry.launching(name).launch_plan(2, [sys.executable, "-m", "nin_common.cli", *argv], 1, port)
     procs = [subprocess.Popen(p.argv, env=dict(env, **p.env), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for p in plan]
     outs = [p.communicate(timeout=JOB_TIMEOUT_S) for p in procs]
@@ -132,7 +132,7 @@ def engine_launch(name, env, argv, port=None):
 def kill_worker_1_after_a_checkpoint(name, env, run):
     """``nin train --workers 2`` until the first checkpoint, then SIGKILL to worker 1: the job ends within 60 s
     with one line naming the lost worker (no traceback); returns the epoch of the checkpoint left."""
-    argv = [sys.executable, "-m", "common.cli", "train", "--backend", name, "--workers", "2", "--epochs", "20",
+    argv = [sys.executable, "-m", "nin_common.cli", "train", "--backend", name, "--workers", "2", "--epochs", "20",
             "--out", run, *TINY_CLI]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -232,7 +232,7 @@ def test_the_launcher_never_imports_the_framework(name, tmp_path, tagged):
               f"sys.argv = ['nin', 'train', '--backend', {name!r}, '--workers', '2', '--port', "
               "str(busy.getsockname()[1]), '--recipe', 'quick', '--limit-train', '128', '--no-progress', "
               f"'--out', {str(tmp_path / 'run')!r}]\n"
-              "try:\n    runpy.run_module('common.cli', run_name='__main__')\nexcept SystemExit as end:\n"
+              "try:\n    runpy.run_module('nin_common.cli', run_name='__main__')\nexcept SystemExit as end:\n"
               "    code = end.code\n"
               f"print(code, {framework!r} in sys.modules, {registry.info(name).package!r} in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", script], env=tagged, capture_output=True, text=True, timeout=120,
@@ -292,7 +292,7 @@ def test_dropout_seeds_differ_per_worker_and_rank_0_draws_the_single_process_see
 def test_the_launcher_stops_every_worker_when_one_is_lost(tmp_path, tagged, monkeypatch):
     """Framework-free: of two sleeping workers one dies; the watcher stops the other and says which was lost."""
     script = ("import os, sys, time\n"
-              "from common.engine import launch\n"
+              "from nin_common.engine import launch\n"
               "rank = int(os.environ['R'])\n"
               "launch.register(rank)\n"
               "time.sleep(1 if rank == 1 else 600)\n"
@@ -313,7 +313,7 @@ def test_the_lost_worker_is_named_when_the_others_are_gone_too(tmp_path, tagged,
     0, stopped by the launcher within the same instant, says it lost the others.  By the time the watcher looks
     both are gone (and the launcher too); it names worker 1, the one that was lost."""
     script = ("import os, signal, subprocess, sys, time\n"
-              "from common.engine import launch\n"
+              "from nin_common.engine import launch\n"
               "if 'R' not in os.environ:\n"
               "    kids = [subprocess.Popen([sys.executable, '-c', sys.argv[1]], env=dict(os.environ, R=str(r)))\n"
               "            for r in (0, 1)]\n"
@@ -351,7 +351,7 @@ def test_a_torch_worker_frees_ddp_before_it_destroys_its_process_group(tmp_path,
               "import numpy as np\n"
               f"os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='{port}')\n"
               "from torch.nn.parallel import DistributedDataParallel\n"
-              "from common.engine import distributed as D\n"
+              "from nin_common.engine import distributed as D\n"
               "from nin_torch import NiN, distributed, training\n"
               f"group = distributed.join(D.World(size=1, coordinator='127.0.0.1:{port}'), 'cpu')\n"
               "trainer = training.Trainer(NiN(image_size=67), 0.01, 'cpu', 'fp32', group=group)\n"

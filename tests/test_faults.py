@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from common import cli
-from common.arch import weights as W
-from common.engine import data, registry, runs, training
-from common.util import files
+from nin_common import cli
+from nin_common.arch import weights as W
+from nin_common.engine import data, registry, runs, training
+from nin_common.util import files
 from conftest import to_layout
 from conftest import training_of as impl
 from test_training import SMALL, SIZE, npz_weights, poison
@@ -477,7 +477,7 @@ def replace(src, dst):  # the checkpoint of epoch 2 is where the kill lands (epo
     return real_replace(src, dst)
 
 os.replace = replace
-from common.engine import training
+from nin_common.engine import training
 real_epoch = training.train_epoch
 
 def train_epoch(trainer, split, settings, epoch, *args):
@@ -486,7 +486,7 @@ def train_epoch(trainer, split, settings, epoch, *args):
     return real_epoch(trainer, split, settings, epoch, *args)
 
 training.train_epoch = train_epoch
-from common import cli
+from nin_common import cli
 sys.exit(cli.main(sys.argv[2:]))
 """
 

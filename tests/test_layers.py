@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from common.engine import registry
+from nin_common.engine import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("util", "arch", "engine", "tools", "cli")  # bottom to top
@@ -32,13 +32,13 @@ def imports(path):
             if node.level:
                 base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
             found.append(base)
-            found += [f"{base}.{a.name}" for a in node.names]  # "from common.engine import registry"
+            found += [f"{base}.{a.name}" for a in node.names]  # "from nin_common.engine import registry"
     return found
 
 
 def layer_of(module):
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "common" and parts[1] in LAYERS else None
+    return parts[1] if len(parts) > 1 and parts[0] == "nin_common" and parts[1] in LAYERS else None
 
 
 def test_every_module_of_common_sits_in_a_layer():
@@ -78,5 +78,5 @@ def test_backend_imports_its_framework_and_lower_layers_only(name):
 def test_the_checker_sees_a_violation(tmp_path):
     """The walk above can fail: an upward import inside a function is found."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from common.cli import main\n    import torch\n")
-    assert {"common.cli.main", "torch"} <= set(imports(str(bad)))
+    bad.write_text("def f():\n    from nin_common.cli import main\n    import torch\n")
+    assert {"nin_common.cli.main", "torch"} <= set(imports(str(bad)))

@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from common import cli
-from common.engine import data, registry, training
-from common.tools import views
-from common.util import progress
+from nin_common import cli
+from nin_common.engine import data, registry, training
+from nin_common.tools import views
+from nin_common.util import progress
 
 SIZE = 67
 TRAIN = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "32", "--limit-val", "16",
@@ -123,7 +123,7 @@ def test_epoch_line_fits_80_columns():
 
 
 def test_on_epoch_gets_every_row_and_the_animator_collects_them(fashion_mnist):
-    from common.tools.live import Animator
+    from nin_common.tools.live import Animator
 
     animator = Animator("t", show=False)
     fit = registry.part(registry.BACKENDS[0], "training").fit

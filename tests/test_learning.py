@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from common.engine import data, recipes, training
+from nin_common.engine import data, recipes, training
 from conftest import training_of as impl
 from test_training import SMALL, max_abs_diff, npz_weights
 
@@ -39,7 +39,7 @@ def test_recipes_are_data_and_checked():
 @pytest.mark.parametrize("gpu,flags,expected", [(True, set(), "chapter"), (False, {"avx2", "avx512_bf16"}, "quick"),
                                                  (False, {"amx_bf16"}, "quick"), (False, {"avx2", "fma"}, "quick-b32")])
 def test_the_recipe_make_train_picks_follows_the_machine(monkeypatch, gpu, flags, expected):
-    from common.util import machine
+    from nin_common.util import machine
 
     monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
     assert recipes.for_this_machine(gpu) == expected

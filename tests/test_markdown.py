@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 
-from common.tools import study, views
+from nin_common.tools import study, views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from common.engine import registry
-from common.arch import shapes
-from common.arch.spec import chapter
+from nin_common.engine import registry
+from nin_common.arch import shapes
+from nin_common.arch.spec import chapter
 from conftest import run_python, shape_in, to_layout
 
 CHAPTER_NAMES = {
@@ -28,7 +28,7 @@ CHAPTER_SHAPES_NHWC = [(1, 54, 54, 96), (1, 26, 26, 96), (1, 26, 26, 256), (1, 1
 # The chapter's code for each framework (its imports, then its shape table), verbatim but for the line that
 # imported d2l, which imports NiN instead, where it stood.  Each runs in a fresh process with nin installed as
 # the README installs it: the MXNet one starts with ``from mxnet import np, npx``, before nin_mxnet is imported
-# (numpy 1.26 lacks numpy.bool, which MXNet 1.9.1 uses: the import hook of common.util.runtime restores it).
+# (numpy 1.26 lacks numpy.bool, which MXNet 1.9.1 uses: the import hook of nin_common.util.runtime restores it).
 SNIPPETS = {
     "torch": """import torch
 from torch import nn
@@ -225,7 +225,7 @@ def run_cli(*args, columns=None):
     env.pop("COLUMNS", None)  # not a terminal: rich's 80 columns, unless given
     if columns:
         env["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nin_common.cli", *args], capture_output=True, text=True,
                           timeout=300, env=env)
 
 
@@ -267,7 +267,7 @@ def test_cli_missing_framework_names_the_extra(tmp_path):
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('No module named torch')\n")
     env = dict(__import__("os").environ, PYTHONPATH=str(tmp_path) + ":" + __import__("os").getcwd())
-    res = subprocess.run([sys.executable, "-m", "common.cli", "summary", "--backend", "torch"],
+    res = subprocess.run([sys.executable, "-m", "nin_common.cli", "summary", "--backend", "torch"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2
     assert "pip install 'nin[torch]'" in res.stderr

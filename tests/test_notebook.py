@@ -2,7 +2,7 @@
 nbclient, so that it cannot rot."""
 import os
 
-from common.engine import registry
+from nin_common.engine import registry
 from conftest import load_backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

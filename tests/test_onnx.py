@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from common import cli
-from common.arch import reference
-from common.arch.config import model_config
-from common.engine import data, registry
-from common.tools import onnx_graph, parity
+from nin_common import cli
+from nin_common.arch import reference
+from nin_common.arch.config import model_config
+from nin_common.engine import data, registry
+from nin_common.tools import onnx_graph, parity
 from conftest import DENSE_SIZE, to_layout
 
 SIZE = 67  # the smallest image the chapter's network takes
@@ -60,7 +60,7 @@ def test_run_folder_converts_with_its_trained_weights(backend, tmp_path):
                                                     progress=False)
     out = tmp_path / "run.onnx"
     assert cli.main(["convert", str(run), "--to", "onnx", "--out", str(out)]) == 0
-    from common.engine import runs
+    from nin_common.engine import runs
     mod, model, _ = runs.load_checkpoint(str(run))
     trained = mod.export_weights(model)
     assert np.abs(trained["block0.conv0.weight"] - model_config(**model.config.kwargs).initial_weights()[

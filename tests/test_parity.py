@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from common import cli
-from common.engine import registry
-from common.tools import parity
-from common.arch import reference
-from common.arch import spec as S
-from common.arch.config import model_config
+from nin_common import cli
+from nin_common.engine import registry
+from nin_common.tools import parity
+from nin_common.arch import reference
+from nin_common.arch import spec as S
+from nin_common.arch.config import model_config
 from conftest import load_backend, pool_oracle
 
 SMALL = 72  # a small image size: the chapter net survives from 67 px
@@ -263,7 +263,7 @@ def test_cli_missing_framework_is_named(tmp_path, command):
     (tmp_path / "model.params").write_bytes(b"")
     (tmp_path / "model.params.json").write_text('{"backend": "mxnet", "model": {}, "format": "nin-native-1"}')
     env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.getcwd())
-    res = subprocess.run([sys.executable, "-m", "common.cli", *command], capture_output=True, text=True, env=env,
+    res = subprocess.run([sys.executable, "-m", "nin_common.cli", *command], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=300)
     assert res.returncode == 2, res.stdout + res.stderr
     assert "needs MXNet" in res.stderr and "pip install 'nin[mxnet]'" in res.stderr

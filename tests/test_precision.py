@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import training_of
-from common.engine import data, registry
-from common.util import machine
+from nin_common.engine import data, registry
+from nin_common.util import machine
 
 SIZE = 67
 STEPS, LR = 10, 0.03

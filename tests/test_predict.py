@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from common import cli
-from common.engine import data
-from common.tools.images import read_garment
+from nin_common import cli
+from nin_common.engine import data
+from nin_common.tools.images import read_garment
 from conftest import REPO
 
 IMAGES = os.path.join(REPO, "tests", "images")
@@ -36,7 +36,7 @@ def test_a_photographed_test_image_comes_back_in_fashion_mnist_form(name, tmp_pa
 
 def test_the_trained_model_gives_the_source_images_class_in_every_backend(backend):
     model = backend.NiN(weights="quick")
-    from common.engine import training
+    from nin_common.engine import training
 
     trainer = training.make_trainer(backend.BACKEND, model, model.lr, "cpu", "fp32")
     photographed = np.stack([read_garment(os.path.join(IMAGES, n)) for n in sorted(DERIVED)])
@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, expected, capsys):
 
 
 def test_the_weights_state_the_preprocessing_predict_applies():
-    from common.arch import pretrained
-    from common.tools.images import PREPROCESSING
+    from nin_common.arch import pretrained
+    from nin_common.tools.images import PREPROCESSING
     for name in pretrained.names():
         assert pretrained.metadata(name)["preprocessing"] == PREPROCESSING, name

@@ -7,11 +7,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from common.arch import costs as C
-from common.arch import shapes
-from common.arch import spec as S
-from common.engine.registry import BACKENDS
-from common.arch.variants import VARIANTS, build_spec, default_input
+from nin_common.arch import costs as C
+from nin_common.arch import shapes
+from nin_common.arch import spec as S
+from nin_common.engine.registry import BACKENDS
+from nin_common.arch.variants import VARIANTS, build_spec, default_input
 
 # A tiny network whose every tensor can be counted by hand: 1x4x4 input.
 TINY = S.NetSpec(1, (S.Block((S.Conv(2, 1), S.Conv(2, 1))), S.MaxPool(2, 2), S.Dropout(0.5),
@@ -19,7 +19,7 @@ TINY = S.NetSpec(1, (S.Block((S.Conv(2, 1), S.Conv(2, 1))), S.MaxPool(2, 2), S.D
 
 
 def run_cli(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "common.cli", "resources", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "nin_common.cli", "resources", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -154,7 +154,7 @@ def test_measured_memory_does_not_depend_on_the_machines_load(backend):
     tensors, and how many depended on the load (19.6 MiB alone, up to 25.8 MiB loaded; it failed the 25%
     check above in CI).  Run to run, the resident-memory measurements differ by under 1.5% here.
     """
-    from common.tools.resources import measure_in_subprocess
+    from nin_common.tools.resources import measure_in_subprocess
 
     args = (backend.BACKEND, dict(image_size=99, seed=0), 32, 99, "momentum")
     alone = measure_in_subprocess(*args)

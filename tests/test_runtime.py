@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from common.engine import registry
+from nin_common.engine import registry
 from conftest import run_python
 
 PROBE = """

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from common.arch.shapes import batch_shape
-from common.engine import precision, registry
-from common.tools import bench
-from common import cli
-from common.util import machine
+from nin_common.arch.shapes import batch_shape
+from nin_common.engine import precision, registry
+from nin_common.tools import bench
+from nin_common import cli
+from nin_common.util import machine
 from conftest import load_backend, training_of
 
 SIZE = 67  # the smallest image the chapter's network takes
@@ -167,7 +167,7 @@ def test_keep_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch)
 def test_memory_setting_is_made_where_a_run_starts_not_by_the_library(backend, monkeypatch):
     """Building a Trainer changes nothing process-wide; ``make_trainer`` (used by fit, evaluate and bench) does,
     once."""
-    from common.engine import training
+    from nin_common.engine import training
 
     def refuse():
         raise AssertionError("a Trainer made a process-wide setting")

@@ -122,8 +122,8 @@ def test_the_gap_is_signed(written):
 
 
 def test_costs_are_analytic_at_the_rows_image_size(written):
-    from common.arch.costs import resources
-    from common.arch.variants import build_spec
+    from nin_common.arch.costs import resources
+    from nin_common.arch.variants import build_spec
 
     _, text = written
     cells = line_of(section(text, 1), "1x1-0", "torch")

@@ -11,11 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from common import cli
-from common.arch import pretrained
-from common.engine import data, recipes, registry
-from common.tools import agreement as A
-from common.tools.parity import REFERENCE, TOLERANCE
+from nin_common import cli
+from nin_common.arch import pretrained
+from nin_common.engine import data, recipes, registry
+from nin_common.tools import agreement as A
+from nin_common.tools.parity import REFERENCE, TOLERANCE
 from conftest import REPO
 
 NAME = "quick"  # the weights the checks of one name use: the smallest image size, so the fastest
@@ -40,8 +40,8 @@ def test_the_wheel_carries_every_shipped_file(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = (tmp_path / "out").glob("nin-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        z.extractall(tmp_path / "installed", [n for n in z.namelist() if n.startswith("common/arch/trained/")])
-    shipped = tmp_path / "installed" / "common" / "arch" / "trained"
+        z.extractall(tmp_path / "installed", [n for n in z.namelist() if n.startswith("nin_common/arch/trained/")])
+    shipped = tmp_path / "installed" / "nin_common" / "arch" / "trained"
     index = json.loads((shipped / "index.json").read_text(encoding="utf-8"))
     with open(pretrained.INDEX, encoding="utf-8") as f:
         assert index == json.load(f) and sorted(index) == sorted(NAMES)

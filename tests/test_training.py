@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import training_of
-from common.engine import data, recipes, registry, runs, training
-from common import cli
-from common.arch.weights import load_npz
+from nin_common.engine import data, recipes, registry, runs, training
+from nin_common import cli
+from nin_common.arch.weights import load_npz
 
 SIZE = 67  # the smallest image the chapter's network takes
 SMALL = dict(image_size=SIZE, batch_size=16, limit_train=48, limit_val=32, init="kaiming", progress=False)
@@ -101,7 +101,7 @@ def test_one_small_batch_is_overfitted(backend, device, precision, dense_variant
     dropout and dense layers, all in bf16): the chapter's network took 25-29 s here in PyTorch and TensorFlow.
     Its class scores are not ReLU outputs, so it starts further from chance (2.98 in every backend).
     """
-    from common.util import machine
+    from nin_common.util import machine
 
     split = data.load("train", limit=4)
     small = precision == "bf16" and device == "cpu" and not machine.cpu_bf16()
@@ -164,7 +164,7 @@ def poison(backend, model):
     (Infinite, not NaN: MXNet's ReLU maps NaN to 0, so a NaN weight need not reach its loss.)  import_weights
     refuses non-finite weights: the test plants them past that check.
     """
-    from common.arch import weights as W
+    from nin_common.arch import weights as W
 
     weights = backend.export_weights(model)
     weights["block3.conv2.bias"][:] = np.inf

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from common.arch import reference, shapes
-from common.arch import spec as S
-from common.arch.variants import VARIANTS, VGG_STAGES, build_spec, default_input, describe
+from nin_common.arch import reference, shapes
+from nin_common.arch import spec as S
+from nin_common.arch.variants import VARIANTS, VGG_STAGES, build_spec, default_input, describe
 from conftest import pool_oracle, shape_in, to_layout
 
 

@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from common import cli
-from common.arch import shapes
-from common.arch import spec as S
-from common.arch.variants import build_spec
-from common.arch.weights import initial_weights, load_npz, save_npz
-from common.engine import registry
-from common.engine.runs import native_name
+from nin_common import cli
+from nin_common.arch import shapes
+from nin_common.arch import spec as S
+from nin_common.arch.variants import build_spec
+from nin_common.arch.weights import initial_weights, load_npz, save_npz
+from nin_common.engine import registry
+from nin_common.engine.runs import native_name
 from conftest import DENSE_SIZE, to_layout
 
 
@@ -126,7 +126,7 @@ def test_npz_never_unpickles(tmp_path):
 
 def load_plainly(name, path, kwargs):
     """Read a native checkpoint with the framework's plain API (not nin's load_native)."""
-    from common.engine import registry
+    from nin_common.engine import registry
     mod = registry.load(name)
     model = mod.NiN(**kwargs)
     if name == "torch":
@@ -190,7 +190,7 @@ def test_convert_errors_exit_2(backend, tmp_path, capsys):
 
 def _dead_channels_of_the_last_block(variant: str, init: str, seed: int, images: np.ndarray) -> int:
     """How many channels of the block the classes are read from are <= 0 on every image at the start."""
-    from common.arch.reference import layer_outputs
+    from nin_common.arch.reference import layer_outputs
     spec = build_spec(variant)
     at = max(i for i, layer in enumerate(spec.layers) if isinstance(layer, S.Block))
     out = layer_outputs(spec, initial_weights(spec, seed, init, 67), images)[at]
@@ -198,7 +198,7 @@ def _dead_channels_of_the_last_block(variant: str, init: str, seed: int, images:
 
 
 def _test_images_at_67(fashion_mnist, n=64):
-    from common.engine import data
+    from nin_common.engine import data
     test = data.load("test", fashion_mnist, n, progress=False)
     x = test.images[:, None].astype(np.float64) / 255
     pick = np.linspace(0, 27, 67).round().astype(int)
@@ -226,7 +226,7 @@ def test_kaiming_alive_all_starts_every_last_block_alive(fashion_mnist):
 
 def _dead_classes(init: str, seed: int, images: np.ndarray) -> int:
     """How many class channels are <= 0 on every image at the start (no gradient: never predicted)."""
-    from common.arch.reference import forward
+    from nin_common.arch.reference import forward
     logits = forward(S.chapter(), initial_weights(S.chapter(), seed, init, 67), images)
     return int((logits.max(axis=0) <= 0).sum())
 
@@ -234,7 +234,7 @@ def _dead_classes(init: str, seed: int, images: np.ndarray) -> int:
 def test_kaiming_alive_starts_no_class_dead(fashion_mnist):
     """The quick recipe's init: measured on the seed whose plain He-normal start has 6 of 10 classes dead
     (quick recipe, seed 1: three of them never came back, test accuracy 0.66)."""
-    from common.engine import data
+    from nin_common.engine import data
     test = data.load("test", fashion_mnist, 64, progress=False)
     x = test.images[:, None].astype(np.float64) / 255
     x = x[:, :, np.linspace(0, 27, 67).round().astype(int)][:, :, :, np.linspace(0, 27, 67).round().astype(int)]

@@ -5,8 +5,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from common.arch.shapes import has_dense, min_image_size, survives
-from common.arch.spec import NetSpec
+from nin_common.arch.shapes import has_dense, min_image_size, survives
+from nin_common.arch.spec import NetSpec
 
 LAYOUT_TEXT = {"NCHW": "(batch, channels, height, width)", "NHWC": "(batch, height, width, channels)"}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from common.arch import pretrained
-from common.arch.shapes import min_image_size
-from common.arch.spec import NetSpec
-from common.arch.variants import build_spec
-from common.arch.weights import INITS, Weights, initial_weights
-from common.util.values import check_choice, check_int, check_positive
+from nin_common.arch import pretrained
+from nin_common.arch.shapes import min_image_size
+from nin_common.arch.spec import NetSpec
+from nin_common.arch.variants import build_spec
+from nin_common.arch.weights import INITS, Weights, initial_weights
+from nin_common.util.values import check_choice, check_int, check_positive
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ModelConfig:
     seed: Optional[int]
     init: str
     kwargs: dict  # the constructor's arguments, to rebuild the same model (checkpoints, conversion)
-    weights: Optional[str] = None  # the trained weights it starts from (``common.arch.pretrained``), or None
+    weights: Optional[str] = None  # the trained weights it starts from (``nin_common.arch.pretrained``), or None
 
     def initial_weights(self) -> Weights:
         """The weights the model starts with: the trained ones named by ``weights``, else drawn from ``seed``."""

@@ -35,9 +35,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
-from common.arch.shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
-from common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
-from common.util.values import check_choice, check_int
+from nin_common.arch.shapes import Feature, conv_shapes, feature_shapes, layer_name, layer_params
+from nin_common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from nin_common.util.values import check_choice, check_int
 
 BYTES = 4  # float32
 OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}  # state buffers per parameter

@@ -1,7 +1,7 @@
 """Trained weights shipped with the package: ``NiN(weights="quick")`` in every backend.
 
 Each entry of ``trained/index.json`` names one canonical ``.npz`` file in ``trained/`` (the layout of
-``common.arch.weights``: every backend reads the same file) and carries its metadata: the recipe and run that
+``nin_common.arch.weights``: every backend reads the same file) and carries its metadata: the recipe and run that
 trained it, the image size and init it implies, its measured test accuracy, the class names, the preprocessing a
 raw image needs, the storage precision and the file's sha256.  The metadata is readable without building a model
 (``metadata``); the arrays are read without pickle and only after the file's sha256 matches (``load``).
@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from common.arch.weights import Weights, read_arrays
+from nin_common.arch.weights import Weights, read_arrays
 
 TRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trained")
 INDEX = os.path.join(TRAINED_DIR, "index.json")
@@ -94,7 +94,7 @@ def resolve(name: Optional[str], **given) -> dict:
 def store(path: str, weights: Weights, dtype: str) -> None:
     """Write ``weights`` as the canonical ``.npz`` of a shipped file, each array in ``dtype`` (float32 or
     float16), compressed; atomically."""
-    from common.util.files import atomic_path
+    from nin_common.util.files import atomic_path
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"expected a storage dtype float32 or float16, got {dtype!r}")
@@ -103,7 +103,7 @@ def store(path: str, weights: Weights, dtype: str) -> None:
 
 
 def write_index(entries: Dict[str, dict]) -> None:
-    from common.util.files import atomic_path
+    from nin_common.util.files import atomic_path
 
     with atomic_path(INDEX) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(entries, f, indent=2, sort_keys=True)

@@ -13,8 +13,8 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from common.arch import spec as S
-from common.arch.shapes import pool_out
+from nin_common.arch import spec as S
+from nin_common.arch.shapes import pool_out
 
 
 def windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
-from common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
+from nin_common.arch.spec import AvgPool, Block, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec
 
 # A feature shape without the batch axis, in the canonical (channels-first) order:
 # (C, H, W) for images, (F,) for flat features.
@@ -45,7 +45,7 @@ def feature_shapes(spec: NetSpec, height: int, width: int | None = None,
     """Output feature shape (channels first, no batch axis) of each top-level layer.
 
     Sizes may become zero or negative for too-small inputs; `min_image_size` and
-    `common.arch.checks.check_input_shape` use that to explain the failure.
+    `nin_common.arch.checks.check_input_shape` use that to explain the failure.
     """
     width = height if width is None else width
     shape: Feature = (spec.in_channels, height, width)

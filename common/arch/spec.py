@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Tuple, Union
-from common.util.values import check_int
+from nin_common.util.values import check_int
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Dict, Tuple
 
-from common.arch.spec import (AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec, chapter,
+from nin_common.arch.spec import (AvgPool, Block, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, NetSpec, chapter,
                    nin_stage)
-from common.util.values import check_choice, check_int
+from nin_common.util.values import check_choice, check_int
 
 # VGG's convolutions per stage (Simonyan & Zisserman, configurations A, D and E); channels 64..512.
 VGG_STAGES = {11: (1, 1, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}

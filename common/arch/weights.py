@@ -15,10 +15,10 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from common.util.files import atomic_path, first_line
-from common.util.values import check_choice
-from common.arch.shapes import dense_unflattened_inputs, param_shapes
-from common.arch.spec import NetSpec
+from nin_common.util.files import atomic_path, first_line
+from nin_common.util.values import check_choice
+from nin_common.arch.shapes import dense_unflattened_inputs, param_shapes
+from nin_common.arch.spec import NetSpec
 
 Weights = Dict[str, np.ndarray]
 INITS = ("xavier", "kaiming", "kaiming-alive", "kaiming-alive-all")
@@ -118,7 +118,7 @@ def _start_classes_alive(spec: NetSpec, weights: Weights, any_shape: bool = Fals
     """``kaiming-alive``'s change to He-normal weights, in place (a network ending in a Dense layer has no ReLU on
     its class scores and is left as it is); with ``any_shape`` (``kaiming-alive-all``), the last block of any
     network, its narrowing convolutions as channel-group means."""
-    from common.arch.spec import Block
+    from nin_common.arch.spec import Block
 
     at = max(i for i, names in enumerate(spec.param_names) if names)  # the layer that makes the class scores
     if any_shape:
@@ -177,7 +177,7 @@ def canonical_layers(spec: NetSpec, native_layers, block_convs) -> list:
     ``native_layers`` are a backend's top-level layers (parallel to ``spec.layers``);
     ``block_convs(native_block)`` lists a native block's convolution layers in order.
     """
-    from common.arch.spec import Block, Dense
+    from nin_common.arch.spec import Block, Dense
 
     out = []
     for layer, names, native in zip(spec.layers, spec.param_names, native_layers):

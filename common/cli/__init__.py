@@ -8,13 +8,13 @@ from typing import List, Optional
 
 from importlib import metadata
 
-from common.cli import options as O
-from common.engine import registry
-from common.engine.registry import BackendUnavailable
-from common.util.files import why
-from common.util.machine import thread_defaults
+from nin_common.cli import options as O
+from nin_common.engine import registry
+from nin_common.engine.registry import BackendUnavailable
+from nin_common.util.files import why
+from nin_common.util.machine import thread_defaults
 
-# subcommand -> its module in common.cli
+# subcommand -> its module in nin_common.cli
 COMMANDS = ["summary", "train", "evaluate", "predict", "parity", "convert", "resources", "compare", "bench"]
 
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nin {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"common.cli.{name}").add_parser(sub)
+        importlib.import_module(f"nin_common.cli.{name}").add_parser(sub)
     return parser
 
 

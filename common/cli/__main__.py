@@ -1,6 +1,6 @@
-"""``python -m common.cli``: the ``nin`` command."""
+"""``python -m nin_common.cli``: the ``nin`` command."""
 import sys
 
-from common.cli import main
+from nin_common.cli import main
 
 sys.exit(main())

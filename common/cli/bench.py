@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import sys
 
-from common.cli import options as O
-from common.engine import registry
-from common.tools import bench
+from nin_common.cli import options as O
+from nin_common.engine import registry
+from nin_common.tools import bench
 
 
 def add_parser(sub) -> None:

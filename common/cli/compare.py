@@ -1,10 +1,10 @@
 """``nin compare``: train variants in every backend on the same data and write a side-by-side report."""
 from __future__ import annotations
 
-from common.cli import options as O
-from common.engine import recipes
-from common.tools import study
-from common.arch.variants import check_variant
+from nin_common.cli import options as O
+from nin_common.engine import recipes
+from nin_common.tools import study
+from nin_common.arch.variants import check_variant
 
 
 def add_parser(sub) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from common.cli import options as O
-from common.engine import registry, runs
-from common.engine import checkpoint as ck
-from common.engine.runs import read_npz_checkpoint
-from common.arch.weights import check_weights, save_npz
-from common.arch.config import model_config
-from common.util.files import check_not_folder, dumps
+from nin_common.cli import options as O
+from nin_common.engine import registry, runs
+from nin_common.engine import checkpoint as ck
+from nin_common.engine.runs import read_npz_checkpoint
+from nin_common.arch.weights import check_weights, save_npz
+from nin_common.arch.config import model_config
+from nin_common.util.files import check_not_folder, dumps
 
 NPZ = "npz"
 ONNX = "onnx"
@@ -62,7 +62,7 @@ def write_canonical(weights, kwargs: dict, target: str, out: str, backend: Optio
     """Write canonical weights as a native checkpoint of ``target`` (or as .npz recording ``backend``, the one
     they come from, which ``nin evaluate`` uses by default; or as .onnx), atomically."""
     if target == ONNX:
-        from common.tools import onnx_graph
+        from nin_common.tools import onnx_graph
 
         onnx_graph.export(model_config(**kwargs).spec, weights, kwargs, out, **{"nin.source": backend or ""})
         return

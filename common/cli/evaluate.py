@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 
-from common.arch import pretrained
-from common.cli import options as O
-from common.engine import data, registry, runs, training
-from common.tools import views
+from nin_common.arch import pretrained
+from nin_common.cli import options as O
+from nin_common.engine import data, registry, runs, training
+from nin_common.tools import views
 
 
 def add_parser(sub) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
-from common.arch.variants import VARIANTS
-from common.arch.weights import INITS
-from common.engine import registry
-from common.engine.precision import DEVICES, PRECISIONS
-from common.util.values import check_int, check_non_negative, check_positive
+from nin_common.arch.variants import VARIANTS
+from nin_common.arch.weights import INITS
+from nin_common.engine import registry
+from nin_common.engine.precision import DEVICES, PRECISIONS
+from nin_common.util.values import check_int, check_non_negative, check_positive
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,7 +40,7 @@ def subcommand(sub, name: str, help: str, description: Optional[str] = None) -> 
 # ---------------------------------------------------------------- value types (argparse calls them)
 
 def _parsed(convert, check, what: str):
-    """An argparse type: ``convert`` the text, ``check`` the value (common.util.values), one-line message."""
+    """An argparse type: ``convert`` the text, ``check`` the value (nin_common.util.values), one-line message."""
     def parse(text: str):
         try:
             return check(convert(text))
@@ -136,8 +136,8 @@ def init(p, default: Optional[str] = "xavier") -> None:
 
 
 def recipe(p, default: Optional[str] = None) -> None:
-    """--recipe, --schedule and --warmup: the settings a recipe fills (common.engine.recipes)."""
-    from common.engine import recipes
+    """--recipe, --schedule and --warmup: the settings a recipe fills (nin_common.engine.recipes)."""
+    from nin_common.engine import recipes
     about = "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
                       f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
     p.add_argument("--recipe", choices=list(recipes.RECIPES), default=default,
@@ -186,7 +186,7 @@ def checkpoint_of(args) -> str:
 
 def trained_weights(p) -> None:
     """``--weights NAME``: the trained weights shipped with nin, instead of a checkpoint."""
-    from common.arch import pretrained
+    from nin_common.arch import pretrained
 
     p.add_argument("--weights", metavar="NAME", help="the trained weights shipped with nin, instead of a checkpoint: "
                                                     + (", ".join(pretrained.names()) or "none in this install"))
@@ -213,6 +213,6 @@ def json_output(p) -> None:
 
 def show_progress(args) -> bool:
     """Progress bars only for a person at a terminal (or a notebook), unless switched off."""
-    from common.util.progress import shown
+    from nin_common.util.progress import shown
 
     return shown(not getattr(args, "no_progress", False))

@@ -6,9 +6,9 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from common.cli import options as O
-from common.engine import registry
-from common.tools import dataparallel, onnx_graph, parity
+from nin_common.cli import options as O
+from nin_common.engine import registry
+from nin_common.tools import dataparallel, onnx_graph, parity
 
 
 def add_parser(sub) -> None:

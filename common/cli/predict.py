@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from common.arch import pretrained
-from common.cli import options as O
-from common.engine import registry, runs, training
-from common.tools.images import read_garment
+from nin_common.arch import pretrained
+from nin_common.cli import options as O
+from nin_common.engine import registry, runs, training
+from nin_common.tools.images import read_garment
 
 
 def add_parser(sub) -> None:
@@ -38,7 +38,7 @@ def run(args) -> int:
     images = np.stack([read_garment(path) for path in args.images])  # every file checked before any model
     if args.checkpoint_option is None:
         pretrained.check_name(args.weights)
-    from common.engine.data import CLASS_NAMES
+    from nin_common.engine.data import CLASS_NAMES
 
     for name in args.backend:
         if args.checkpoint_option is None:

@@ -8,13 +8,13 @@ from typing import Dict, List, Optional
 from rich.console import Console
 from rich.table import Table
 
-from common.engine import registry
-from common.arch import costs as C
-from common.tools import resources as R
-from common.arch.checks import check_input_shape
-from common.arch.shapes import batch_shape
-from common.arch.variants import build_spec, default_input
-from common.cli import options as O
+from nin_common.engine import registry
+from nin_common.arch import costs as C
+from nin_common.tools import resources as R
+from nin_common.arch.checks import check_input_shape
+from nin_common.arch.shapes import batch_shape
+from nin_common.arch.variants import build_spec, default_input
+from nin_common.cli import options as O
 
 TOLERANCE = 0.25  # measured memory must be within this of the analytic figure
 

@@ -5,11 +5,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from common.engine import registry
-from common.arch import shapes
-from common.arch.checks import check_input_shape
-from common.arch.variants import build_spec
-from common.cli import options as O
+from nin_common.engine import registry
+from nin_common.arch import shapes
+from nin_common.arch.checks import check_input_shape
+from nin_common.arch.variants import build_spec
+from nin_common.cli import options as O
 
 
 def add_parser(sub) -> None:

@@ -5,9 +5,9 @@ import inspect
 import os
 import sys
 
-from common.cli import options as O
-from common.engine import recipes, registry, runs, training
-from common.engine.distributed import WorkerLost
+from nin_common.cli import options as O
+from nin_common.engine import recipes, registry, runs, training
+from nin_common.engine.distributed import WorkerLost
 
 # fit's arguments the command offers; left out, they come from the run being resumed, else from the recipe
 OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-from common.arch.config import stored_config
-from common.arch.weights import check_weights
-from common.engine import registry
-from common.util.files import atomic_path, check_not_folder, first_line, read_json, write_json
+from nin_common.arch.config import stored_config
+from nin_common.arch.weights import check_weights
+from nin_common.engine import registry
+from nin_common.util.files import atomic_path, check_not_folder, first_line, read_json, write_json
 
 CONFIG_FORMAT = "nin-native-1"
 CONFIG_KEYS = ("backend", "model", "format", "sha256")

@@ -1,13 +1,13 @@
 """What a backend package provides, as code: one Protocol per module of the package, and ``check``.
 
-A backend is a package beside ``common`` (registered once in ``common.engine.registry``) with eight modules of
+A backend is a package beside ``common`` (registered once in ``nin_common.engine.registry``) with eight modules of
 the same names in every backend; docs/backends.md explains each to whoever adds one.  ``check(name)`` compares a
 registered backend with these Protocols (every member present, functions taking the declared parameters, the
 constants agreeing with the registry); ``check_model`` checks what a built model object carries.  The contract
 test (tests/test_contract.py) runs both for every registered backend.
 
 Arrays crossing the contract are NumPy: images in the backend's ``DATA_FORMAT`` (float32), labels int64,
-weights under the canonical names and layouts of ``common.arch.weights`` (conv OIHW, dense (out, in)).
+weights under the canonical names and layouts of ``nin_common.arch.weights`` (conv OIHW, dense (out, in)).
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tupl
 
 import numpy as np
 
-from common.arch.config import ModelConfig
-from common.arch.costs import Execution
-from common.arch.spec import NetSpec
-from common.engine import registry
-from common.engine.measure import Measured
+from nin_common.arch.config import ModelConfig
+from nin_common.arch.costs import Execution
+from nin_common.arch.spec import NetSpec
+from nin_common.engine import registry
+from nin_common.engine.measure import Measured
 
 Weights = Dict[str, np.ndarray]
 
@@ -28,7 +28,7 @@ Weights = Dict[str, np.ndarray]
 class Model(Protocol):
     """What ``NiN(...)`` returns in every backend, besides being its framework's model class."""
 
-    config: ModelConfig  # the validated constructor arguments (``common.arch.config.model_config``)
+    config: ModelConfig  # the validated constructor arguments (``nin_common.arch.config.model_config``)
     spec: NetSpec        # the network as data
     image_size: int      # the input size it was built for
     lr: float
@@ -70,7 +70,7 @@ class Trainer(Protocol):
     model: Model      # the model it trains
     device: Any       # the framework's device (a torch.device, a TF device string, an MXNet context, ...)
     device_name: str  # for people: "cpu (CPU)", "cuda:0 (NVIDIA H100)"
-    precision: str    # "fp32" or "bf16": what ``common.engine.precision.resolve_precision`` chose
+    precision: str    # "fp32" or "bf16": what ``nin_common.engine.precision.resolve_precision`` chose
 
     def train_step(self, images_u8: np.ndarray, labels: np.ndarray, image_size: int,
                    global_batch: Optional[int] = None) -> Tuple[float, int]:
@@ -98,7 +98,7 @@ class Trainer(Protocol):
 
 
 class TrainingModule(Protocol):
-    """``<package>.training``: the adapter ``common.engine.training`` drives, and ``fit``."""
+    """``<package>.training``: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
 
     def gpu_count(self) -> int: ...
 
@@ -108,11 +108,11 @@ class TrainingModule(Protocol):
 
     def Trainer(self, model: Model, lr: float, device: str = "auto", precision: str = "auto") -> Trainer: ...
 
-    fit: Callable[..., List[dict]]  # ``common.engine.training.make_fit(BACKEND)``
+    fit: Callable[..., List[dict]]  # ``nin_common.engine.training.make_fit(BACKEND)``
 
 
 class CheckpointModule(Protocol):
-    """``<package>.checkpoint``: the framework's own weight file, through ``common.engine.checkpoint``."""
+    """``<package>.checkpoint``: the framework's own weight file, through ``nin_common.engine.checkpoint``."""
 
     def save_native(self, model: Model, path: str) -> None: ...
 
@@ -120,7 +120,7 @@ class CheckpointModule(Protocol):
 
 
 class ParityModule(Protocol):
-    """``<package>.parity``: what ``common.tools.parity`` compares across backends and the float64 reference."""
+    """``<package>.parity``: what ``nin_common.tools.parity`` compares across backends and the float64 reference."""
 
     def parity_mode(self) -> None: ...
 
@@ -136,18 +136,18 @@ class ParityModule(Protocol):
 
 
 class ResourcesModule(Protocol):
-    """``<package>.resources``: memory measured with the framework's allocator (``common.engine.measure``)."""
+    """``<package>.resources``: memory measured with the framework's allocator (``nin_common.engine.measure``)."""
 
     EXECUTION: Execution  # how the framework holds tensors, checked against the measurement
     HOW: str              # which allocator statistic it reads
-    # (optional) MEASURE_ENV: environment the measuring process must start with (common.engine.measure.RSS_ENV)
+    # (optional) MEASURE_ENV: environment the measuring process must start with (nin_common.engine.measure.RSS_ENV)
 
     def measured_memory(self, model: Model, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured: ...
 
 
 class LaunchingModule(Protocol):
     """``<package>.launching``: how the engine's workers start, framework-free (it imports no framework, and
-    ``common.engine.registry.launching`` loads it without the package), so that the process that launches the
+    ``nin_common.engine.registry.launching`` loads it without the package), so that the process that launches the
     workers (``nin train --workers N``) never imports the framework."""
 
     ENGINE: str    # for people: "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
@@ -158,7 +158,7 @@ class LaunchingModule(Protocol):
         """The ``World`` the engine's launcher put this process in (its variables), or None when none did."""
 
     def launch_plan(self, workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Any]:
-        """The processes (``common.engine.launch.Process``) that start ``workers`` workers of ``worker_argv`` on
+        """The processes (``nin_common.engine.launch.Process``) that start ``workers`` workers of ``worker_argv`` on
         this machine through the engine's launcher, ``threads`` threads each, meeting at ``port`` (None: free)."""
 
     def worker_environment(self, workers: int, rank: int, port: int) -> Dict[str, str]:
@@ -167,7 +167,7 @@ class LaunchingModule(Protocol):
 
 class DistributedModule(Protocol):
     """``<package>.distributed``: data-parallel training through the framework's own engine
-    (``common.engine.distributed``, ``common.engine.launch``; docs/distributed.md), in the workers that
+    (``nin_common.engine.distributed``, ``nin_common.engine.launch``; docs/distributed.md), in the workers that
     ``launching`` started.
 
     A data-parallel Trainer is ``Trainer(model, lr, device, precision, group=join(world))``, built (with its
@@ -175,7 +175,7 @@ class DistributedModule(Protocol):
 
     def join(self, world: Any, device: str = "auto") -> Any:
         """Join the engine as ``world`` says, for workers training on ``device`` (auto, cpu or gpu: the transport
-        may depend on it); the ``Group`` (``common.engine.distributed.Group``) with its
+        may depend on it); the ``Group`` (``nin_common.engine.distributed.Group``) with its
         collectives and ``errors``, the exceptions by which the engine says another worker went away."""
 
     def sgd_steps(self, group: Any, model: Model, batches: List[Tuple[np.ndarray, np.ndarray]],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from common.util.files import atomic_path
+from nin_common.util.files import atomic_path
 
 CURVES = (("train_loss", "train loss", "-"), ("val_loss", "val loss", "--"),
           ("train_acc", "train acc", "-."), ("val_acc", "val acc", ":"))
@@ -17,7 +17,7 @@ def plot_curves(rows: Sequence[Mapping], path, title: str = "") -> None:
 
 
 def png_bytes(rows: Sequence[Mapping], title: str = "") -> bytes:
-    """The same figure as PNG bytes (what a notebook displays, see ``common.tools.live``)."""
+    """The same figure as PNG bytes (what a notebook displays, see ``nin_common.tools.live``)."""
     import io
 
     buffer = io.BytesIO()

@@ -28,8 +28,8 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from common.util.files import atomic_path, clean_temporaries, folder_lock, why
-from common.util.values import check_int
+from nin_common.util.files import atomic_path, clean_temporaries, folder_lock, why
+from nin_common.util.values import check_int
 
 FILES = {  # split -> (images file, labels file)
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -227,7 +227,7 @@ def download(folder: str, names: Sequence[str], mirrors: Sequence[str] = MIRRORS
 
 
 def _fetch(url: str, path: str, opener: Callable, progress: bool) -> None:
-    from common.util.progress import bar as progress_bar
+    from nin_common.util.progress import bar as progress_bar
 
     with opener(url, timeout=60) as response, open(path, "wb") as f:
         total = int(response.headers.get("Content-Length") or 0) or None

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from common.engine import registry
-from common.engine.distributed import THREADS_VARIABLE, split_threads
-from common.util.machine import available_cpus
+from nin_common.engine import registry
+from nin_common.engine.distributed import THREADS_VARIABLE, split_threads
+from nin_common.util.machine import available_cpus
 
 JOB_VARIABLE = "NIN_JOB_DIR"  # the folder where workers started by us register their pids
 GRACE_S = 5.0                 # what the other workers get to end on their own after one is lost
@@ -55,7 +55,7 @@ class JobFailed(RuntimeError):
 
 def worker_command(backend: str, settings: Dict[str, object], progress: bool) -> List[str]:
     """The ``nin train`` command line (after the interpreter) that every worker runs: ``settings`` as options."""
-    argv = ["-m", "common.cli", "train", "--backend", backend]
+    argv = ["-m", "nin_common.cli", "train", "--backend", backend]
     for name in OPTIONS:
         value = settings.get(name)
         if value is not None:

@@ -1,7 +1,7 @@
 """Measuring a backend's memory with its framework's own allocator statistics: the windows every backend
 measures the same way (``run_measurement``) and what they give (``Measured``).  Each backend's
-``resources.measured_memory`` supplies the framework's allocator and steps; ``common.tools.resources``
-compares the result with ``common.arch.costs``."""
+``resources.measured_memory`` supplies the framework's allocator and steps; ``nin_common.tools.resources``
+compares the result with ``nin_common.arch.costs``."""
 from __future__ import annotations
 
 import gc

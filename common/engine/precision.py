@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from common.engine import registry
-from common.util.values import check_choice
+from nin_common.engine import registry
+from nin_common.util.values import check_choice
 
 DEVICES = ("auto", "cpu", "gpu")
 # "fp32": everything in float32.  "bf16": mixed precision, bfloat16 compute with float32 master weights (the

@@ -44,7 +44,7 @@ DEFAULT_RECIPE = "chapter"
 def for_this_machine(gpu: bool) -> str:
     """The recipe ``make train`` runs: the chapter's on a GPU; on a CPU, ``quick`` where bf16 is native
     (AVX512-BF16/AMX), else ``quick-b32`` (fewer images for fp32's lower rate)."""
-    from common.util import machine
+    from nin_common.util import machine
 
     if gpu:
         return "chapter"

@@ -1,7 +1,7 @@
 """The one place where backends are registered, and the only module of ``common`` that imports them.
 
 Each backend is a package beside ``common`` (``nin_torch``, ``nin_mxnet``, ``nin_tf``, ``nin_jax``) with the same module
-names (``model``, ``training``, ``checkpoint``, ``parity``, ``resources``; see ``common.engine.contract`` and
+names (``model``, ``training``, ``checkpoint``, ``parity``, ``resources``; see ``nin_common.engine.contract`` and
 docs/backends.md).  Everything else in ``common`` (the training loop, the tools, the CLI, the tests) asks this
 module for a backend by name and never writes a package name itself.  Packages are imported lazily, on first
 use, as in einops' ``_backends.py``: importing ``common`` imports no framework.

@@ -8,11 +8,11 @@ import os
 import shutil
 from typing import Callable, List, Optional
 
-from common.arch.config import stored_config
-from common.arch.weights import check_weights, load_npz, save_npz
-from common.engine import registry
-from common.engine.checkpoint import backend_of, sha256_of
-from common.util.files import atomic_path, dumps, read_json, write_json
+from nin_common.arch.config import stored_config
+from nin_common.arch.weights import check_weights, load_npz, save_npz
+from nin_common.engine import registry
+from nin_common.engine.checkpoint import backend_of, sha256_of
+from nin_common.util.files import atomic_path, dumps, read_json, write_json
 
 STATE_FORMAT = "nin-train-1"
 STATE_FILE = "state.json"
@@ -79,7 +79,7 @@ def checkpoint_bytes(spec, image_size: int) -> int:
     """A generous bound on the disk a run folder needs: two checkpoints at once (the new one is complete
     before the old one goes), each with native and canonical weights and an optimizer state of up to two
     copies of them, float32; and a MiB for metrics, curves and descriptions."""
-    from common.arch.shapes import param_shapes
+    from nin_common.arch.shapes import param_shapes
 
     params = sum(math.prod(shape) for shape in param_shapes(spec, image_size).values())
     return 2 * 4 * (4 * params) + 2**20
@@ -141,7 +141,7 @@ def resume_settings(path) -> dict:
 
 def write_metrics(out: str, rows: List[dict], title: str) -> None:
     """``metrics.jsonl`` (one object per epoch) and ``curves.png``, both rewritten atomically."""
-    from common.engine.curves import plot_curves
+    from nin_common.engine.curves import plot_curves
 
     with atomic_path(os.path.join(out, "metrics.jsonl")) as tmp, open(tmp, "w") as f:
         for row in rows:

@@ -37,21 +37,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from common.arch.checks import check_input_shape
-from common.arch.reference import cross_entropy
-from common.arch.shapes import min_image_size
-from common.arch.variants import build_spec
-from common.arch.weights import INITS
-from common.engine import data, launch, recipes, registry
-from common.engine.distributed import ALONE, Alone, World, WorkerLost, check_world, local_slice, worker_seed
-from common.engine.precision import DEVICES, check_precision
-from common.util.progress import bar as progress_bar
-from common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
+from nin_common.arch.checks import check_input_shape
+from nin_common.arch.reference import cross_entropy
+from nin_common.arch.shapes import min_image_size
+from nin_common.arch.variants import build_spec
+from nin_common.arch.weights import INITS
+from nin_common.engine import data, launch, recipes, registry
+from nin_common.engine.distributed import ALONE, Alone, World, WorkerLost, check_world, local_slice, worker_seed
+from nin_common.engine.precision import DEVICES, check_precision
+from nin_common.util.progress import bar as progress_bar
+from nin_common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
                                 save_training_checkpoint, write_metrics)
-from common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
-from common.util.machine import (keep_freed_memory, load_average, peak_rss_mb, peak_rss_since_reset_mb,
+from nin_common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
+from nin_common.util.machine import (keep_freed_memory, load_average, peak_rss_mb, peak_rss_since_reset_mb,
                                  reset_peak_rss, rss_mb)
-from common.util.values import check_choice, check_int, check_non_negative, check_positive
+from nin_common.util.values import check_choice, check_int, check_non_negative, check_positive
 
 # settings a resumed run must share with the run it continues (epochs, lr and device may change)
 FIXED_ON_RESUME = ("variant", "init", "seed", "batch_size", "image_size", "limit_train", "limit_val", "precision",
@@ -68,7 +68,7 @@ class NonFiniteLoss(FloatingPointError):
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """The seed every framework's random state gets at the start of ``epoch`` on worker ``rank`` (a 31-bit integer;
-    ``common.engine.distributed.worker_seed``)."""
+    ``nin_common.engine.distributed.worker_seed``)."""
     return worker_seed(seed, epoch, rank)
 
 
@@ -191,7 +191,7 @@ def epoch_line(row: dict) -> str:
 
 def make_trainer(backend: str, model, lr: float, device: str = "auto", precision: str = "auto", group=None):
     """The backend's Trainer for a run (training, evaluation, a benchmark).  Where a run starts, the process-wide
-    memory setting is made (``keep_freed_memory``: once per process, see common.util.machine).  ``group``: the
+    memory setting is made (``keep_freed_memory``: once per process, see nin_common.util.machine).  ``group``: the
     data-parallel workers it trains with (the Trainer then steps through the engine)."""
     keep_freed_memory()
     cls = registry.part(backend, "training").Trainer
@@ -276,7 +276,7 @@ def run(backend: str, model=None, *, recipe: str = recipes.DEFAULT_RECIPE, varia
     """Train NiN on Fashion-MNIST with ``backend``; what every backend's ``fit`` calls.  See ``make_fit``.
 
     The settings left None (``epochs``, ``batch_size``, ``lr``, ``image_size``, ``init``, ``schedule``,
-    ``warmup``) come from ``recipe`` (``common.engine.recipes``); a value given wins over the recipe's."""
+    ``warmup``) come from ``recipe`` (``nin_common.engine.recipes``); a value given wins over the recipe's."""
     chosen = recipes.resolve(recipe, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, init=init,
                              schedule=schedule, warmup=warmup)
     settings = check_settings(variant=variant, limit_train=limit_train, limit_val=limit_val, device=device,
@@ -501,14 +501,14 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     fit.__signature__ = inspect.Signature(params, return_annotation=List[dict])
     fit.__doc__ = f"""Train NiN on Fashion-MNIST with {registry.framework(backend)}; returns the per-epoch metrics rows.
 
-    ``recipe`` (``common.engine.recipes``) fills every setting left None: ``"chapter"`` (the default) is the
+    ``recipe`` (``nin_common.engine.recipes``) fills every setting left None: ``"chapter"`` (the default) is the
     chapter's recipe: SGD lr 0.05, batch 128, 10 epochs, 224x224 images, Xavier, cross-entropy, the 10k test
     split as validation; ``"quick"`` learns on a CPU in minutes: 67x67, ``init="kaiming-alive"``, 10 epochs,
     lr 0.05 after a half-epoch linear warm-up (``warmup=0.5``), decaying to 0 along a cosine
     (``schedule="cosine"``).  Values given explicitly win over the recipe's.  ``init="kaiming"`` (He-normal, zero
     biases) leaves the loss plateau at 2.303 that the chapter's ``"xavier"`` sits on for thousands of steps at
     67-96 px (about 200 steps at 224 px); ``"kaiming-alive"`` also starts every class
-    channel alive (``common.arch.weights.initial_weights``).  ``model``: train this model instead of
+    channel alive (``nin_common.arch.weights.initial_weights``).  ``model``: train this model instead of
     a new ``NiN(variant=, seed=, init=, image_size=)``.  ``limit_train``/``limit_val``: the first N images of
     each split.  ``device``: ``"auto"`` (the GPU when the framework sees one), ``"cpu"`` or ``"gpu"``.
     ``precision``: ``"fp32"``, ``"bf16"`` (bfloat16 compute, float32 master weights) or ``"auto"`` (bf16 where
@@ -516,7 +516,7 @@ def make_fit(backend: str) -> Callable[..., List[dict]]:
     ``out``: a folder for ``metrics.jsonl``, ``curves.png`` and ``checkpoint/`` (written at each epoch end).
     ``resume``: a run folder to continue from its last completed epoch (``out`` defaults to it; epochs, lr
     and device may change, the other settings, precision too, must match).  ``on_epoch(row)`` is called after
-    each epoch with its metrics row (``common.tools.live.Animator`` redraws curves with it in a notebook).  A NaN
+    each epoch with its metrics row (``nin_common.tools.live.Animator`` redraws curves with it in a notebook).  A NaN
     or infinite loss raises NonFiniteLoss naming the step; so does an epoch whose training or validation figures
     are not finite (that epoch is not saved).  ``out`` is checked (a writable folder with room for the
     checkpoints) and locked before any training.

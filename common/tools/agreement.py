@@ -13,10 +13,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from common.arch import reference
-from common.engine import registry
-from common.tools.parity import ONNX, REFERENCE, TOLERANCE
-from common.util.progress import bar as progress_bar
+from nin_common.arch import reference
+from nin_common.engine import registry
+from nin_common.tools.parity import ONNX, REFERENCE, TOLERANCE
+from nin_common.util.progress import bar as progress_bar
 
 
 @dataclass
@@ -58,7 +58,7 @@ def agreement(names: Sequence[str], weights_name: str, images_u8: np.ndarray, ba
     logits: Dict[str, List[np.ndarray]] = {r: [] for r in rows}
     onnx_model = None
     if onnx:
-        from common.tools import onnx_graph
+        from nin_common.tools import onnx_graph
 
         onnx_model = onnx_graph.build(spec, weights, image_size)
     bar = progress_bar(progress, total=len(images_u8), desc="agreement", unit="img")
@@ -68,7 +68,7 @@ def agreement(names: Sequence[str], weights_name: str, images_u8: np.ndarray, ba
             xb = x if mod.DATA_FORMAT == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
             logits[mod.BACKEND].append(np.asarray(mod.predict(models[mod.BACKEND], xb), np.float64))
         if onnx:
-            from common.tools import onnx_graph
+            from nin_common.tools import onnx_graph
 
             logits[ONNX].append(np.asarray(onnx_graph.predict(onnx_model, x), np.float64))
         logits[REFERENCE].append(reference.forward(spec, weights, x.astype(np.float64)))

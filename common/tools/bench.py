@@ -1,6 +1,6 @@
 """How fast the project trains and predicts in one backend, written once for every backend: what ``nin bench`` runs.
 
-Everything goes through the training adapter (``common.engine.training``'s contract): ``Trainer.train_step`` for
+Everything goes through the training adapter (``nin_common.engine.training``'s contract): ``Trainer.train_step`` for
 training (one host-device synchronisation a step, for its loss and accuracy), ``eval_step`` for inference
 (dropout off), ``prepare`` for the input pipeline alone.  The images are synthetic Fashion-MNIST-shaped
 batches (uint8 28x28, random), cut by ``data.batches`` as in training, so nothing needs downloading and the
@@ -14,12 +14,12 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from common.engine import data, registry, training
-from common.engine.precision import DEVICES, check_precision
-from common.util import machine
-from common.arch.shapes import min_image_size
-from common.arch.variants import build_spec
-from common.util.values import check_choice, check_int
+from nin_common.engine import data, registry, training
+from nin_common.engine.precision import DEVICES, check_precision
+from nin_common.util import machine
+from nin_common.arch.shapes import min_image_size
+from nin_common.arch.variants import build_spec
+from nin_common.util.values import check_choice, check_int
 
 LR = 0.05  # the chapter's learning rate
 

@@ -1,6 +1,6 @@
 """Data-parallel parity: N SGD steps on W workers end with the weights of the same steps in one process.
 
-Each worker (started through the backend's own launcher, ``common.engine.launch``) builds the same NiN, takes its
+Each worker (started through the backend's own launcher, ``nin_common.engine.launch``) builds the same NiN, takes its
 slice of every global batch, and steps through the framework's engine (``<backend>.distributed.sgd_steps``),
 dropout off; the chief saves the weights.  The single process steps on the whole batches with the parity
 hooks' ``sgd_step`` (the cross-framework checks' own code), and every weight is compared element-wise.
@@ -19,7 +19,7 @@ for the summed gradients times the learning rate)::
 A real fault (a shard missed, a gradient not averaged) moves a weight by a fraction of ``max|w64 - w0|``, about a
 million times this bound's floor.
 
-Run it with ``nin parity --workers 2`` (``python -m common.tools.dataparallel worker ...`` is the worker).
+Run it with ``nin parity --workers 2`` (``python -m nin_common.tools.dataparallel worker ...`` is the worker).
 """
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from common.arch.shapes import array_to_layout
-from common.arch.weights import load_npz, save_npz
-from common.engine import launch, registry
-from common.engine.distributed import World, local_slice
-from common.tools.parity import float32_lr, make_batches
+from nin_common.arch.shapes import array_to_layout
+from nin_common.arch.weights import load_npz, save_npz
+from nin_common.engine import launch, registry
+from nin_common.engine.distributed import World, local_slice
+from nin_common.tools.parity import float32_lr, make_batches
 
 FLOAT64_TOL = 1e-10
 EPS32 = float(np.finfo(np.float32).eps)
@@ -74,7 +74,7 @@ def _batches(backend: str, spec, settings: dict, dtype: str):
 
 def worker(argv: Sequence[str]) -> int:
     """One worker of the check (started by the launcher): steps through the engine, the chief saves weights."""
-    p = argparse.ArgumentParser(prog="python -m common.tools.dataparallel worker")
+    p = argparse.ArgumentParser(prog="python -m nin_common.tools.dataparallel worker")
     p.add_argument("--backend", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--dtypes", default="float64", help="the precisions to step in, in turn, comma-separated "
@@ -142,7 +142,7 @@ def with_workers(backend: str, dtypes: Sequence[str], folder: str, timeout_s: fl
     settings = dict(DEFAULTS, **settings)
     one_each = registry.launching(backend).ONE_PRECISION_PER_JOB
     for jobs in ([[d] for d in dtypes] if one_each else [list(dtypes)]):
-        argv = ["-m", "common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
+        argv = ["-m", "nin_common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
                 "--dtypes", ",".join(jobs)]
         for name, value in settings.items():
             if name != "workers":
@@ -180,7 +180,7 @@ def compare(backend: str, folder: str, dtypes: Sequence[str] = DTYPES, **setting
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["worker"]:
         return worker(argv[1:])
-    raise SystemExit("usage: python -m common.tools.dataparallel worker ... (nin parity --workers N runs the check)")
+    raise SystemExit("usage: python -m nin_common.tools.dataparallel worker ... (nin parity --workers N runs the check)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ``Animator`` is the ``on_epoch`` callback of ``fit``: each call appends the epoch's metrics row and replaces the
 picture shown under the cell (one IPython display, updated through its display id) with the curves so far,
-drawn by ``common.engine.curves`` (the figure ``curves.png`` holds).  It renders PNG bytes on an Agg canvas
+drawn by ``nin_common.engine.curves`` (the figure ``curves.png`` holds).  It renders PNG bytes on an Agg canvas
 itself, so it neither needs nor changes pyplot's backend; outside a notebook it only collects the rows.
 
     animator = Animator("PyTorch, 67x67")
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from common.engine.curves import png_bytes
-from common.util.progress import in_notebook
+from nin_common.engine.curves import png_bytes
+from nin_common.util.progress import in_notebook
 
 
 class Animator:

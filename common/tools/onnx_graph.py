@@ -1,7 +1,7 @@
 """NiN as an ONNX graph, built from the spec and the canonical weights; run with ONNX Runtime.
 
-Route: the graph is written here from ``common.arch.spec`` with the ``onnx`` helper API, and its initializers
-are the canonical weights (``common.arch.weights``: conv OIHW, dense (out, in) with inputs in C, H, W order),
+Route: the graph is written here from ``nin_common.arch.spec`` with the ``onnx`` helper API, and its initializers
+are the canonical weights (``nin_common.arch.weights``: conv OIHW, dense (out, in) with inputs in C, H, W order),
 which every backend exports exactly.  ONNX's own layout is NCHW and OIHW, the canonical one, so no layout
 changes are needed and no framework is imported.  The alternative, each framework's exporter
 (``torch.onnx.export``, tf2onnx, MXNet's ``mx.onnx``), would mean three exporters with three sets of
@@ -23,11 +23,11 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from common.arch import spec as S
-from common.arch.shapes import feature_shapes
-from common.arch.weights import check_weights
-from common.engine.registry import BackendUnavailable
-from common.util.files import atomic_path
+from nin_common.arch import spec as S
+from nin_common.arch.shapes import feature_shapes
+from nin_common.arch.weights import check_weights
+from nin_common.engine.registry import BackendUnavailable
+from nin_common.util.files import atomic_path
 
 OPSET = 17  # every operator used (Conv, MaxPool/AveragePool with ceil_mode, Gemm, ...) is unchanged since opset 11
 FORMAT = "nin-onnx-1"

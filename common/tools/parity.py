@@ -32,20 +32,20 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from common.arch import reference
-from common.arch import spec as S
-from common.arch.config import model_config
-from common.arch.shapes import array_to_layout, feature_shapes, layer_name
-from common.arch.weights import Weights
-from common.engine import registry
-from common.util.progress import bar as progress_bar
+from nin_common.arch import reference
+from nin_common.arch import spec as S
+from nin_common.arch.config import model_config
+from nin_common.arch.shapes import array_to_layout, feature_shapes, layer_name
+from nin_common.arch.weights import Weights
+from nin_common.engine import registry
+from nin_common.util.progress import bar as progress_bar
 
 CHECKS = ("forward", "layers", "grads", "steps")
 PAIRWISE = ("grads", "steps")  # checks that compare backends with each other only
 GRAD_CHECKS = ("grads", "steps")  # checks run at ``grad_dtype``; forward and layers run in float32
 GRAD_DTYPES = ("float64", "float32")
 REFERENCE = "reference"
-ONNX = "onnxruntime"  # ONNX Runtime running the graph common.tools.onnx_graph builds (forward and layers checks)
+ONNX = "onnxruntime"  # ONNX Runtime running the graph nin_common.tools.onnx_graph builds (forward and layers checks)
 ONNX_CHECKS = ("forward", "layers")
 
 # Relative tolerances (of max|reference| for outputs; of the larger side's max|.| otherwise).
@@ -195,7 +195,7 @@ def layer_diffs(mods, models, spec: S.NetSpec, weights: Weights, x: np.ndarray) 
 def onnx_diffs(check: str, spec: S.NetSpec, weights: Weights, x: np.ndarray) -> List[Diff]:
     """ONNX Runtime against the float64 reference: the graph ``nin convert --to onnx`` writes, with the same
     weights, run on the same batch (logits, or every top-level layer's output, each scaled by its own peak)."""
-    from common.tools import onnx_graph
+    from nin_common.tools import onnx_graph
 
     model = onnx_graph.build(spec, weights, x.shape[2], layer_outputs=True)
     pair, tol = f"{ONNX} vs {REFERENCE}", TOLERANCE[check]
@@ -304,7 +304,7 @@ def run_checks(mods: Sequence[ModuleType], checks: Sequence[str] = CHECKS, *, im
     float64 copies of the models; "float32": the models themselves, subject to ReLU kinks).
     ``tolerance_scale`` multiplies every tolerance (e.g. 10 on a GPU left in TF32).
     ``onnx``: add ONNX Runtime against the reference to the forward and layers checks (needs onnx and
-    onnxruntime; see ``common.tools.onnx_graph``).  ``progress``: a bar over the checks (on a terminal).
+    onnxruntime; see ``nin_common.tools.onnx_graph``).  ``progress``: a bar over the checks (on a terminal).
     """
     check_request([m.BACKEND for m in mods], checks, grad_dtype)
     for mod in mods:

@@ -1,5 +1,5 @@
-"""Resource usage of a NiN (exercise 4): the analytic counts of ``common.arch.costs`` checked against what each
-backend measures (``common.engine.measure``), each measurement in a fresh process."""
+"""Resource usage of a NiN (exercise 4): the analytic counts of ``nin_common.arch.costs`` checked against what each
+backend measures (``nin_common.engine.measure``), each measurement in a fresh process."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from common.arch.costs import check_options
-from common.engine import registry
-from common.engine.measure import Measured
+from nin_common.arch.costs import check_options
+from nin_common.engine import registry
+from nin_common.engine.measure import Measured
 
 
 def relative_error(measured: int, analytic: int) -> float:
@@ -23,7 +23,7 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
     The process starts with the backend's ``resources.MEASURE_ENV`` (glibc reads ``RSS_ENV`` only when a
     process starts) and without the allocations and profiler state of this one.
     """
-    from common.engine import registry
+    from nin_common.engine import registry
 
     check_options(batch_size, optimizer)
     request = dict(backend=backend, batch_size=batch_size, image_size=image_size, optimizer=optimizer,
@@ -31,7 +31,7 @@ def measure_in_subprocess(backend: str, model_kwargs: dict, batch_size: int, ima
     env = dict(os.environ, **getattr(registry.part(backend, "resources"), "MEASURE_ENV", {}))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    res = subprocess.run([sys.executable, "-c", "from common.tools.resources import _worker; _worker()",
+    res = subprocess.run([sys.executable, "-c", "from nin_common.tools.resources import _worker; _worker()",
                           json.dumps(request)], capture_output=True, text=True, env=env, timeout=timeout)
     lines = res.stdout.strip().splitlines()
     if res.returncode != 0 or not lines:

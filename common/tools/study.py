@@ -16,15 +16,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Dict, List, Sequence
 
-from common.engine import recipes, registry
-from common.engine.runs import find_checkpoint, read_state
-from common.engine.training import FIXED_ON_RESUME
-from common.arch.shapes import batch_shape
-from common.util.files import atomic_path, read_json, write_json
-from common.util.machine import load_average
-from common.util.markdown import table
-from common.arch.costs import resources
-from common.arch.variants import build_spec, check_variant, describe
+from nin_common.engine import recipes, registry
+from nin_common.engine.runs import find_checkpoint, read_state
+from nin_common.engine.training import FIXED_ON_RESUME
+from nin_common.arch.shapes import batch_shape
+from nin_common.util.files import atomic_path, read_json, write_json
+from nin_common.util.machine import load_average
+from nin_common.util.markdown import table
+from nin_common.arch.costs import resources
+from nin_common.arch.variants import build_spec, check_variant, describe
 
 
 @dataclass

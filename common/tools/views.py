@@ -1,7 +1,7 @@
 """What a learner looks at after ``nin evaluate``: accuracy per class (Fashion-MNIST's names), the confusion
 matrix, and test images with their true and predicted labels (the chapter's ``predict_ch3`` view).
 
-The plots draw on matplotlib's ``Figure`` with an Agg canvas (as ``common.engine.curves``), so they need no
+The plots draw on matplotlib's ``Figure`` with an Agg canvas (as ``nin_common.engine.curves``), so they need no
 display and leave pyplot's backend alone: a notebook importing this still shows its own figures inline.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from common.engine.data import CLASS_NAMES
-from common.util.files import atomic_path, write_json
-from common.util.markdown import table
+from nin_common.engine.data import CLASS_NAMES
+from nin_common.util.files import atomic_path, write_json
+from nin_common.util.markdown import table
 
 CONFUSION_PNG = "confusion.png"
 EXAMPLES_PNG = "predictions.png"

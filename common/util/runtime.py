@@ -33,25 +33,38 @@ Three defects of the frameworks' wheels, each fixed here before the framework's 
    the fast heap); ``nin_mxnet.distributed`` checks every server with a float64 sum when the workers join.
 
 The package installs ``nin_runtime.pth`` into site-packages, which runs ``install()`` at interpreter start: a
-``sys.meta_path`` entry that calls ``prepare(name)`` when ``torch``, ``tensorflow`` or ``mxnet`` is first
+``sys.meta_path`` entry that calls ``prepare(name)`` when ``torch``, ``tensorflow``, ``mxnet`` or ``jax`` is first
 imported, whoever imports it (the chapter's own code, a user's ``import tensorflow``), and then lets Python
-import it as usual.  It costs one string comparison per import, and
-about 4 ms at start-up (measured with ``python -X importtime``).  ``nin_torch``, ``nin_mxnet`` and
-``nin_tf`` call ``prepare`` themselves too, for a checkout used without installing it.
+import it as usual.  That is all that runs at start-up: this module (``sys`` and nothing else), one entry on
+``sys.meta_path``, one string comparison per import.  All three fixes serve MXNet, so ``prepare`` does nothing
+at all in an environment where MXNet is not installed (looked up once, at the first framework's import).
+``nin_torch``, ``nin_mxnet``, ``nin_tf`` and ``nin_jax`` call ``prepare`` themselves too, for a checkout used
+without installing it.
 """
 from __future__ import annotations
 
 import sys
-from typing import List
 
 # ctypes is imported where it is used: this module is imported at every interpreter start (nin_runtime.pth)
 
 FRAMEWORKS = ("torch", "tensorflow", "mxnet", "jax")  # libstdc++ goes first before any of these
 LIBSTDCXX = "libstdc++.so.6"
 _libstdcxx = None  # the ctypes.CDLL, once loaded
+_mxnet_installed: bool | None = None  # looked up at the first prepare()
 
 
-def loaded_libraries() -> List[str]:
+def mxnet_installed() -> bool:
+    """Whether MXNet can be imported here (found without importing it; looked up once per process)."""
+    global _mxnet_installed
+    if _mxnet_installed is None:
+        import importlib.util
+
+        _mxnet_installed = False  # while looking: the lookup passes through the hook, which must not look again
+        _mxnet_installed = "mxnet" in sys.modules or importlib.util.find_spec("mxnet") is not None
+    return _mxnet_installed
+
+
+def loaded_libraries() -> list[str]:
     """The paths of the shared objects in this process, in the order they were loaded (Linux; [] elsewhere)."""
     if not sys.platform.startswith("linux"):
         return []
@@ -60,7 +73,7 @@ def loaded_libraries() -> List[str]:
     class Info(ctypes.Structure):  # the start of struct dl_phdr_info (link.h)
         _fields_ = [("addr", ctypes.c_void_p), ("name", ctypes.c_char_p)]
 
-    names: List[str] = []
+    names: list[str] = []
     callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(Info), ctypes.c_size_t, ctypes.c_void_p)(
         lambda info, size, data: names.append((info.contents.name or b"").decode(errors="replace")) or 0)
     ctypes.CDLL(None).dl_iterate_phdr(callback, None)
@@ -136,13 +149,16 @@ class TensorFlowFirst(ImportError):
 
 
 def prepare(framework: str) -> None:
-    """Run just before ``framework`` (``torch``, ``tensorflow``, ``mxnet``) is first imported."""
+    """Run just before ``framework`` (``torch``, ``tensorflow``, ``mxnet``, ``jax``) is first imported; nothing
+    where MXNet is not installed (every fix above serves MXNet)."""
+    if not mxnet_installed():
+        return
     if framework == "mxnet" and "mxnet" not in sys.modules:
         zeroed_heap_for_mxnet_server()
         if libstdcxx_bound_by_tensorflow():
             raise TensorFlowFirst(
                 "expected MXNet to be imported before TensorFlow, or nin's import hook to be installed; got "
-                "TensorFlow first without it, which would crash MXNet (see common/util/runtime.py): "
+                "TensorFlow first without it, which would crash MXNet (see nin_common.util.runtime): "
                 "reinstall nin (pip install -e .) or import mxnet/nin_mxnet before tensorflow")
         numpy_bool_alias()
     preload_libstdcxx()

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from common.engine import data  # noqa: E402
+from nin_common.engine import data  # noqa: E402
 
 # file -> (test-set index, canvas size, tint, format)
 DERIVED = {"test-0-ankle-boot.png": (0, (300, 240), (255, 240, 220), "PNG"),
