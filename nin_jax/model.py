@@ -119,6 +119,11 @@ def relu(x, key=None):
     return _relu(x)
 
 
+# flax 0.12 and later: a list of modules held by a module must be marked as data (nnx.List); flax 0.10-0.11 have no
+# nnx.List and take a plain list
+LayerList = getattr(nnx, "List", list)
+
+
 class Sequential(nnx.Module):
     """Layers run in order, each called with the dropout ``key`` (its own, split per layer that needs one).
 
@@ -126,7 +131,7 @@ class Sequential(nnx.Module):
     """
 
     def __init__(self, *layers):
-        self.layers = list(layers)
+        self.layers = LayerList(layers)
 
     def __call__(self, x, key=None):
         for i, layer in enumerate(self.layers):

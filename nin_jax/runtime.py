@@ -1,7 +1,8 @@
 """Everything the JAX backend does to the process, in one place.
 
 * At import (``nin_jax/__init__`` imports this first): ``nin_common.util.runtime.prepare("jax")``: the system's
-  libstdc++ before any framework (see there).  No environment variable is set.
+  libstdc++ before any framework (see there), and ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` unless you set it
+  (``ENVIRONMENT`` says why).
 * ``SYNC_DISPATCH_ENV``, read at import, never set: with it set to ``1``, JAX's CPU client runs each operation
   before the call returns, instead of queueing it and returning at once (asynchronous dispatch).  ``nin
   resources --measure`` starts its measuring process with it (``resources.MEASURE_ENV``): with asynchronous
@@ -21,6 +22,7 @@ import os
 from nin_common.util import runtime
 
 runtime.prepare("jax")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 
@@ -30,7 +32,12 @@ if hasattr(jax, "enable_x64"):  # jax 0.8 and later: the option's own context ma
 else:  # jax 0.5-0.7
     from jax.experimental import enable_x64 as _enable_x64
 
-ENVIRONMENT: dict = {}  # environment variables importing the backend sets (and why): none
+# environment variables importing the backend sets (and why)
+ENVIRONMENT = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false unless set: on a GPU, JAX takes 75 % of its memory when a "
+                                                "process first computes there, so a second process on the same GPU "
+                                                "(a data-parallel worker, a parallel test, nin resources' measuring "
+                                                "process) fails to start; JAX allocates as it needs instead. Read "
+                                                "when JAX first creates its GPU client"}
 
 SYNC_DISPATCH_ENV = "NIN_JAX_CPU_SYNC_DISPATCH"
 if os.environ.get(SYNC_DISPATCH_ENV) == "1":

@@ -3,8 +3,9 @@
 ``nin_common.util.runtime.prepare("tensorflow")`` first: it loads the system's libstdc++ before TensorFlow does,
 so that TensorFlow's own copies of libstdc++ functions cannot take the place of libstdc++'s in other
 frameworks (MXNet crashed after TensorFlow without it; see that module).  TensorFlow's start-up chatter is
-kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself, and oneDNN's CPU kernels are on unless you
-set ``TF_ENABLE_ONEDNN_OPTS`` yourself (``ENVIRONMENT`` says why).
+kept out of the way unless you set ``TF_CPP_MIN_LOG_LEVEL`` yourself, oneDNN's CPU kernels are on unless you
+set ``TF_ENABLE_ONEDNN_OPTS`` yourself, and on a GPU TensorFlow grows its memory instead of taking it all unless you
+set ``TF_FORCE_GPU_ALLOW_GROWTH`` yourself (``ENVIRONMENT`` says why).
 
 * ``full_float32()``: what ``nin parity`` switches on (``parity.parity_mode``): no TF32 on a GPU.
 * ``dtype_policy(name)``: Keras layers take their dtype from a process-wide policy when they are created; the
@@ -22,13 +23,48 @@ from nin_common.util import runtime
 runtime.prepare("tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 import signal  # noqa: E402
 import sys  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
-from tensorflow import keras  # noqa: E402
+
+@contextmanager
+def native_log_quiet():
+    """The C++ side's writes to stderr (file descriptor 2) discarded for the block, unless TF_CPP_MIN_LOG_LEVEL
+    asks for INFO messages (0).
+
+    Workaround: in TensorFlow 2.17 to 2.21, the gRPC server and the coordination service agent that
+    ``MultiWorkerMirroredStrategy`` starts log through Abseil, which writes every message to stderr until
+    ``absl::InitializeLog()`` is called (TensorFlow never calls it, and its copy of Abseil is not reachable
+    from Python), whatever TF_CPP_MIN_LOG_LEVEL says: "Started server with target: ..." and "Coordination
+    agent has successfully connected" on every worker.  Python's own writes to stderr in the block are
+    discarded too; what fails in it raises, and the caller reports it.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+# Workaround (TensorFlow 2.19 and later): importing TensorFlow logs through Abseil before anything calls
+# absl::InitializeLog(), so its messages go to stderr whatever TF_CPP_MIN_LOG_LEVEL says ("oneDNN custom operations
+# are on ..." on every import); the import runs with those writes discarded unless INFO messages are asked for.
+with native_log_quiet():
+    import tensorflow as tf  # noqa: E402
+    from tensorflow import keras  # noqa: E402
 
 # environment variables importing the backend sets (and why)
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2 unless set: TensorFlow's start-up chatter out of the way",
@@ -36,7 +72,10 @@ ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2 unless set: TensorFlow's start-up chat
                                         "them on by itself only where the CPU has AVX512-VNNI/BF16 or AMX; on an "
                                         "AVX2-only CPU its own kernels trained NiN at 0.42-0.54 of the fp32 peak, "
                                         "oneDNN's at 0.78-0.88 (docs/speed.md). Read when TensorFlow first asks, "
-                                        "so it also holds where TensorFlow was imported first but has run nothing"}
+                                        "so it also holds where TensorFlow was imported first but has run nothing",
+               "TF_FORCE_GPU_ALLOW_GROWTH": "true unless set: on a GPU, TensorFlow takes nearly all its memory when "
+                                            "its runtime starts, so a second process on the same GPU fails; it "
+                                            "grows its share as it needs instead. Read when the runtime starts"}
 
 
 def full_float32() -> None:
@@ -72,35 +111,6 @@ def worker_gpu(rank: int) -> None:
             tf.config.set_visible_devices([gpus[rank % len(gpus)]], "GPU")
         except RuntimeError:  # the runtime has started: the devices are fixed
             pass
-
-
-@contextmanager
-def native_log_quiet():
-    """The C++ side's writes to stderr (file descriptor 2) discarded for the block, unless TF_CPP_MIN_LOG_LEVEL
-    asks for INFO messages (0).
-
-    Workaround: in TensorFlow 2.17, the gRPC server and the coordination service agent that
-    ``MultiWorkerMirroredStrategy`` starts log through Abseil, which writes every message to stderr until
-    ``absl::InitializeLog()`` is called (TensorFlow never calls it, and its copy of Abseil is not reachable
-    from Python), whatever TF_CPP_MIN_LOG_LEVEL says: "Started server with target: ..." and "Coordination
-    agent has successfully connected" on every worker.  Python's own writes to stderr in the block are
-    discarded too; what fails in it raises, and the caller reports it.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
 
 
 def sigterm_ends_the_process() -> None:

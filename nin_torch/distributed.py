@@ -27,11 +27,17 @@ from nin_common.engine import distributed as D
 from . import parity
 
 
-def _transport(device: str = "auto") -> str:
+def transport(device: str = "auto", local_workers: int = 1) -> str:
     """NCCL when the workers train on GPUs (``device`` auto or gpu, and CUDA sees one), else gloo: CPU workers on
-    a machine with GPUs (``--device cpu``) meet over gloo, since NCCL moves CUDA tensors only."""
-    gpus = torch.cuda.is_available() and torch.cuda.device_count() > 0
-    return "nccl" if gpus and device != "cpu" else "gloo"
+    a machine with GPUs (``--device cpu``) meet over gloo, since NCCL moves CUDA tensors only.  NCCL needs a GPU of
+    its own for each of the ``local_workers`` on this machine; fewer is a ValueError saying so."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not gpus or device == "cpu":
+        return "gloo"
+    if gpus < local_workers:
+        raise ValueError(f"expected a GPU for each of the {local_workers} workers on this machine (NCCL), got "
+                         f"{gpus}: use --workers {gpus} or fewer, or --device cpu")
+    return "nccl"
 
 
 class Group:
@@ -40,7 +46,7 @@ class Group:
     errors = (dist.DistError, RuntimeError)  # gloo reports a lost peer as a RuntimeError from its C++ side
 
     def __init__(self, world: D.World, device: str = "auto"):
-        self.transport = _transport(device)
+        self.transport = transport(device, int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
         self.wrapped: Optional[DistributedDataParallel] = None
         self.world = dataclasses.replace(world, engine=f"torch.distributed, {self.transport}")
         if self.transport == "nccl":

@@ -3,6 +3,9 @@
 A backend whose framework is not installed is skipped with that reason, unless
 NIN_REQUIRE_BACKENDS=all (set by .ci/run), where it fails instead.
 
+GPU tests (marked ``gpu``) are skipped with the reason where the framework sees no GPU, unless NIN_REQUIRE_GPU=1,
+where they fail instead.
+
 Fashion-MNIST: the tests that train or evaluate on it find it as ``nin`` does (``nin_common.engine.data.locate``:
 NIN_DATA_DIR, the user cache, Debian's copy, else a download into the cache).  Where none of these has it, each
 such test is skipped saying so, unless NIN_REQUIRE_DATA=1 (set by .ci/run), where it fails instead.  The lookup
@@ -19,6 +22,7 @@ from nin_common.engine import data, registry
 
 REQUIRED = os.environ.get("NIN_REQUIRE_BACKENDS", "")
 REQUIRE_DATA = os.environ.get("NIN_REQUIRE_DATA", "") == "1"
+REQUIRE_GPU = os.environ.get("NIN_REQUIRE_GPU", "") == "1"
 _locate = data.locate
 _data_missing = {}  # the settings a default lookup failed under -> its DataUnavailable
 
@@ -45,6 +49,11 @@ def pytest_runtest_makereport(item, call):
     """A test that needed Fashion-MNIST where there is none is skipped with the reason (NIN_REQUIRE_DATA=1: fails)."""
     outcome = yield
     report = outcome.get_result()
+    if REQUIRE_GPU and report.skipped and item.get_closest_marker("gpu") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"NIN_REQUIRE_GPU=1 but this GPU test was skipped: {reason}"
+        return
     if call.excinfo is not None and call.excinfo.errisinstance(data.DataUnavailable) and not REQUIRE_DATA:
         first = str(call.excinfo.value).splitlines()[0]
         report.outcome = "skipped"
@@ -59,13 +68,26 @@ def fashion_mnist():
     return data.locate()
 
 
+def _unavailable(name, err):
+    """Skip saying why, or fail where NIN_REQUIRE_BACKENDS asks for backend ``name``."""
+    if REQUIRED == "all" or name in REQUIRED.split(","):
+        pytest.fail(f"NIN_REQUIRE_BACKENDS={REQUIRED} but {err}", pytrace=False)
+    pytest.skip(str(err))
+
+
 def load_backend(name):
     try:
         return registry.load(name)
     except registry.BackendUnavailable as err:
-        if REQUIRED == "all" or name in REQUIRED.split(","):
-            pytest.fail(f"NIN_REQUIRE_BACKENDS={REQUIRED} but {err}", pytrace=False)
-        pytest.skip(str(err))
+        _unavailable(name, err)
+
+
+def require_installed(name):
+    """For tests whose process must not import the framework: skip (or fail) where it is not installed."""
+    try:
+        registry.available(name)
+    except registry.BackendUnavailable as err:
+        _unavailable(name, err)
 
 
 @pytest.fixture(params=registry.BACKENDS)

@@ -2,12 +2,16 @@
 import gzip
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
 import urllib.error
 
 import numpy as np
 import pytest
 
 from nin_common.engine import data
+from conftest import REPO
 
 SYSTEM = data.SYSTEM_DIR
 NAMES = [name for pair in data.FILES.values() for name in pair]
@@ -224,3 +228,53 @@ def test_batches_deterministic_by_seed_and_epoch(tmp_path):
     np.testing.assert_array_equal(plain, labels[:12])  # no shuffle: file order
     with pytest.raises(ValueError, match="expected batch_size to be a positive integer, got 0"):
         next(data.batches(split, 0))
+
+
+FAKE_APT = """#!/bin/sh
+echo "$@" >> {log}
+[ "$1" = update ] && exit 0
+{action}
+"""
+
+
+def make_data(tmp_path, action):
+    """``make data`` (what ``make train`` and ``make test`` run first) on a machine without Fashion-MNIST, with
+    ``apt-get`` replaced by a script that logs its arguments and does ``action``."""
+    if shutil.which("make") is None:
+        pytest.fail("make is not installed: the README's two commands need it", pytrace=False)
+    bin_dir, system = tmp_path / "bin", tmp_path / "system"
+    bin_dir.mkdir()
+    apt = bin_dir / "apt-get"
+    apt.write_text(FAKE_APT.format(log=tmp_path / "apt.log", action=action))
+    apt.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "NIN_DATA_DIR"}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", NIN_DATA_SYSTEM_DIR=str(system),
+               XDG_CACHE_HOME=str(tmp_path / "cache"))
+    return subprocess.run(["make", "-s", "--no-print-directory", "data", f"VENV={sys.prefix}", "SUDO="], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300), system, tmp_path / "apt.log"
+
+
+def test_make_installs_debians_package_where_the_data_is_missing(tmp_path, fashion_mnist):
+    copy = "mkdir -p \"$NIN_DATA_SYSTEM_DIR\" && cp " + " ".join(
+        os.path.join(fashion_mnist, n) for n in sorted(os.listdir(fashion_mnist)) if "ubyte" in n) + \
+        " \"$NIN_DATA_SYSTEM_DIR\"/"
+    proc, system, log = make_data(tmp_path, copy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == ["make: Fashion-MNIST not found; installing Debian's package "
+                                        "dataset-fashion-mnist (apt-get install)"]
+    assert log.read_text().splitlines() == ["update -qq", "install -y -qq dataset-fashion-mnist"]
+    assert data.locate(download_to_cache=False, system_dir=str(system)) == str(system)
+    # where nin finds the data (here NIN_DATA_DIR), make does nothing and says nothing
+    found = subprocess.run(["make", "-s", "--no-print-directory", "data", f"VENV={sys.prefix}"], cwd=REPO,
+                           env=dict(os.environ, NIN_DATA_DIR=str(system)), capture_output=True, text=True,
+                           timeout=300)
+    assert (found.returncode, found.stdout, found.stderr) == (0, "", "")
+
+
+def test_make_says_in_one_line_when_debians_package_cannot_be_installed(tmp_path):
+    proc, system, log = make_data(tmp_path, "echo 'E: Unable to locate package' >&2; exit 100")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # nin train then says what it tried, in its own error
+    assert proc.stdout.splitlines() == [
+        "make: Fashion-MNIST not found; installing Debian's package dataset-fashion-mnist (apt-get install)",
+        "make: apt-get could not install dataset-fashion-mnist; nin will try the download"]
+    assert proc.stderr == "" and not system.exists()

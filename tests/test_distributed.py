@@ -20,6 +20,7 @@ from nin_common.arch import weights as W
 from nin_common.engine import distributed as D
 from nin_common.engine import launch, registry, runs
 from nin_common.tools import dataparallel
+from conftest import require_installed
 
 # make test runs the suite in two pytest processes; these tests run one after another in one of them (each starts
 # two or three processes of its own, and one job's workers meeting on 127.0.0.1 is all they ask of the machine)
@@ -210,6 +211,7 @@ def test_two_workers_take_the_steps_of_one_process(name, tmp_path, tagged, monke
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged):
+    require_installed(name)
     run = tmp_path / "run"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -226,6 +228,7 @@ def test_a_port_in_use_is_one_line_and_nothing_is_written(name, tmp_path, tagged
 def test_the_launcher_never_imports_the_framework(name, tmp_path, tagged):
     """``nin train --workers 2`` launches; only the workers import the framework (here the launch is refused, a
     port in use, after the launching module has made its plan)."""
+    require_installed(name)
     framework = registry.info(name).module
     script = ("import runpy, socket, sys\n"
               "busy = socket.socket(); busy.bind(('127.0.0.1', 0)); busy.listen()\n"
@@ -364,3 +367,28 @@ def test_a_torch_worker_frees_ddp_before_it_destroys_its_process_group(tmp_path,
     proc = subprocess.run([sys.executable, "-c", script], env=tagged, capture_output=True, text=True, timeout=120,
                           cwd=ROOT)
     assert proc.stdout.split() == ["1", "0", "False"], proc.stdout + proc.stderr[-2000:]
+
+
+def test_torch_workers_on_gpus_meet_over_nccl_one_gpu_each(monkeypatch):
+    """On GPUs, PyTorch's workers meet over NCCL, each on a GPU of its own (LOCAL_RANK); CPU workers over gloo;
+    more workers than GPUs on a machine is one line (NCCL cannot put two on one GPU).  CUDA's answers are
+    stood in for, so that this holds on a machine without a GPU."""
+    from conftest import load_backend
+
+    load_backend("torch")
+    import torch
+
+    from nin_torch import distributed as torch_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for gpus, device, workers, expected in [(1, "auto", 1, "nccl"), (2, "auto", 2, "nccl"), (4, "gpu", 2, "nccl"),
+                                             (2, "cpu", 2, "gloo"), (8, "cpu", 1, "gloo")]:
+        monkeypatch.setattr(torch.cuda, "device_count", lambda gpus=gpus: gpus)
+        assert torch_distributed.transport(device, workers) == expected, (gpus, device, workers)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"^expected a GPU for each of the 2 workers on this machine \(NCCL\), got 1: "
+                                         r"use --workers 1 or fewer, or --device cpu$"):
+        torch_distributed.transport("gpu", 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert torch_distributed.transport("auto", 2) == "gloo"

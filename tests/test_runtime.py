@@ -59,3 +59,55 @@ def test_tensorflow_computes_with_onednn_unless_the_user_says_no(setting, expect
     assert res.returncode == 0, res.stderr[-3000:]
     found = json.loads(res.stdout.strip().splitlines()[-1])
     assert found == dict(onednn=expected, variable="1" if expected else "0"), found
+
+
+# What each framework reads for float32 on a GPU, read back in a fresh process before and after the backend's
+# full_float32() (what nin parity switches on): the setting changes on a CPU too, where nothing reads it yet.
+FLOAT32_READBACK = {
+    "torch": "[torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32]",
+    "mxnet": "[os.environ.get(k) for k in sorted(runtime.PARITY_ENVIRONMENT)]",
+    "tf": "[tf.config.experimental.tensor_float_32_execution_enabled()]",
+    "jax": "[jax.config.jax_default_matmul_precision]",
+}
+FLOAT32_EXPECTED = {"torch": [False, False], "mxnet": None, "tf": [False], "jax": ["highest"]}
+FLOAT32_PROBE = """
+import json, os
+import {package}
+from {package} import runtime
+{framework_import}
+before = {readback}
+runtime.full_float32()
+print(json.dumps(dict(before=before, after={readback}, declared=runtime.PARITY_ENVIRONMENT
+                      if hasattr(runtime, "PARITY_ENVIRONMENT") else None)))
+"""
+
+
+@pytest.mark.parametrize("name", registry.BACKENDS)
+def test_parity_mode_turns_tf32_off_in_every_framework(name, all_backends):
+    """cuBLAS/cuDNN (PyTorch, MXNet), TensorFlow and XLA compute float32 products in TF32 on a GPU by default;
+    the parity checks' float32 tolerances assume float32, and full_float32() says so to each framework."""
+    entry = registry.info(name)
+    module = {"tf": "tensorflow as tf"}.get(name, entry.module)
+    res = run_python(FLOAT32_PROBE.format(package=entry.package, framework_import=f"import {module}",
+                                          readback=FLOAT32_READBACK[name]))
+    assert res.returncode == 0, res.stderr[-3000:]
+    found = json.loads(res.stdout.strip().splitlines()[-1])
+    expected = FLOAT32_EXPECTED[name] or [found["declared"][k] for k in sorted(found["declared"])]
+    assert found["after"] == expected and found["before"] != expected, found
+
+
+GPU_MEMORY = {"jax": ("XLA_PYTHON_CLIENT_PREALLOCATE", "false"), "tf": ("TF_FORCE_GPU_ALLOW_GROWTH", "true")}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_MEMORY))
+@pytest.mark.parametrize("user", [None, "mine"])
+def test_a_gpu_is_shared_unless_the_user_says_otherwise(name, user, all_backends):
+    """JAX would take 75 % of a GPU's memory and TensorFlow nearly all of it in the first process that computes
+    there, so a second process (a parallel test, a data-parallel worker) fails: importing the backend asks each to
+    allocate as it needs, before the framework reads the variable; a value the user set wins."""
+    variable, value = GPU_MEMORY[name]
+    setting = "" if user is None else f"os.environ[{variable!r}] = {user!r}\n"
+    res = run_python(f"import os\nos.environ.pop({variable!r}, None)\n{setting}"
+                     f"import {registry.info(name).package}\nprint(os.environ[{variable!r}])")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split()[-1] == (user or value)

@@ -36,7 +36,7 @@ def max_abs_diff(a, b):
 
 def test_fit_has_the_same_signature_everywhere(all_backends):
     sigs = [inspect.signature(training_of(b).fit) for b in all_backends]
-    assert sigs[0] == sigs[1] == sigs[2]
+    assert len(sigs) == len(registry.BACKENDS) and all(sig == sigs[0] for sig in sigs[1:])
     assert list(sigs[0].parameters) == ["model", "recipe", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
                                         "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch",
@@ -268,3 +268,55 @@ def test_cli_train_reports_a_missing_backend_option(capsys):
     assert cli.main(["train", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert f"expected --backend {'|'.join(registry.BACKENDS)}, a comma list or all (or --resume DIR), got none" in err
+
+
+SEVERAL_DEVICES = """
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + sys.argv[1]
+os.environ["JAX_PLATFORMS"] = "cpu"
+import jax
+from nin_jax import training as tr
+model = tr.build_model("auto", seed=0, init="kaiming", image_size={size})
+rows = tr.fit(model, epochs=1, device="auto", image_size={size}, batch_size=16, limit_train=48, limit_val=32,
+              init="kaiming", progress=False)
+print(json.dumps(dict(devices=len(jax.devices()), device=rows[0]["device"],
+                      metrics=[rows[0][k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")])))
+"""
+
+
+def test_jax_trains_the_same_on_a_machine_with_several_devices(all_backends, fashion_mnist):
+    """What a machine with several GPUs looks like to JAX, made on the CPU (XLA's forced host device count): one
+    process trains on the first device and ends as it does where there is one."""
+    import subprocess
+    import sys
+
+    from conftest import INSTALLED_PRELUDE, REPO
+
+    found = []
+    for count in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-c", INSTALLED_PRELUDE + SEVERAL_DEVICES.format(size=SIZE), count],
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        found.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert [f["devices"] for f in found] == [1, 2]
+    assert found[0]["metrics"] == found[1]["metrics"] and found[0]["device"] == found[1]["device"]
+
+
+def test_gpu_tests_fail_instead_of_skipping_where_a_gpu_is_required(tmp_path):
+    """NIN_REQUIRE_GPU=1 (a GPU machine's run) turns a GPU test's skip into a failure that says why; without it
+    the same test is skipped with its reason."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    test = "tests/test_training.py::test_few_steps_write_metrics_plot_and_checkpoint[gpu-torch]"
+    outcomes = {}
+    for required in ("0", "1"):
+        env = dict(os.environ, NIN_REQUIRE_GPU=required, CUDA_VISIBLE_DEVICES="")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                               "-rs", "-rE", test], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+        outcomes[required] = (proc.returncode, proc.stdout)
+    assert outcomes["0"][0] == 0 and "1 skipped" in outcomes["0"][1] and "sees no GPU" in outcomes["0"][1]
+    assert outcomes["1"][0] == 1 and "1 error" in outcomes["1"][1]
+    assert "NIN_REQUIRE_GPU=1 but this GPU test was skipped" in outcomes["1"][1] and "sees no GPU" in outcomes["1"][1]

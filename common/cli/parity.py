@@ -6,6 +6,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
+from nin_common.arch.config import model_config
 from nin_common.cli import options as O
 from nin_common.engine import registry
 from nin_common.tools import dataparallel, onnx_graph, parity
@@ -71,6 +72,10 @@ def run(args) -> int:
     names = args.backend
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     parity.check_request(names, checks, args.grad_dtype)
+    # the network's arguments first (one line, the same as a backend's), then the frameworks: a bad request is
+    # answered as such wherever a framework is missing
+    model_config(variant=args.variant, num_classes=args.num_classes, in_channels=args.in_channels, init=args.init,
+                 image_size=args.image_size, seed=args.seed)
     mods = [registry.load(n) for n in names]  # fail early, naming the framework to install
     with_onnx = not args.no_onnx and bool(set(checks) & set(parity.ONNX_CHECKS))
     missing = onnx_graph.available() if with_onnx else None
