@@ -34,7 +34,11 @@ def _coordination_service(workers: int, timeout: float) -> None:
     The strategy keeps a configuration made before it (``configure_coordination_service`` has no public
     counterpart)."""
     from tensorflow.python.eager import context
-    from tensorflow.tsl.protobuf import coordination_config_pb2
+
+    try:  # TensorFlow 2.17 keeps TSL's protos here
+        from tensorflow.tsl.protobuf import coordination_config_pb2
+    except ImportError:  # TensorFlow 2.21 under XLA's folder
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
     context.context().configure_coordination_service(
         service_type="standalone", service_leader=f"/job:{JOB}/replica:0/task:0",

@@ -55,7 +55,7 @@ def test_make_train_runs_the_recipe_chosen_for_this_machine():
     if shutil.which("make") is None:
         pytest.fail("make is expected (the README's set-up runs it)")
     gpu = subprocess.run("nvidia-smi -L 2>/dev/null | grep -q '^GPU'", shell=True).returncode == 0
-    out = subprocess.run(["make", "-n", "train", f"PYTHON={sys.executable}", "BIN=/bin"], cwd=root,
+    out = subprocess.run(["make", "-n", "train", f"PYTHON={sys.executable}", f"VENV={sys.prefix}"], cwd=root,
                          capture_output=True, text=True, timeout=60).stdout
     chosen = recipes.for_this_machine(gpu)
     assert f"--recipe {chosen} " in out, out

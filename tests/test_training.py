@@ -310,12 +310,12 @@ def test_gpu_tests_fail_instead_of_skipping_where_a_gpu_is_required(tmp_path):
 
     from conftest import REPO
 
-    test = "tests/test_training.py::test_few_steps_write_metrics_plot_and_checkpoint[gpu-torch]"
+    test = "tests/test_training.py::test_few_steps_write_metrics_plot_and_checkpoint[torch-gpu]"
     outcomes = {}
     for required in ("0", "1"):
         env = dict(os.environ, NIN_REQUIRE_GPU=required, CUDA_VISIBLE_DEVICES="")
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                               "-rs", "-rE", test], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+                               "-rsE", test], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
         outcomes[required] = (proc.returncode, proc.stdout)
     assert outcomes["0"][0] == 0 and "1 skipped" in outcomes["0"][1] and "sees no GPU" in outcomes["0"][1]
     assert outcomes["1"][0] == 1 and "1 error" in outcomes["1"][1]
