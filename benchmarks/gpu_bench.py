@@ -202,6 +202,11 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def label(path: str, saved) -> str:
+    """'gpu-torch (cuda:0 (NVIDIA H100 80GB HBM3))': the file's name and the device that made it."""
+    return f"{os.path.splitext(os.path.basename(path))[0]} ({saved['device']})"
+
+
 def cmd_agree(args) -> int:
     import numpy as np
 
@@ -215,8 +220,8 @@ def cmd_agree(args) -> int:
         logits = cand[key]
         pred = logits.argmax(axis=1)
         differ = np.flatnonzero(pred != ref_pred)
-        row("agreement", backend=str(cand["backend"]), candidate=f"{cand['device']} {key[7:]}",
-            reference=f"{ref['backend']} {ref['device']} {args.reference_mode}", n=len(pred),
+        row("agreement", backend=str(cand["backend"]), candidate=f"{label(args.candidate, cand)} {key[7:]}",
+            reference=f"{label(args.reference, ref)} {args.reference_mode}", n=len(pred),
             differing=int(len(differ)), differing_indices=differ[:20].tolist(),
             max_logit_deviation=float(np.abs(logits.astype(np.float64) - ref_logits).max() / scale),
             accuracy=float((pred == ref["labels"]).mean()),
@@ -268,23 +273,25 @@ def timed_steps(args, batch_size: int) -> dict:
 
 def measure(args, batch_size: int, role: str, **extra):
     """Time ``batch_size`` and write a row; None (and a row saying why) when it does not fit or fails."""
+    failure = None
     try:
         result = timed_steps(args, batch_size)
     except Exception as err:  # noqa: BLE001 - out of memory is an answer here, other errors are reported
-        oom = is_out_of_memory(err)
-        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+        text = str(err).splitlines()[0] if str(err) else ""
+        failure = (is_out_of_memory(err), f"{type(err).__name__}: {text}"[:300])
+    # here, out of the except block, the failed step's frames and their device arrays are released
+    free_device_memory(args.backend)
+    if failure is not None:
+        oom, message = failure
         print(f"batch {batch_size}: {'out of memory' if oom else 'failed'}: {message}", flush=True)
-        del err
-        free_device_memory(args.backend)
         row("train_steps", backend=args.backend, role=role, requested_precision=args.precision,
             batch_size=batch_size, image_size=args.image_size, fits=False, out_of_memory=oom, error=message, **extra)
         return None
-    free_device_memory(args.backend)
     print(f"batch {batch_size}: {result['images_per_s']:,.0f} training images/s "
           f"({result['steps']} timed steps, median {result['median_step_ms']} ms)", flush=True)
     row("train_steps", backend=args.backend, role=role, batch_size=batch_size, image_size=args.image_size,
-        fits=True, **result, **throughput_fields(result["images_per_s"], args.image_size, result["precision"]),
-        **extra)
+        fits=True, tf32="n/a (bf16)" if result["precision"] == "bf16" else "framework default", **result,
+        **throughput_fields(result["images_per_s"], args.image_size, result["precision"]), **extra)
     return result
 
 
@@ -368,7 +375,6 @@ def busy_microseconds(intervals) -> float:
 
 
 def cmd_profile(args) -> int:
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from nin_common.tools import bench
@@ -390,7 +396,10 @@ def cmd_profile(args) -> int:
     averages = prof.key_averages()
     device_key = "self_device_time_total" if hasattr(averages[0], "self_device_time_total") else \
         "self_cuda_time_total"
-    sort_key = device_key if cuda else "self_cpu_time_total"
+    device_seen = cuda and any(getattr(e, device_key) > 0 for e in averages)
+    if cuda and not device_seen:
+        print("the profiler recorded no GPU time (CUPTI unavailable?): the table is by CPU time")
+    sort_key = device_key if device_seen else "self_cpu_time_total"
     title = (f"torch.profiler: {args.steps} training steps, {trainer.precision}, batch {args.batch_size}, "
              f"{size}x{size}, {trainer.device_name}; sorted by {sort_key}")
     print(title)
@@ -400,19 +409,27 @@ def cmd_profile(args) -> int:
     top_rows = [dict(name=e.key[:120], calls=e.count, us_per_step=round(getattr(e, sort_key) / args.steps, 1),
                      share=round(getattr(e, sort_key) / total, 4)) for e in top]
     busy_ms = None
-    if cuda:
+    if device_seen:
         try:  # the union of the kernels' and copies' intervals on the device
             spans = [(e.time_range.start, e.time_range.end) for e in prof.events()
                      if str(getattr(e, "device_type", "")).endswith("CUDA")]
             busy_ms = busy_microseconds(spans) / 1000 / args.steps if spans else None
         except Exception as err:  # noqa: BLE001 - the table above is the main output
             print(f"(device busy time not computed: {err!r})")
-    per_op = sorted(((e.key, getattr(e, "device_time_total" if cuda else "cpu_time_total"))
+    inclusive = "device_time_total" if device_seen and hasattr(averages[0], "device_time_total") else \
+        "cuda_time_total" if device_seen else "cpu_time_total"
+    per_op = sorted(((e.key, getattr(e, inclusive))
                      for e in averages if e.key.startswith("aten::")), key=lambda kv: kv[1], reverse=True)[:args.top]
-    print("aten operators by total (inclusive) " + ("device" if cuda else "CPU") + " time per step:")
+    print(f"aten operators by {inclusive} (inclusive) per step:")
     for name, us in per_op:
         print(f"  {name:45s} {us / args.steps / 1000:9.3f} ms")
-    resize = [r for r in top_rows if "upsample" in r["name"] or "interp" in r["name"]]
+    # the input pipeline's share: the resize (an upsample operator and its kernel) and the host-device copies
+    pipeline = [dict(name=e.key[:120], device_ms_per_step=round(getattr(e, inclusive if device_seen else device_key)
+                                                                 / args.steps / 1000, 4),
+                     cpu_ms_per_step=round(e.cpu_time_total / args.steps / 1000, 4))
+                for e in averages if "upsample" in e.key.lower() or "memcpy" in e.key.lower()]
+    print("input pipeline (resize, copies): " + "; ".join(f"{p['name'][:60]}: device {p['device_ms_per_step']} ms, "
+                                                           f"CPU {p['cpu_ms_per_step']} ms per step" for p in pipeline))
     print(f"wall time per step {wall_ms:.3f} ms unprofiled, {profiled_ms:.3f} ms profiled"
           + (f"; device busy {busy_ms:.3f} ms per step ({100 * busy_ms / wall_ms:.0f}% of the unprofiled wall time)"
              if busy_ms else ""), flush=True)
@@ -423,7 +440,7 @@ def cmd_profile(args) -> int:
         device_busy_fraction=None if busy_ms is None else round(busy_ms / wall_ms, 4),
         images_per_s=round(1000 * args.batch_size / wall_ms, 1), top=top_rows,
         top_aten=[dict(name=n, ms_per_step=round(us / args.steps / 1000, 4)) for n, us in per_op],
-        resize_rows=resize)
+        input_pipeline=pipeline)
     return 0
 
 
@@ -454,6 +471,7 @@ def cmd_summary(args) -> int:
                   f"{r['image_size']}px: {r['images_per_s']:>10,.0f} images/s"
                   + (f", {r['tflops']} TFLOP/s" if r.get("tflops") else "")
                   + (" (cudnn.benchmark)" if r.get("cudnn_benchmark") else "")
+                  + (" (timed steps)" if r["kind"] == "train_steps" and not r.get("cudnn_benchmark") else "")
                   + (f", val acc {r['val_acc']:.4f}" if r.get("val_acc") is not None else "")
                   + (f", peak {r['peak_device_mb']:,.0f} MiB" if r.get("peak_device_mb") else ""))
             if r["precision"] == "bf16" and r["image_size"] == 224:
