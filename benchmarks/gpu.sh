@@ -163,7 +163,7 @@ P=$WORK/pred
 for pair in "cpu-torch gpu-torch" "cpu-jax gpu-jax" "cpu-torch cpu-jax" "gpu-torch gpu-jax"; do
   set -- $pair
   if [ -f "$P/$1.npz" ] && [ -f "$P/$2.npz" ]; then
-    step "agree-$2-vs-$1" 60 "${BENCH[@]}" agree --reference "$P/$1.npz" --candidate "$P/$2.npz"
+    MIN_STEP_S=3 step "agree-$2-vs-$1" 30 "${BENCH[@]}" agree --reference "$P/$1.npz" --candidate "$P/$2.npz"
   else
     say "agreement $2 vs $1: SKIPPED (missing predictions)"
   fi

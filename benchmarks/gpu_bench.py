@@ -46,11 +46,13 @@ MODULES = ("numpy", "torch", "jax", "jaxlib", "flax", "optax")
 # ---------------------------------------------------------------- rows
 
 def machine_info() -> dict:
+    """What ``machine`` wrote (``$GPU_BENCH_MACHINE``), or {} where there is nothing to read."""
     path = os.environ.get("GPU_BENCH_MACHINE")
-    if path and os.path.exists(path):
+    try:
         with open(path) as f:
             return json.load(f)
-    return {}
+    except (TypeError, OSError, ValueError):
+        return {}
 
 
 def row(kind: str, **fields) -> dict:
@@ -450,11 +452,14 @@ def cmd_summary(args) -> int:
     rows = []
     with open(args.rows) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    print(f"\n==== summary of run {rows[0].get('run_id') if rows else '?'} on {machine_info().get('gpu')} "
+    gpu = machine_info().get("gpu") or next((r["gpu"] for r in rows if r.get("gpu")), None)
+    print(f"\n==== summary of run {rows[0].get('run_id') if rows else '?'} on {gpu} "
           f"(commit {os.environ.get('GIT_COMMIT') or '?'}) ====")
     for r in rows:
         if r["kind"] == "step":
-            print(f"step {r['step']:28s} {r['status']:8s} exit {r['exit_code']:>4}  {r['seconds']:>4}s "
+            code, took = ("-" if r["exit_code"] is None else r["exit_code"]), \
+                ("-" if r["seconds"] is None else f"{r['seconds']}s")
+            print(f"step {r['step']:28s} {r['status']:8s} exit {code:>4}  {took:>5} "
                   f"(limit {r['limit_s']}s)")
     for r in rows:
         if r["kind"] in ("evaluate", "cli_evaluate"):
