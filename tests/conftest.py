@@ -102,6 +102,21 @@ def all_backends():
     return [load_backend(name) for name in registry.BACKENDS]
 
 
+@pytest.fixture
+def installed_backends():
+    """The registered backend modules whose framework is installed, in registry order (for cross-backend checks
+    that run over what this environment has): a missing one is left out, unless NIN_REQUIRE_BACKENDS names it,
+    where the test fails instead."""
+    modules = []
+    for name in registry.BACKENDS:
+        try:
+            modules.append(registry.load(name))
+        except registry.BackendUnavailable as err:
+            if REQUIRED == "all" or name in REQUIRED.split(","):
+                pytest.fail(f"NIN_REQUIRE_BACKENDS={REQUIRED} but {err}", pytrace=False)
+    return modules
+
+
 # test-side names for the layout helpers of nin_common.arch.shapes
 to_layout, shape_in = array_to_layout, batch_shape
 

@@ -1,5 +1,7 @@
-"""``nin predict IMAGE...``: the top classes of a learner's own images (PNG or JPEG, any size, colour or grey,
-light or dark background), preprocessed as the trained weights' metadata says."""
+"""``nin predict IMAGE...``: the top classes of a learner's own images (PNG, JPEG, GIF, WebP, TIFF or BMP, in any
+mode Pillow reads them in: grey, colour, palette, 1-bit, 16-bit, floating point, transparent, CMYK; of an animation,
+the first frame; up to 64 megapixels; colour or grey, light or dark background), preprocessed as the trained
+weights' metadata says (``nin_common.tools.images``).  A file that cannot be read so is one line, exit 2."""
 from __future__ import annotations
 
 import json
@@ -9,12 +11,13 @@ import numpy as np
 from nin_common.arch import pretrained
 from nin_common.cli import options as O
 from nin_common.engine import registry, runs, training
-from nin_common.tools.images import read_garment
+from nin_common.tools.images import ACCEPTED, MAX_PIXELS, read_garment
 
 
 def add_parser(sub) -> None:
-    p = O.subcommand(sub, "predict", "the top classes of your own images of garments (PNG or JPEG)")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
+    p = O.subcommand(sub, "predict", f"the top classes of your own images of garments ({ACCEPTED})")
+    p.add_argument("images", metavar="IMAGE", nargs="+",
+                   help=f"{ACCEPTED} files (of an animation, the first frame; at most {MAX_PIXELS:,} pixels)")
     p.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT",
                    help="a run or checkpoint instead of the trained weights")
     p.add_argument("--weights", default="quick", metavar="NAME",
