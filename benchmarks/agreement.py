@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from nin_common.arch import pretrained  # noqa: E402
 from nin_common.engine import data, registry  # noqa: E402
 from nin_common.tools.agreement import agreement  # noqa: E402
 from nin_common.tools.parity import REFERENCE  # noqa: E402
@@ -46,7 +47,7 @@ def main() -> int:
           f"{result.bound:.2e} must agree; smallest margin {result.margins.min():.2e}")
     for d in result.disagreements():
         print(f"  image {d['index']}: margin {d['margin']:.2e}, classes {d['classes']}")
-    row = dict(weights=args.weights, n=result.n, agree_with_reference=agree, all_agree=all_agree,
+    row = dict(weights=args.weights, sha256=pretrained.sha256_file(pretrained.path_of(args.weights)), n=result.n, agree_with_reference=agree, all_agree=all_agree,
                accuracy=accuracy, reference_accuracy=accuracy[REFERENCE], margin_bound=result.bound,
                smallest_margin=float(result.margins.min()),
                margins_below_bound=int((result.margins <= result.bound).sum()),

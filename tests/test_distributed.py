@@ -174,6 +174,7 @@ def test_two_workers_lose_one_resume_and_match_the_engines_launcher(name, tmp_pa
     it ends bit-identical to the same epochs started uninterrupted by the engine's own launcher (``torchrun``,
     MXNet's launch.py, TF_CONFIG or JAX's coordinator variables per process); resumed with 1 worker, it
     continues."""
+    require_installed(name)
     run, straight = str(tmp_path / "run"), str(tmp_path / "straight")
     epoch = kill_worker_1_after_a_checkpoint(name, tagged, run)
     resumed = nin(tagged, "train", "--resume", run, "--epochs", str(epoch + 1), "--no-progress")

@@ -58,13 +58,13 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_predict_prints_the_top_classes_in_every_backend(installed_backends, capsys):
+def test_predict_prints_the_top_classes_in_every_backend(all_backends, capsys):
     from nin_common.arch import pretrained
     from nin_common.tools.parity import TOLERANCE
 
-    if len(installed_backends) < 2:
-        pytest.skip(f"needs two backends to compare, got {[m.BACKEND for m in installed_backends]} installed")
-    names = [m.BACKEND for m in installed_backends]
+    if len(all_backends) < 2:
+        pytest.skip(f"needs two backends to compare, got {[m.BACKEND for m in all_backends]} installed")
+    names = [m.BACKEND for m in all_backends]
     files = sorted(glob.glob(os.path.join(IMAGES, "*.png")) + glob.glob(os.path.join(IMAGES, "*.jpg")))
     argv = ["predict", *files, "--backend", ",".join(names), "--top", "3", "--json", "--device", "cpu"]
     assert cli.main(argv) == 0
@@ -74,7 +74,7 @@ def test_predict_prints_the_top_classes_in_every_backend(installed_backends, cap
     # the same preprocessed images through each backend's public API: x / 255, bilinear to the weights' size
     x = resize_bilinear(np.stack([read_garment(f) for f in files])[:, None] / 255.0, 67).astype(np.float32)
     firsts = {}
-    for mod in installed_backends:
+    for mod in all_backends:
         logits = mod.predict(mod.NiN(weights="quick"), to_layout(x, mod.DATA_FORMAT))
         want = softmax(logits)
         # logits within parity's forward tolerance (relative to max|logit|) of each other move each log p by at

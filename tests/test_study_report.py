@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from test_markdown import table_problems
+from conftest import require_installed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "study_report.py")
@@ -261,6 +262,8 @@ def test_the_study_is_written_as_nin_compares_report(tmp_path):
     """``--compare DIR``: the study's full runs with the recipe's init (not the reduced nin-vgg11, not another
     init) as ``nin compare``'s report and plots: each run, its parameters counted by its framework, each
     (variant, backend) over its seeds, the CPUs the runs came from."""
+    for name in sorted({r["backend"] for r in ROWS}):  # each run's model is built by its own framework
+        require_installed(name)
     other_init = dict(row("gradual", "torch", 0, 0.9000, 0.9100, [80.0] * 3), init_override="kaiming-alive-all")
     results = write_rows(tmp_path / "study.jsonl", ROWS + [other_init])
     out = tmp_path / "compare"
