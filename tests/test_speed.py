@@ -12,12 +12,11 @@ from nin_common.engine import precision, registry
 from nin_common.tools import bench
 from nin_common import cli
 from nin_common.util import machine
-from conftest import load_backend, training_of
+from conftest import BF16, load_backend, training_of
 
 SIZE = 67  # the smallest image the chapter's network takes
-BF16 = ("torch", "tf", "jax")  # the backends that train in bf16 (MXNet 1.9 cannot: nin_mxnet.training.NO_BF16)
-# those whose CPU path computes bf16 natively where the CPU can (XLA's CPU backend has no bf16 convolutions:
-# nin_jax.training.bf16_native)
+# of the backends that train in bf16 (conftest.BF16), those whose CPU path computes bf16 natively where the CPU
+# can (XLA's CPU backend has no bf16 convolutions: nin_jax.training.bf16_native)
 CPU_BF16 = ("torch", "tf")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
