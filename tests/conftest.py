@@ -90,6 +90,11 @@ def require_installed(name):
         _unavailable(name, err)
 
 
+# The backends that train in bf16 (MXNet 1.9 cannot: nin_mxnet.training.NO_BF16); test_precision.py checks this
+# list against what every backend does, so a bf16 test parametrized over it exists for exactly those backends.
+BF16 = ("torch", "tf", "jax")
+
+
 @pytest.fixture(params=registry.BACKENDS)
 def backend(request):
     """The backend module (nin_torch, nin_mxnet, nin_tf, nin_jax: every registered one)."""

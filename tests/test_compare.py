@@ -11,6 +11,7 @@ import pytest
 from nin_common import cli
 from nin_common.engine.registry import BACKENDS
 from nin_common.tools import study
+from conftest import load_backend
 
 TINY = ["--limit-train", "32", "--limit-val", "16", "--image-size", "67", "--batch-size", "16", "--no-progress"]
 
@@ -65,7 +66,7 @@ def quiet(monkeypatch):
 
 
 def test_compare_over_seeds_resumes_and_refuses_other_settings(fashion_mnist, tmp_path, quiet, capsys):
-    pytest.importorskip("torch")
+    load_backend("torch")
     out = tmp_path / "cmp"
     assert compare("--seeds", "0,1", "--epochs", "1", "--out", str(out)) == 0
     folders = {(v, s): out / "runs" / f"{v}-torch-s{s}" for v in ("chapter", "1x1-0") for s in (0, 1)}
@@ -111,7 +112,7 @@ def test_compare_over_seeds_resumes_and_refuses_other_settings(fashion_mnist, tm
 
 
 def test_compare_single_seed_keeps_its_folder_and_records_the_load(fashion_mnist, tmp_path, quiet):
-    pytest.importorskip("torch")
+    load_backend("torch")
     out = tmp_path / "cmp"
     assert cli.main(["compare", "--backend", "torch", "--variants", "chapter", "--seed", "3", "--epochs", "1",
                      "--require-quiet", "1", *TINY, "--out", str(out)]) == 0
@@ -170,7 +171,7 @@ def test_wait_quiet_refuses_a_busy_machine(monkeypatch):
 
 
 def test_compare_refuses_a_busy_machine_before_training(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("torch")
+    load_backend("torch")
     fake_load(monkeypatch, [5.0])
     assert compare("--epochs", "1", "--require-quiet", "2", "--quiet-wait", "0", "--out", str(tmp_path / "x")) == 2
     err = capsys.readouterr().err
@@ -183,7 +184,7 @@ class Interrupted(Exception):
 
 
 def test_compare_continues_an_interrupted_run(fashion_mnist, tmp_path, quiet, capsys):
-    torch = pytest.importorskip("nin_torch")
+    torch = load_backend("torch")
     out = tmp_path / "cmp"
 
     def stop(row):

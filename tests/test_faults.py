@@ -363,14 +363,20 @@ def test_output_files_respect_the_umask(backend, tmp_path):
 
 
 def native_tensor(backend, x):
+    """``x`` as a tensor of the backend's own framework (what its model is called with)."""
     module = registry.info(backend.BACKEND).module
     if module == "torch":
         import torch
         return torch.from_numpy(x)
     if module == "mxnet":
         return backend.model.array(x)
-    import tensorflow as tf
-    return tf.constant(x)
+    if module == "tensorflow":
+        import tensorflow as tf
+        return tf.constant(x)
+    if module == "jax":
+        import jax.numpy as jnp
+        return jnp.asarray(x)
+    raise AssertionError(f"no tensor of {module} known to this test: add it")
 
 
 def test_direct_model_call_is_checked(backend):

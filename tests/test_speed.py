@@ -12,12 +12,11 @@ from nin_common.engine import precision, registry
 from nin_common.tools import bench
 from nin_common import cli
 from nin_common.util import machine
-from conftest import load_backend, training_of
+from conftest import BF16, load_backend, training_of
 
 SIZE = 67  # the smallest image the chapter's network takes
-BF16 = ("torch", "tf", "jax")  # the backends that train in bf16 (MXNet 1.9 cannot: nin_mxnet.training.NO_BF16)
-# those whose CPU path computes bf16 natively where the CPU can (XLA's CPU backend has no bf16 convolutions:
-# nin_jax.training.bf16_native)
+# of the backends that train in bf16 (conftest.BF16), those whose CPU path computes bf16 natively where the CPU
+# can (XLA's CPU backend has no bf16 convolutions: nin_jax.training.bf16_native)
 CPU_BF16 = ("torch", "tf")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,11 +52,19 @@ def test_bad_precision_same_message_everywhere(all_backends):
 
 def test_auto_is_bf16_only_where_the_cpu_computes_it(backend, monkeypatch):
     """``auto`` follows the CPU's bf16 instructions (faked here); MXNet stays fp32 (it cannot train in bf16),
-    and JAX too (XLA computes bf16 convolutions on a CPU in float32, slower than fp32 ones)."""
+    and JAX too (XLA computes bf16 convolutions on a CPU in float32, slower than fp32 ones).
+
+    The CPU is faked where ``machine.cpu_bf16`` reads it (``machine.cpu_flags``): a backend's ``bf16_native``
+    that asks the CPU goes through it however the backend imported ``cpu_bf16``, so the fake is in effect in
+    every backend."""
     expected = {True: "bf16" if backend.BACKEND in CPU_BF16 else "fp32", False: "fp32"}
     for native in (True, False):
-        monkeypatch.setattr(training_of(backend), "cpu_bf16", lambda: native, raising=False)
-        assert trainer(backend, "auto").precision == expected[native]
+        monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx512_bf16"} if native else {"avx2"}))
+        assert machine.cpu_bf16() is native  # the fake is what the CPU says now
+        auto = trainer(backend, "auto")
+        # the backend's own decision for its CPU device, where Trainer reads it
+        assert training_of(backend).bf16_native(auto.device) is (native and backend.BACKEND in CPU_BF16)
+        assert auto.precision == expected[native]
         assert trainer(backend, "fp32").precision == "fp32"
 
 
@@ -96,20 +103,34 @@ BENCH_KEYS = {"train_images_per_s", "infer_images_per_s", "latency_ms", "peak_me
               "pipeline_images_per_s", "batch_size", "image_size", "framework"}
 
 
+def process_peak_mib() -> float:
+    """This process's peak resident memory in MiB, asked of the OS here (not through ``nin_common``)."""
+    import platform
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if platform.system() == "Darwin" else 2**10)
+
+
 def test_nin_bench_json_at_a_tiny_size(backend, capsys):
     argv = ["bench", "--backend", backend.BACKEND, "--batch-size", "3", "--image-size", str(SIZE), "--steps", "2",
             "--warmup", "1", "--latency-runs", "2", "--precision", "fp32", "--device", "cpu", "--json"]
+    before = process_peak_mib()
     assert cli.main(argv) == 0
+    after = process_peak_mib()
     result = json.loads(capsys.readouterr().out)
     assert BENCH_KEYS <= set(result)
     for key in ("train_images_per_s", "infer_images_per_s", "latency_ms", "peak_memory_mb", "pipeline_images_per_s"):
         assert np.isfinite(result[key]) and result[key] > 0, key
     assert (result["precision"], result["batch_size"], result["image_size"]) == ("fp32", 3, SIZE)
     assert len(result["train_step_s"]) == 2 and result["backend"] == backend.BACKEND
-    assert result["peak_memory_mb"] == pytest.approx(result["peak_rss_mb"], rel=0.05)  # the CPU: resident memory
+    # On the CPU no trainer has a device peak, so both figures are the process's peak resident memory.  The OS
+    # counts that peak only upwards, so what bench read during its run lies between the peak read here before
+    # it and the peak read after it (a figure in another unit falls outside).
+    for key in ("peak_memory_mb", "peak_rss_mb"):
+        assert before <= result[key] <= after, (key, before, result[key], after)
     assert registry.framework(backend.BACKEND) in result["framework"]
     text = bench.report(result)
     assert "training" in text and "latency" in text and f"precision {result['precision']}" in text
+    assert f"{result['peak_memory_mb']:10.1f} MiB (peak resident)" in text
 
 
 @pytest.mark.parametrize("option,value,message", [
@@ -161,7 +182,70 @@ def test_keep_freed_memory_takes_effect_on_glibc_and_can_be_refused(monkeypatch)
     assert machine.keep_freed_memory() is False
     monkeypatch.delenv("NIN_KEEP_FREED_MEMORY")
     assert machine.keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
-    assert machine.keep_freed_memory() is machine.keep_freed_memory()  # idempotent
+
+
+def test_keep_freed_memory_sets_malloc_once_per_process(monkeypatch):
+    """The setting is made by the first call of a process: glibc's ``mallopt`` twice (``M_MMAP_MAX`` 0, then
+    ``M_TRIM_THRESHOLD`` to its maximum); every later call (each ``make_trainer`` makes one) answers from that
+    first result without calling it again, and ``NIN_KEEP_FREED_MEMORY=0`` makes no call at all."""
+    import ctypes
+    import ctypes.util
+    import platform
+    import types
+
+    calls = []
+
+    class Libc:  # the C library, with its mallopt calls recorded (and still made)
+        def __init__(self, name):
+            self.lib = ctypes.CDLL(name)
+
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return self.lib.mallopt(param, value)
+
+    monkeypatch.setattr(machine, "ctypes", types.SimpleNamespace(CDLL=Libc, util=ctypes.util))
+    monkeypatch.setattr(machine, "_kept_freed_memory", None)  # as in a process that has not made it yet
+    monkeypatch.setenv("NIN_KEEP_FREED_MEMORY", "0")
+    assert machine.keep_freed_memory() is False and calls == []
+    monkeypatch.delenv("NIN_KEEP_FREED_MEMORY")
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert [machine.keep_freed_memory() for _ in range(4)] == [glibc] * 4
+    assert calls == ([(machine.M_MMAP_MAX, 0), (machine.M_TRIM_THRESHOLD, machine.INT_MAX)] if glibc else [])
+
+
+def test_keep_freed_memory_keeps_large_blocks_in_the_heap():
+    """What the setting does, seen through glibc's own accounting (``mallinfo2``): after it, a 64 MiB block
+    (over glibc's largest mmap threshold, 32 MiB) comes from the heap, not from ``mmap``, and freeing it
+    leaves the heap as large as it was (nothing is trimmed)."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc before 2.33 has no mallinfo2")
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                         "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc.mallinfo2.restype = Mallinfo2
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 64 * 2**20
+    assert machine.keep_freed_memory() is True  # in effect from here on in this process
+    before = libc.mallinfo2()
+    block = libc.malloc(size)
+    assert block
+    during = libc.mallinfo2()
+    libc.free(block)
+    after = libc.mallinfo2()
+    # other threads of this process may map or allocate a little meanwhile: less than the block
+    assert during.hblkhd - before.hblkhd < size, "the block was mapped with mmap"
+    assert during.uordblks - before.uordblks >= size, "the block is not in the heap"
+    assert after.arena >= during.arena, "freeing the block gave heap memory back to the system"
 
 
 def test_memory_setting_is_made_where_a_run_starts_not_by_the_library(backend, monkeypatch):
