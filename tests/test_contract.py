@@ -1,4 +1,5 @@
 """The backend contract (nin_common.engine.contract) and the registry, checked for every registered backend."""
+import importlib.util
 import types
 
 import pytest
@@ -41,7 +42,8 @@ def test_contract_check_reports_what_is_missing_or_misshapen():
 def test_registry_is_the_one_list_of_backends():
     assert registry.BACKENDS == tuple(b.name for b in registry.REGISTERED)
     assert len({b.package for b in registry.REGISTERED}) == len(registry.REGISTERED)
-    assert registry.parse_list("all") == list(registry.BACKENDS)
+    assert registry.parse_list("all") == [n for n in registry.BACKENDS
+                                          if importlib.util.find_spec(registry.info(n).module) is not None]
     assert registry.parse_list(f" {registry.BACKENDS[-1]} ,{registry.BACKENDS[0]}") == [registry.BACKENDS[-1],
                                                                                         registry.BACKENDS[0]]
     with pytest.raises(ValueError, match="expected backends among"):

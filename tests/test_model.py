@@ -88,10 +88,13 @@ def test_chapter_snippet_prints_the_chapter_table(backend):
 
 
 def test_chapter_snippets_in_the_chapters_order_in_one_process(all_backends):
-    """The three, one after the other in one process, in the chapter's order (PyTorch, MXNet, TensorFlow)."""
-    res = run_python("\n".join(SNIPPETS[name] for name in ("torch", "mxnet", "tf")))
+    """The three, one after the other in one process, in the chapter's order (PyTorch, MXNet, TensorFlow; those
+    installed)."""
+    installed = {b.BACKEND for b in all_backends}
+    names = [name for name in ("torch", "mxnet", "tf") if name in installed]
+    res = run_python("\n".join(SNIPPETS[name] for name in names))
     assert res.returncode == 0, res.stderr[-3000:]
-    assert len(res.stdout.strip().splitlines()) == 30
+    assert len(names) >= 2 and len(res.stdout.strip().splitlines()) == 10 * len(names)
 
 
 def test_public_api_names(backend):
@@ -239,12 +242,12 @@ def test_cli_summary_single_backend(backend):
 
 def test_cli_summary_all_side_by_side(all_backends):
     res = run_cli("summary", "--backend", "all", "--in-channels", "3", "--num-classes", "5",
-                  columns=60 * len(registry.BACKENDS))  # wide enough for every backend's two columns
+                  columns=60 * len(all_backends))  # wide enough for every backend's two columns
     assert res.returncode == 0, res.stderr
     assert "(1, 96, 54, 54)" in res.stdout and "(1, 54, 54, 96)" in res.stdout
     assert f"{shapes.num_params(chapter(5, 3)):,}" in res.stdout
-    header = [line for line in res.stdout.splitlines() if f"{registry.BACKENDS[0]} layer" in line][0]
-    assert all(f"{name} layer" in header for name in registry.BACKENDS)
+    header = [line for line in res.stdout.splitlines() if f"{all_backends[0].BACKEND} layer" in line][0]
+    assert all(f"{b.BACKEND} layer" in header for b in all_backends)
 
 
 def test_cli_summary_all_fits_80_columns(all_backends):

@@ -213,7 +213,7 @@ def test_cli_parity_passes(all_backends, capsys, monkeypatch):
     for text in ("pair", "check", "max abs diff", "relative error", "tolerance", "torch vs reference",
                  "layer outputs", "gradients", "gradients and SGD in float64", "onnxruntime vs reference"):
         assert text in out
-    names, p = registry.BACKENDS, pairs(all_backends)
+    names, p = [b.BACKEND for b in all_backends], pairs(all_backends)
     rows = 3 * (len(names) + p) + 2 * p + 2  # forward, layers, loss: each vs the reference and each pair;
     # grads, step: each pair; ONNX Runtime vs the reference: forward, layers
     assert f"{names[-2]} vs {names[-1]}" in out and f"{rows} of {rows} checks passed" in out

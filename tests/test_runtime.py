@@ -4,7 +4,7 @@ import json
 import pytest
 
 from nin_common.engine import registry
-from conftest import run_python
+from conftest import require_installed, run_python
 
 PROBE = """
 import json, os, sys
@@ -18,7 +18,8 @@ print(json.dumps(dict(changed=sorted(k for k in set(before) | set(after) if befo
 
 
 @pytest.mark.parametrize("name", registry.BACKENDS)
-def test_importing_a_backend_changes_only_what_its_runtime_declares(name, all_backends):
+def test_importing_a_backend_changes_only_what_its_runtime_declares(name):
+    require_installed(name)
     res = run_python(PROBE.format(package=registry.info(name).package))
     assert res.returncode == 0, res.stderr[-3000:]
     found = json.loads(res.stdout.strip().splitlines()[-1])
@@ -83,9 +84,10 @@ print(json.dumps(dict(before=before, after={readback}, declared=runtime.PARITY_E
 
 
 @pytest.mark.parametrize("name", registry.BACKENDS)
-def test_parity_mode_turns_tf32_off_in_every_framework(name, all_backends):
+def test_parity_mode_turns_tf32_off_in_every_framework(name):
     """cuBLAS/cuDNN (PyTorch, MXNet), TensorFlow and XLA compute float32 products in TF32 on a GPU by default;
     the parity checks' float32 tolerances assume float32, and full_float32() says so to each framework."""
+    require_installed(name)
     entry = registry.info(name)
     module = {"tf": "tensorflow as tf"}.get(name, entry.module)
     res = run_python(FLOAT32_PROBE.format(package=entry.package, framework_import=f"import {module}",
@@ -101,10 +103,11 @@ GPU_MEMORY = {"jax": ("XLA_PYTHON_CLIENT_PREALLOCATE", "false"), "tf": ("TF_FORC
 
 @pytest.mark.parametrize("name", sorted(GPU_MEMORY))
 @pytest.mark.parametrize("user", [None, "mine"])
-def test_a_gpu_is_shared_unless_the_user_says_otherwise(name, user, all_backends):
+def test_a_gpu_is_shared_unless_the_user_says_otherwise(name, user):
     """JAX would take 75 % of a GPU's memory and TensorFlow nearly all of it in the first process that computes
     there, so a second process (a parallel test, a data-parallel worker) fails: importing the backend asks each to
     allocate as it needs, before the framework reads the variable; a value the user set wins."""
+    require_installed(name)
     variable, value = GPU_MEMORY[name]
     setting = "" if user is None else f"os.environ[{variable!r}] = {user!r}\n"
     res = run_python(f"import os\nos.environ.pop({variable!r}, None)\n{setting}"

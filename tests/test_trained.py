@@ -40,6 +40,8 @@ def test_the_wheel_carries_every_shipped_file(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = (tmp_path / "out").glob("nin-*.whl")
     with zipfile.ZipFile(wheel) as z:
+        tops = {n.split("/")[0] for n in z.namelist() if "/" in n and ".dist-info/" not in n}
+        assert tops == {"nin_common"} | {f"nin_{b}" for b in registry.BACKENDS}  # no "common" of nin's
         z.extractall(tmp_path / "installed", [n for n in z.namelist() if n.startswith("nin_common/arch/trained/")])
     shipped = tmp_path / "installed" / "nin_common" / "arch" / "trained"
     index = json.loads((shipped / "index.json").read_text(encoding="utf-8"))

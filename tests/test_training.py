@@ -36,7 +36,7 @@ def max_abs_diff(a, b):
 
 def test_fit_has_the_same_signature_everywhere(all_backends):
     sigs = [inspect.signature(training_of(b).fit) for b in all_backends]
-    assert len(sigs) == len(registry.BACKENDS) and all(sig == sigs[0] for sig in sigs[1:])
+    assert len(sigs) >= 2 and all(sig == sigs[0] for sig in sigs[1:])  # every installed backend
     assert list(sigs[0].parameters) == ["model", "recipe", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
                                         "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch",
@@ -232,7 +232,7 @@ def test_cli_evaluates_a_run_in_another_backend(all_backends, tmp_path, capsys):
         assert cli.main(["evaluate", "--backend", b.BACKEND, "--checkpoint", run, "--limit-val", "32", "--json",
                          "--device", "cpu", "--no-progress"]) == 0
         results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
-    assert [r["backend"] for r in results] == list(registry.BACKENDS)
+    assert [r["backend"] for r in results] == [b.BACKEND for b in all_backends]
     assert max(abs(r["loss"] - results[0]["loss"]) for r in results) < 1e-4
     assert len({r["acc"] for r in results}) == 1
 

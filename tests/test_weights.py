@@ -144,21 +144,23 @@ def load_plainly(name, path, kwargs):
     return mod, model
 
 
-# every registered backend in turn, the canonical .npz, and back to the first
-CONVERT_CHAIN = ([(name, native_name(name)) for name in registry.BACKENDS] + [("npz", "model.npz")]
-                 + [(registry.BACKENDS[0], "back" + registry.info(registry.BACKENDS[0]).native_suffix)])
+def convert_chain(names):
+    """Every backend of ``names`` in turn, the canonical .npz, and back to the first."""
+    return ([(name, native_name(name)) for name in names] + [("npz", "model.npz")]
+            + [(names[0], "back" + registry.info(names[0]).native_suffix)])
 
 
 @pytest.mark.parametrize("variant", ["chapter", "dense_head"])
 def test_convert_round_trip_through_every_backend(all_backends, tmp_path, dense_variant, variant):
     torch_mod = all_backends[0]
+    chain = convert_chain([b.BACKEND for b in all_backends])
     kwargs = dict(variant=variant, seed=5, init="kaiming", image_size=DENSE_SIZE if variant == "dense_head" else 96)
     start = torch_mod.NiN(**kwargs)
     expected = torch_mod.export_weights(start)
-    path = tmp_path / CONVERT_CHAIN[0][1]
+    path = tmp_path / chain[0][1]
     torch_mod.save_native(start, path)
     x = images(2, 1, kwargs["image_size"], "NCHW")
-    for target, name in CONVERT_CHAIN[1:]:
+    for target, name in chain[1:]:
         out = tmp_path / name
         assert cli.main(["convert", str(path), "--to", target, "--out", str(out)]) == 0
         if target == "npz":

@@ -81,7 +81,8 @@ def backend(p, default: Optional[str] = "all", help: str = "") -> None:
     p.add_argument("--backend", "--backends", dest="backend", type=backend_list,
                    default=None if default is None else registry.parse_list(default),
                    metavar="NAME[,NAME...]|all",
-                   help=(help or "backend(s)") + f": {', '.join(registry.BACKENDS)}, a comma list, or all")
+                   help=(help or "backend(s)") + f": {', '.join(registry.BACKENDS)}, a comma list, or all (every "
+                                                 "one whose framework is installed)")
 
 
 def image_size(p, default: Optional[int] = 224, help: str = "images are resized to this") -> None:

@@ -115,9 +115,18 @@ def launching(name: str) -> ModuleType:
     return loaded
 
 
+def installed() -> List[str]:
+    """The registered backends whose framework is installed here (found without importing it), in registry order."""
+    return [entry.name for entry in REGISTERED if importlib.util.find_spec(entry.module) is not None]
+
+
 def parse_list(text: str) -> List[str]:
-    """'torch', 'torch,tf' or 'all' -> a list of backend names (checked, in the order given)."""
-    names = list(BACKENDS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    """'torch', 'torch,tf' or 'all' -> a list of backend names (checked, in the order given).  'all' is every
+    registered backend whose framework is installed (every registered one where none is, so that loading them
+    names what to install); a backend named explicitly is kept, installed or not."""
+    if text.strip() == "all":
+        return installed() or list(BACKENDS)
+    names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise ValueError(f"expected backends among {', '.join(BACKENDS)} (or 'all'), got {text!r}")
     for name in names:
