@@ -47,7 +47,8 @@ def main() -> int:
           f"{result.bound:.2e} must agree; smallest margin {result.margins.min():.2e}")
     for d in result.disagreements():
         print(f"  image {d['index']}: margin {d['margin']:.2e}, classes {d['classes']}")
-    row = dict(weights=args.weights, sha256=pretrained.sha256_file(pretrained.path_of(args.weights)), n=result.n, agree_with_reference=agree, all_agree=all_agree,
+    row = dict(weights=args.weights, sha256=pretrained.sha256_file(pretrained.path_of(args.weights)), n=result.n,
+               agree_with_reference=agree, all_agree=all_agree,
                accuracy=accuracy, reference_accuracy=accuracy[REFERENCE], margin_bound=result.bound,
                smallest_margin=float(result.margins.min()),
                margins_below_bound=int((result.margins <= result.bound).sum()),

@@ -76,6 +76,8 @@ import json, os
 import {package}
 from {package} import runtime
 {framework_import}
+for key in getattr(runtime, "PARITY_ENVIRONMENT", {{}}):  # unset, as a parity run may have set them
+    os.environ.pop(key, None)
 before = {readback}
 runtime.full_float32()
 print(json.dumps(dict(before=before, after={readback}, declared=runtime.PARITY_ENVIRONMENT
