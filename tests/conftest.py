@@ -101,17 +101,9 @@ def backend(request):
     return load_backend(request.param)
 
 
-def installed_names():
-    """The registered backends whose framework is installed (found without importing it), in registry order:
-    what a test parametrizes over where it imports the frameworks in processes of its own."""
-    names = []
-    for name in registry.BACKENDS:
-        try:
-            registry.available(name)
-            names.append(name)
-        except registry.BackendUnavailable:
-            pass
-    return names
+# the registered backends whose framework is installed (found without importing it), in registry order: what a
+# test parametrizes over where it imports the frameworks in processes of its own
+installed_names = registry.installed
 
 
 @pytest.fixture
