@@ -13,7 +13,7 @@ The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe
 plots (``docs/compare``).  A section on exercise 4 gives, from the quiet-machine runs of
 ``benchmarks/variant_speed.py`` (``--speed``), the time per epoch against the multiply-adds (achieved GFLOP/s, a
 fraction of the CPU's nominal fp32 peak) and the training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the
-class block's dead channels along the first epoch, from the traces ``benchmarks/dead_channels.py --trace``
+class block's dead channels along the first epoch, from the traces ``python -m benchmarks.dead_channels --trace``
 appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
     python -m benchmarks.study_report                                   # -> docs/study/report.md
@@ -96,13 +96,13 @@ def dead_section(dead: list) -> str:
                      "–" if after1 is None else str(after1),
                      "not counted" if end is None else f"{end['dead_end']} (epoch {end['epoch']})"])
     if not body:
-        return "## Dead class channels along training\n\nNot traced yet (`benchmarks/dead_channels.py --trace`).\n"
+        return "## Dead class channels along training\n\nNot traced yet (`python -m benchmarks.dead_channels --trace`).\n"
     steps = sorted({r["steps"][-1] for r in traces})
     text = ("The block the classes are read from (for `fc-head-wide`, the 384-channel block before the fully "
             "connected layer): a channel that is ≤ 0 on all of 1,000 test images is dead, and passes no gradient. "
             f"Counted after SGD steps 0, 10, 25, 50, 100 and every 100 to the end of epoch 1 (step "
             f"{', '.join(map(str, steps))}), on the weights `nin train` would have there (`python "
-            "benchmarks/dead_channels.py --trace VARIANT`), and on the run's last checkpoint.")
+            "-m benchmarks.dead_channels --trace VARIANT`), and on the run's last checkpoint.")
     return "\n".join(["## Dead class channels along training", "", text, "", table(DEAD_HEADER, body), "",
                       "![Dead channels along the first epoch](dead.png)", ""])
 
