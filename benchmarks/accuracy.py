@@ -4,10 +4,10 @@ Not a test: it trains for real.  ``--recipe`` (default ``chapter``: SGD lr 0.05,
 Xavier, hours on a CPU; ``quick``: minutes on a CPU) fills the options not given; a run that changes any of the
 recipe's settings or limits the data is labelled ``reduced``.
 
-    python benchmarks/accuracy.py --backend all --recipe quick --seed 0   # the CPU evidence (docs/results.md)
-    python benchmarks/accuracy.py --backend torch --recipe quick-b32 --workers 2   # data-parallel, same recipe
-    python benchmarks/accuracy.py --backend all                           # the chapter's recipe (on a GPU)
-    python benchmarks/plot_accuracy.py                                    # the overlay PNG of the quick rows
+    python -m benchmarks.accuracy --backend all --recipe quick --seed 0   # the CPU evidence (docs/results.md)
+    python -m benchmarks.accuracy --backend torch --recipe quick-b32 --workers 2   # data-parallel, same recipe
+    python -m benchmarks.accuracy --backend all                           # the chapter's recipe (on a GPU)
+    python -m benchmarks.plot_accuracy                                    # the overlay PNG of the quick rows
 
 Each line of ``benchmarks/results/accuracy.jsonl``: label, backend, framework version, device, settings,
 validation accuracy (and losses) per epoch, seconds, images/s, whether the target was met, the machine.
@@ -22,14 +22,13 @@ import math
 import os
 import sys
 
+from nin_common.engine import recipes, registry, training
+from nin_common.engine.precision import DEVICES, PRECISIONS
+from nin_common.engine.runs import memory_figures
+from nin_common.util.machine import describe, git_commit, thread_defaults, vector_flags
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)  # run from a checkout without installing
-
-from nin_common.engine import recipes, registry, training  # noqa: E402
-from nin_common.engine.precision import DEVICES, PRECISIONS  # noqa: E402
-from nin_common.engine.runs import memory_figures  # noqa: E402
-from nin_common.util.machine import describe, git_commit, thread_defaults, vector_flags  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}

@@ -7,8 +7,8 @@ dropout off): a channel that is <= 0 on every image is dead (its ReLU passes no 
 classes need from it is lost).  Counted for the run's initial weights (drawn again from its seed and init, as
 training drew them) and for its last checkpoint.
 
-    python benchmarks/dead_channels.py /work/runs/study/gradual-torch-quick-b32-s0 ...
-    python benchmarks/dead_channels.py --runs /work/runs/study            # every run folder under it
+    python -m benchmarks.dead_channels /work/runs/study/gradual-torch-quick-b32-s0 ...
+    python -m benchmarks.dead_channels --runs /work/runs/study            # every run folder under it
 
 ``--trace VARIANT[,VARIANT...]`` follows the count along training instead: it trains the variant as ``nin train``
 does (the same recipe, seed, init, batch order, learning rate per step and dropout seeds, through the same
@@ -16,7 +16,7 @@ epoch loop) and counts after SGD steps 0, 10, 25, 50, 100, then every 100, and a
 On a CPU the steps are those of the ``nin train`` run with the same settings, so the trace of epoch 1 is the
 first epoch of that run (the default: where the warm-up decides which channels live):
 
-    python benchmarks/dead_channels.py --trace chapter,gradual --seed 0 [--init kaiming-alive-all]
+    python -m benchmarks.dead_channels --trace chapter,gradual --seed 0 [--init kaiming-alive-all]
 
 One JSON line per run (or per trace) is appended to ``benchmarks/results/dead_channels.jsonl``.
 """
@@ -27,20 +27,18 @@ import datetime
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 
+from nin_common.arch import spec as S
+from nin_common.arch.reference import layer_outputs, resize_bilinear
+from nin_common.arch.variants import build_spec
+from nin_common.arch.weights import initial_weights, load_npz
+from nin_common.engine import data, recipes, registry, runs
+from nin_common.util.machine import describe, git_commit, load_average, thread_defaults
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.arch import spec as S  # noqa: E402
-from nin_common.arch.reference import layer_outputs, resize_bilinear  # noqa: E402
-from nin_common.arch.variants import build_spec  # noqa: E402
-from nin_common.arch.weights import initial_weights, load_npz  # noqa: E402
-from nin_common.engine import data, recipes, registry, runs  # noqa: E402
-from nin_common.util.machine import describe, git_commit, load_average, thread_defaults  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "dead_channels.jsonl")
 
@@ -78,18 +76,18 @@ def probe_at(step: int, every: int = 100) -> bool:
     return step in TRACE_STEPS or step % every == 0
 
 
-class _Probed:
+class Probed:
     """The trainer of a traced run: every call goes to the backend's Trainer; after the SGD steps that
     ``probe_at`` names, the last block's dead channels are counted on the weights the step left."""
 
     def __init__(self, trainer, count, step: int = 0):
-        self._trainer, self.count, self.step, self.trace = trainer, count, step, []
+        self.inner, self.count, self.step, self.trace = trainer, count, step, []
 
     def __getattr__(self, name):
-        return getattr(self._trainer, name)
+        return getattr(self.inner, name)
 
     def train_step(self, images, labels, image_size):
-        out = self._trainer.train_step(images, labels, image_size)
+        out = self.inner.train_step(images, labels, image_size)
         self.step += 1
         if probe_at(self.step):
             self.trace.append((self.step, self.count()))
@@ -110,7 +108,7 @@ def trace(variant: str, args, images: np.ndarray) -> dict:
     x = resize_bilinear(images, size)
     model = impl.build_model("cpu", lr=settings["lr"], variant=variant, seed=args.seed, init=settings["init"],
                              image_size=size)
-    trainer = _Probed(make_trainer(args.backend, model, settings["lr"], "cpu", args.precision),
+    trainer = Probed(make_trainer(args.backend, model, settings["lr"], "cpu", args.precision),
                       lambda: dead(spec, package.export_weights(model), x)[0])
     first, channels = dead(spec, package.export_weights(model), x)
     trainer.trace.append((0, first))

@@ -7,8 +7,8 @@ N = 2); the figure is the epoch's training rate (``images_per_s`` of metrics.jso
 start-up, joining and evaluation are left out).  1 and N workers alternate (ABBA), so that the machine's load
 weighs on both alike; the load average before and after each run is recorded with it.
 
-    python benchmarks/distributed.py                        # every backend, 2 workers, 2 rounds
-    python benchmarks/distributed.py --backend torch --rounds 3 --limit-train 6400
+    python -m benchmarks.distributed                        # every backend, 2 workers, 2 rounds
+    python -m benchmarks.distributed --backend torch --rounds 3 --limit-train 6400
 
 One JSON line per run is appended to ``benchmarks/results/distributed.jsonl`` (backend, workers, threads per
 worker, images/s, precision, the machine with its CPU flags, the load, the commit); then a summary per backend:
@@ -26,13 +26,12 @@ import subprocess
 import sys
 import tempfile
 
+from nin_common.engine import registry
+from nin_common.engine.distributed import split_threads
+from nin_common.util.machine import available_cpus, cpu_flags, describe, git_commit, load_average
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.engine import registry  # noqa: E402
-from nin_common.engine.distributed import split_threads  # noqa: E402
-from nin_common.util.machine import available_cpus, cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "distributed.jsonl")
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")

@@ -73,7 +73,7 @@ else
 fi
 MIN_STEP_S=15
 NIN=("$PY" -m nin_common.cli)
-BENCH=("$PY" benchmarks/gpu_bench.py)
+BENCH=("$PY" -m benchmarks.gpu_bench)
 
 say() { echo "[$(printf '%4d' $(( $(date +%s) - T0 )))s] $*"; }
 left() { echo $(( DEADLINE - ($(date +%s) - T0) )); }

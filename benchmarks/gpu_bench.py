@@ -21,7 +21,7 @@ variables; run alone, a subcommand writes to the default file.
   on one H100) met or not.
 * ``step-row``: one row for a step of ``gpu.sh`` (exit status, seconds, limit).
 
-    python benchmarks/gpu_bench.py speed --backend torch --precision bf16 --batch-sizes 128 --search 4096,2048
+    python -m benchmarks.gpu_bench speed --backend torch --precision bf16 --batch-sizes 128 --search 4096,2048
 """
 from __future__ import annotations
 

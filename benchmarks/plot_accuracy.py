@@ -1,7 +1,7 @@
 """The overlay of the backends' test-accuracy curves from ``benchmarks/results/accuracy.jsonl``, one PNG.
 
-    python benchmarks/plot_accuracy.py                  # the quick recipe's rows -> results/accuracy_quick.png
-    python benchmarks/plot_accuracy.py --label chapter
+    python -m benchmarks.plot_accuracy                  # the quick recipe's rows -> results/accuracy_quick.png
+    python -m benchmarks.plot_accuracy --label chapter
 
 One colour per backend, one line style per seed; the last row of each (backend, seed, precision) counts.
 """
@@ -12,12 +12,11 @@ import json
 import os
 import sys
 
+from nin_common.engine import recipes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
 STYLES = ("-", "--", ":", "-.")
-sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-
-from nin_common.engine import recipes  # noqa: E402
 
 
 def latest_rows(path: str, label: str) -> dict:

@@ -16,9 +16,9 @@ The convolutions' multiply-adds are exact (``nin_common.arch.costs``), so each c
 achieved GFLOP/s against this CPU's nominal float32 peak: where the step's time goes, and which operator keeps a
 backend under the peak.  Time only on a quiet machine (the load is recorded).
 
-    python benchmarks/profile_step.py --backend tf --batch-size 128
-    TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/profile_step.py --backend tf --graph xla --batch-size 32
-    python benchmarks/profile_step.py --backend torch --batch-size 32
+    python -m benchmarks.profile_step --backend tf --batch-size 128
+    TF_ENABLE_ONEDNN_OPTS=0 python -m benchmarks.profile_step --backend tf --graph xla --batch-size 32
+    python -m benchmarks.profile_step --backend torch --batch-size 32
 
 One JSON line per profile is appended to ``benchmarks/results/profile.jsonl``.
 """
@@ -30,20 +30,18 @@ import datetime
 import glob
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
+from nin_common.arch.costs import ops
+from nin_common.arch.variants import build_spec
+from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak,
+                                 thread_defaults, vector_flags)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.arch.costs import ops  # noqa: E402
-from nin_common.arch.variants import build_spec  # noqa: E402
-from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak,  # noqa: E402
-                                 thread_defaults, vector_flags)
 
 RESULTS = os.path.join(HERE, "results", "profile.jsonl")
 # operator types that compute the convolutions, per backend: (forward, backward)
@@ -52,21 +50,21 @@ CONV_OPS = {"tf": (("Conv2D", "_FusedConv2D"), ("Conv2DBackpropInput", "Conv2DBa
                       ("aten::convolution_backward",))}
 
 
-def _torch_profile(trainer, x, y, size: int, steps: int) -> dict:
+def _torch_profile(step, steps: int) -> dict:
     import torch
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            trainer.train_step(x, y, size)
+            step()
     return {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
 
 
-def _tf_profile(trainer, x, y, size: int, steps: int) -> dict:
+def _tf_profile(step, steps: int) -> dict:
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         for _ in range(steps):
-            trainer.train_step(x, y, size)
+            step()
         tf.profiler.experimental.stop()
         space = xplane_pb2.XSpace()
         with open(sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))[-1], "rb") as f:
@@ -81,6 +79,28 @@ def _tf_profile(trainer, x, y, size: int, steps: int) -> dict:
                 if ":" in name and "::" not in name:  # "layer/op:OpType" (not "Class::method" trace events)
                     seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
     return dict(seconds)
+
+
+def xla_train_step(trainer, image_size: int):
+    """The TensorFlow Trainer's training step (SGD on the mean cross-entropy, dropout on) as one XLA-compiled
+    ``tf.function`` (``jit_compile``), built from the Trainer's public parts: its model, optimizer and input
+    pipeline (``Trainer.inputs``); ``step(images_u8, labels)`` runs it and waits for its loss."""
+    import keras
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True, jit_compile=True)
+    def graph(images_u8, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(trainer.model(trainer.inputs(images_u8, image_size), training=True), tf.float32)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        grads = tape.gradient(loss, trainer.model.trainable_variables)
+        trainer.optimizer.apply_gradients(zip(grads, trainer.model.trainable_variables))
+        return loss
+
+    def step(images_u8, labels):
+        with tf.device(trainer.device):
+            return float(graph(tf.constant(np.asarray(images_u8, np.uint8)), tf.constant(np.asarray(labels, np.int64))))
+    return step
 
 
 def per_layer(args) -> dict:
@@ -154,22 +174,22 @@ def main(argv=None) -> int:
     model = registry.part(args.backend, "training").build_model("cpu", lr=0.05, variant="chapter", seed=0,
                                                                  init="kaiming-alive", image_size=args.image_size)
     trainer = make_trainer(args.backend, model, 0.05, "cpu", "fp32")
-    graph = None
-    if args.backend == "tf":
-        import tensorflow as tf
-        graph = args.graph
-        if graph == "xla":  # the same step, XLA-compiled
-            trainer._train = tf.function(trainer._train_graph, reduce_retracing=True, jit_compile=True)
+    graph = args.graph if args.backend == "tf" else None
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.batch_size, 28, 28), dtype=np.uint8)
     y = np.arange(args.batch_size) % 10
+    if graph == "xla":  # the same step, XLA-compiled
+        xla = xla_train_step(trainer, args.image_size)
+        step = lambda: xla(x, y)  # noqa: E731
+    else:
+        step = lambda: trainer.train_step(x, y, args.image_size)  # noqa: E731
     for _ in range(args.warmup):
-        trainer.train_step(x, y, args.image_size)
+        step()
     start = time.perf_counter()
     for _ in range(args.steps):
-        trainer.train_step(x, y, args.image_size)
+        step()
     wall = time.perf_counter() - start  # unprofiled: the step's real time
-    per_op = (_torch_profile if args.backend == "torch" else _tf_profile)(trainer, x, y, args.image_size, args.steps)
+    per_op = (_torch_profile if args.backend == "torch" else _tf_profile)(step, args.steps)
     total = sum(per_op.values())
     fwd_macs = sum(op.macs for op in ops(build_spec("chapter"), args.image_size)) * args.batch_size * args.steps
     # backward: the gradients of the input and of the weights of each convolution (the first has no input one)

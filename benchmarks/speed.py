@@ -2,19 +2,19 @@
 
 Not a test.  For each backend two processes are started, so that each side runs as its users run it:
 
-- the chapter's side (``chapter_baseline.py``) in a plain Python process: the framework imported as the
+- the chapter's side (``benchmarks/chapter_baseline.py``) in a plain Python process: the framework imported as the
   chapter imports it, with its default threads and memory allocator;
 - the project's side through its ``Trainer`` (default precision, and fp32 when the default is another), which
-  is what ``nin train`` and ``fit`` run, with the settings the library makes (``nin_common.util.machine``,
-  ``nin_mxnet._mx``).
+  is what ``nin train`` and ``fit`` run, with the settings the library makes (threads and memory allocator:
+  ``nin_common.util.machine``; MXNet's own, made as ``nin_mxnet`` is imported).
 
 Each process builds its side, warms it up and times its input pipeline alone; then this script asks them for
 one training step at a time, ALTERNATELY (ABBA order), so the load of a shared machine weighs on both alike,
 and prints images/s of each and the ratio (total over the rounds, and the median of the per-round ratios).
 Both processes inherit the ``nin`` command's thread defaults (``OMP_WAIT_POLICY=PASSIVE``).
 
-    python benchmarks/speed.py                                   # all backends, batch 128 at 224
-    python benchmarks/speed.py --backend torch --rounds 3        # fewer steps
+    python -m benchmarks.speed                                   # all backends, batch 128 at 224
+    python -m benchmarks.speed --backend torch --rounds 3        # fewer steps
 
 Targets: default path >= 2.5x the chapter's images/s, fp32 path >= 1.3x, input pipeline >= 5x the
 project's training rate, peak resident memory of training < 4 GB.  One JSON line per backend is appended to
@@ -31,16 +31,14 @@ import subprocess
 import sys
 import time
 
+from nin_common.arch import costs, variants
+from nin_common.engine import registry
+from nin_common.engine.precision import DEVICES
+from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak, peak_rss_mb,
+                                 thread_defaults)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)  # run from a checkout without installing
-sys.path.insert(0, HERE)
-
-from nin_common.arch import costs, variants  # noqa: E402
-from nin_common.engine import registry  # noqa: E402
-from nin_common.engine.precision import DEVICES  # noqa: E402
-from nin_common.util.machine import (describe, git_commit, load_average, nominal_fp32_peak, peak_rss_mb,  # noqa: E402
-                                 thread_defaults)
 
 RESULTS = os.path.join(HERE, "results", "speed.jsonl")
 TARGETS = {"default_ratio": 2.5, "fp32_ratio": 1.3, "pipeline_over_training": 5.0, "peak_rss_mb_below": 4096}
@@ -63,7 +61,7 @@ def serve(side: str, backend: str, args) -> None:
 
     bs, size = args.batch_size, args.image_size
     if side == "baseline":
-        from chapter_baseline import make_step, prepare_batch
+        from benchmarks.chapter_baseline import make_step, prepare_batch
         prepare = lambda images, labels: prepare_batch(backend, images, size)  # noqa: E731
         bench.seconds_each(prepare, bench.full_batches(bs, 1, seed=2))
         pipeline = {"baseline": bench.rate(bs, bench.seconds_each(prepare, bench.full_batches(bs, 3, seed=3)))}
@@ -96,8 +94,8 @@ class Side:
         self.side = side
         forwarded = [f"--batch-size={args.batch_size}", f"--image-size={args.image_size}",
                      f"--warmup={args.warmup}", f"--device={args.device}"]
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), f"--serve={side}",
-                                      f"--backend={backend}", *forwarded],
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.speed", f"--serve={side}",
+                                      f"--backend={backend}", *forwarded], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.hello = self._read()
 

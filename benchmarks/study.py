@@ -10,9 +10,9 @@ else wants; it must not run while anything is being timed.  Each finished run ap
 ``benchmarks/results/study.jsonl``: the final epoch's figures, the run's settings, the machine, the load, the
 commit, and the whole curve.
 
-    python benchmarks/study.py                               # PyTorch, every variant, seeds 0,1,2
-    python benchmarks/study.py --backend tf --variants chapter,1x1-0 --seeds 0
-    python benchmarks/study.py --variants nin-vgg11 --seeds 0 --limit-train 12000   # a reduced, labelled run
+    python -m benchmarks.study                               # PyTorch, every variant, seeds 0,1,2
+    python -m benchmarks.study --backend tf --variants chapter,1x1-0 --seeds 0
+    python -m benchmarks.study --variants nin-vgg11 --seeds 0 --limit-train 12000   # a reduced, labelled run
 
 The recipe and precision are fixed, not ``auto``: ``quick-b32`` in fp32 is the CPU recipe that reaches 0.90 on
 every CPU this project runs on, so a seed trained on an AVX2-only machine and one trained where bf16 is native
@@ -32,12 +32,11 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from nin_common.engine.runs import memory_figures
+from nin_common.util.machine import cpu_flags, describe, git_commit, load_average
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.engine.runs import memory_figures  # noqa: E402
-from nin_common.util.machine import cpu_flags, describe, git_commit, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
 VARIANTS = ("chapter", "1x1-0", "1x1-1", "1x1-3", "3x3", "fc-head", "fc-head-wide", "gradual")

@@ -13,12 +13,12 @@ The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe
 plots (``docs/compare``).  A section on exercise 4 gives, from the quiet-machine runs of
 ``benchmarks/variant_speed.py`` (``--speed``), the time per epoch against the multiply-adds (achieved GFLOP/s, a
 fraction of the CPU's nominal fp32 peak) and the training process's memory next to the analytic training memory.  A last section and ``dead.png`` follow the
-class block's dead channels along the first epoch, from the traces ``benchmarks/dead_channels.py --trace``
+class block's dead channels along the first epoch, from the traces ``python -m benchmarks.dead_channels --trace``
 appends to ``benchmarks/results/dead_channels.jsonl`` (``--dead``).
 
-    python benchmarks/study_report.py                                   # -> docs/study/report.md
-    python benchmarks/study_report.py --results /tmp/study.jsonl --out /tmp/study
-    python benchmarks/study_report.py --compare docs/compare             # and nin compare's report of the runs
+    python -m benchmarks.study_report                                   # -> docs/study/report.md
+    python -m benchmarks.study_report --results /tmp/study.jsonl --out /tmp/study
+    python -m benchmarks.study_report --compare docs/compare             # and nin compare's report of the runs
 """
 from __future__ import annotations
 
@@ -29,16 +29,17 @@ import statistics
 import sys
 from typing import Optional
 
+from nin_common.arch.costs import resources
+from nin_common.arch.variants import VARIANTS, build_spec
+from nin_common.engine.registry import BACKENDS
+from nin_common.engine import recipes, registry
+from nin_common.tools import compare
+from nin_common.tools.compare import colours, figure, save_png, span
+from nin_common.util.files import atomic_path
+from nin_common.util.markdown import table
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.arch.costs import resources  # noqa: E402
-from nin_common.arch.variants import VARIANTS, build_spec  # noqa: E402
-from nin_common.engine.registry import BACKENDS  # noqa: E402
-from nin_common.tools.study import _colours, _figure, _save, _span  # noqa: E402
-from nin_common.util.files import atomic_path  # noqa: E402
-from nin_common.util.markdown import table  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "study.jsonl")
 EXERCISES = {  # plot name -> (title, variants compared)
@@ -95,13 +96,13 @@ def dead_section(dead: list) -> str:
                      "–" if after1 is None else str(after1),
                      "not counted" if end is None else f"{end['dead_end']} (epoch {end['epoch']})"])
     if not body:
-        return "## Dead class channels along training\n\nNot traced yet (`benchmarks/dead_channels.py --trace`).\n"
+        return "## Dead class channels along training\n\nNot traced yet (`python -m benchmarks.dead_channels --trace`).\n"
     steps = sorted({r["steps"][-1] for r in traces})
     text = ("The block the classes are read from (for `fc-head-wide`, the 384-channel block before the fully "
             "connected layer): a channel that is ≤ 0 on all of 1,000 test images is dead, and passes no gradient. "
             f"Counted after SGD steps 0, 10, 25, 50, 100 and every 100 to the end of epoch 1 (step "
             f"{', '.join(map(str, steps))}), on the weights `nin train` would have there (`python "
-            "benchmarks/dead_channels.py --trace VARIANT`), and on the run's last checkpoint.")
+            "-m benchmarks.dead_channels --trace VARIANT`), and on the run's last checkpoint.")
     return "\n".join(["## Dead class channels along training", "", text, "", table(DEAD_HEADER, body), "",
                       "![Dead channels along the first epoch](dead.png)", ""])
 
@@ -109,8 +110,8 @@ def dead_section(dead: list) -> str:
 def plot_dead(dead: list, path: str) -> None:
     """Dead channels of the class block (as a fraction of its channels) against the SGD step, one line per trace."""
     traces = [r for r in dead if r.get("kind") == "trace"]
-    fig, ax = _figure(7.5, 4.5, 1)
-    for r, colour in zip(traces, _colours(len(traces))):
+    fig, ax = figure(7.5, 4.5, 1)
+    for r, colour in zip(traces, colours(len(traces))):
         ax.plot(r["steps"], [d / r["channels"] for d in r["dead"]], color=colour, marker="o", markersize=3,
                 linewidth=1.2, label=f"{r['variant']}, {r['init']} ({r['channels']} channels), {r['backend']}, "
                                      f"seed {r['seed']}")
@@ -122,7 +123,7 @@ def plot_dead(dead: list, path: str) -> None:
     ax.grid(alpha=0.3)
     if traces:
         ax.legend(fontsize=7, loc="upper right")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def read_rows(path: str) -> list:
@@ -253,7 +254,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
             timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", _seeds(runs), f"{s['mean']:.4f}",
-                         _span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{costs['params']:,}",
+                         span([s["min"], s["max"]], 4), f"{s['gap']:+.4f}", f"{costs['params']:,}",
                          f"{costs['macs']:,}", _peak(runs),
                          _joined(runs, lambda r: r["precision"]),
                          k[4] if k[4] == "full" else f"{k[4]} ({_joined(runs, lambda r: r.get('n_train'))} images)",
@@ -264,11 +265,11 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
     origin = (f"Recipe {_joined(used, lambda r: r['recipe'])}, precision {_joined(used, lambda r: r['precision'])}, "
               f"{_joined(used, lambda r: r['image_size'])} px; CPU {cpu}; commits "
               f"{_joined(used, lambda r: r.get('commit') or '?')}." if used else
-              f"No runs yet: `python benchmarks/study.py --variants {','.join(variants)}`.")
+              f"No runs yet: `python -m benchmarks.study --variants {','.join(variants)}`.")
     if timed:
         loads = [x for r in timed for x in (r["load_before"][0], r["load_after"][0])]
         origin += (f" Quiet times (`benchmarks/variant_speed.py`: 60,000 images at the rate of a short run): CPU "
-                   f"{_joined(timed, _cpu)}, 1-minute load {_span(loads)}, "
+                   f"{_joined(timed, _cpu)}, 1-minute load {span(loads)}, "
                    f"commit {_joined(timed, lambda r: r.get('commit') or '?')}.")
     return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
 
@@ -293,7 +294,7 @@ def resources_section(speed: dict) -> str:
     rows = sorted(speed.values(), key=lambda r: (r["backend"], order.index(r["variant"]) if r["variant"] in order
                                                  else len(order), r["variant"]))
     if not rows:
-        return "\n".join([title, "", "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`.",
+        return "\n".join([title, "", "No quiet-machine runs yet: `python -m benchmarks.variant_speed --backend all`.",
                           ""])
     header = ["variant", "backend", "images / s", "s / 60,000-image epoch", "multiply-adds / image",
               "achieved GFLOP/s", "of the fp32 peak", "training memory, analytic (MiB)",
@@ -306,7 +307,7 @@ def resources_section(speed: dict) -> str:
                      f"{r['macs_per_image']:,}", f"{r['achieved_gflops']:.1f}",
                      f"{share:.0%}" if share else "?", _mib(r.get("train_memory_analytic_mb")), _mib(ready),
                      _mib(peak), _mib(peak - ready if ready is not None and peak is not None else None),
-                     _span([r["load_before"][0], r["load_after"][0]])])
+                     span([r["load_before"][0], r["load_after"][0]])])
     peaks = sorted({f"{r['nominal_fp32_peak_gflops']:g} GFLOP/s" for r in rows if r.get("nominal_fp32_peak_gflops")})
     origin = (f"One `nin train` per line (`benchmarks/variant_speed.py`: recipe {_joined(rows, lambda r: r['recipe'])}"
               f", {_joined(rows, lambda r: r['precision'])}, batch {_joined(rows, lambda r: r['batch_size'])}, "
@@ -353,8 +354,8 @@ def plot(name: str, grouped: dict, path: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     title, variants = EXERCISES[name]
-    fig, ax = _figure(7.5, 4.5, 1)
-    for variant, colour in zip(variants, _colours(len(variants))):
+    fig, ax = figure(7.5, 4.5, 1)
+    for variant, colour in zip(variants, colours(len(variants))):
         mine = {k: runs for k, runs in grouped.items() if k[0] == variant}
         seeds = {}
         for k, runs in mine.items():
@@ -382,7 +383,7 @@ def plot(name: str, grouped: dict, path: str) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right", title="band: min–max over seeds", title_fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write(rows, results: str, out: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
@@ -412,21 +413,18 @@ def _rank(name: str, order) -> tuple:
 
 def compare_runs(picked) -> list:
     """``full_runs`` as ``nin compare``'s runs: the study is the exercises' comparison trained to the end, and
-    ``nin_common.tools.study.write`` turns it into that command's report and plots.  Parameters and shape tables
+    ``nin_common.tools.compare.write`` turns it into that command's report and plots.  Parameters and shape tables
     come from each backend's model, as ``nin compare`` gives them."""
-    from nin_common.engine import registry
-    from nin_common.tools import study
-
     # benchmarks/study.py trains with --device cpu; its first rows did not record the framework's name for it,
     # which its other rows of the same backend give
     named = {r["backend"]: r["device"] for _, seeds in picked for r in seeds if r.get("device")}
     runs = []
     for (variant, backend, *_), seeds in picked:
-        params, macs, shapes = study.describe_model(registry.load(backend), variant, seeds[0]["init"],
+        params, macs, shapes = compare.describe_model(registry.load(backend), variant, seeds[0]["init"],
                                                     seeds[0]["image_size"])
         for r in seeds:
             loads = r.get("load_per_epoch") or [None] * len(r["curve"])
-            run = study.Run(variant, backend, params, macs, shapes, seed=r["seed"],
+            run = compare.Run(variant, backend, params, macs, shapes, seed=r["seed"],
                             load_before=[r["load_before"][0]] if r.get("load_before") else [])
             run.rows = [dict(point, train_s=seconds, images_per_s=r["n_train"] / seconds, load_avg=load,
                              device=r.get("device") or named.get(backend, "cpu"), precision=r["precision"],
@@ -439,9 +437,6 @@ def compare_runs(picked) -> list:
 def write_compare(rows, out: str, recipe: str = "quick-b32") -> str:
     """``nin compare``'s report.md, curves.png, resources.png and results.png in ``out``, from the study's full
     runs of ``recipe`` (``full_runs``); the path of report.md."""
-    from nin_common.engine import recipes
-    from nin_common.tools import study
-
     picked = full_runs(rows, recipe)
     if not picked:
         raise ValueError(f"expected full-data {recipe} runs with the recipe's init in the study's rows, got none")
@@ -455,12 +450,12 @@ def write_compare(rows, out: str, recipe: str = "quick-b32") -> str:
                     precision="fp32")
     note = ("These are the exercise study's runs (`benchmarks/results/study.jsonl`, with the chapter's network's "
             "runs of the same recipe by `benchmarks/accuracy.py`), written as `nin compare` writes a comparison by "
-            "`python benchmarks/study_report.py --compare docs/compare`. They were trained on "
+            "`python -m benchmarks.study_report --compare docs/compare`. They were trained on "
             + ", ".join(f"{cpu} ({_count(n, 'run')})" for cpu, n in cpus.items())
             + ", most of them sharing the cores with other work: the seconds per epoch and images/s below compare "
               "nothing. Times measured on a quiet machine are in [the study's report](../study/report.md).")
     os.makedirs(out, exist_ok=True)
-    return study.write(runs, out, settings, note)
+    return compare.write(runs, out, settings, note)
 
 
 def main(argv=None) -> int:

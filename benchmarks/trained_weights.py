@@ -8,7 +8,7 @@ and its entry in ``common/arch/trained/index.json`` (recipe, image size, init, t
 names, the preprocessing a raw image needs, the run that trained it, storage, sha256).  One JSON line per precision
 is appended to ``benchmarks/results/weights.jsonl``.
 
-    python benchmarks/trained_weights.py --run runs/torch --name quick --commit 03521a2
+    python -m benchmarks.trained_weights --run runs/torch --name quick --commit 03521a2
 """
 from __future__ import annotations
 
@@ -16,18 +16,16 @@ import argparse
 import datetime
 import json
 import os
-import sys
 
 import numpy as np
 
+from nin_common.arch import pretrained
+from nin_common.engine import data, runs, training
+from nin_common.tools.images import PREPROCESSING
+from nin_common.util.machine import cpu_flags, describe, load_average
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.arch import pretrained  # noqa: E402
-from nin_common.engine import data, runs, training  # noqa: E402
-from nin_common.tools.images import PREPROCESSING  # noqa: E402
-from nin_common.util.machine import cpu_flags, describe, load_average  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "weights.jsonl")
 STORAGE = ("float32", "float16", "bfloat16")

@@ -14,9 +14,9 @@ multiply-adds of an image) and their fraction of the CPU's nominal fp32 peak.  M
 ready, the peak from there to the end of the run (training and evaluation), and the process's peak, next to the
 analytic training memory of the spec at the run's batch and image size (``nin resources``).
 
-    python benchmarks/variant_speed.py                        # the study's variants, PyTorch
-    python benchmarks/variant_speed.py --variants chapter,3x3 --backend mxnet --images 6400
-    python benchmarks/variant_speed.py --variants chapter --backend all
+    python -m benchmarks.variant_speed                        # the study's variants, PyTorch
+    python -m benchmarks.variant_speed --variants chapter,3x3 --backend mxnet --images 6400
+    python -m benchmarks.variant_speed --variants chapter --backend all
 
 One JSON line per run is appended to ``benchmarks/results/variant_speed.jsonl`` (variant, backend, images/s,
 seconds per 60,000-image epoch, multiply-adds, achieved GFLOP/s and its fraction of the nominal peak, the memory
@@ -33,15 +33,14 @@ import sys
 import tempfile
 import time
 
+from nin_common.arch.costs import resources
+from nin_common.arch.variants import build_spec
+from nin_common.engine import registry
+from nin_common.util.machine import (available_cpus, cpu_flags, describe, git_commit, load_average,
+                                 nominal_fp32_peak)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from nin_common.arch.costs import resources  # noqa: E402
-from nin_common.arch.variants import build_spec  # noqa: E402
-from nin_common.engine import registry  # noqa: E402
-from nin_common.util.machine import (available_cpus, cpu_flags, describe, git_commit, load_average,  # noqa: E402
-                                 nominal_fp32_peak)
 
 RESULTS = os.path.join(HERE, "results", "variant_speed.jsonl")
 VARIANTS = ("chapter", "1x1-0", "1x1-1", "1x1-3", "3x3", "fc-head", "fc-head-wide", "gradual")

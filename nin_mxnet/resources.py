@@ -22,8 +22,8 @@ from nin_common.engine.measure import Measured, run_measurement
 from .runtime import array, mx
 from .model import DATA_FORMAT, NiN, context_of
 
-# Gluon adds a convolution's bias inside the convolution, and each input is freed once used (measured: also
-# a block's input while the block runs).
+# Gluon adds a convolution's bias inside the convolution, and each input is freed once used, a block's input
+# even while the block runs.
 EXECUTION = Execution()
 HOW = "mxnet.profiler storage counter (Memory: cpu/0)"
 

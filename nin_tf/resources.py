@@ -29,9 +29,9 @@ from .model import DATA_FORMAT, NiN
 EXECUTION = Execution(conv_outputs=2, holds_inputs=True, keeps_outputs=True)
 HOW = RSS_HOW
 # oneDNN off, in the measuring process only (importing nin_tf switches it on for training, nin_tf.runtime): its
-# oneDNN path allocates from a pool that keeps pages resident, so the resident-memory peak missed most
-# activations with it (measured at 99 px, batch 32: 26 MiB for a 60 MiB step) and matched without.  Without it
-# every x86 CPU runs the same kernels and allocator (measured on AVX512-BF16: 60.7 MiB vs 60.2).
+# oneDNN path allocates from a pool that keeps pages resident, so the resident-memory peak misses most
+# activations with it and matches without; without it every x86 CPU runs the same kernels and allocator
+# (docs/exercises.md, exercise 4).
 MEASURE_ENV = dict(RSS_ENV, TF_ENABLE_ONEDNN_OPTS="0")
 
 

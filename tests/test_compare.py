@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nin_common import cli
-from nin_common.tools import study
+from nin_common.tools import compare as comparison
 from conftest import load_backend
 
 TINY = ["--limit-train", "32", "--limit-val", "16", "--image-size", "67", "--batch-size", "16", "--no-progress"]
@@ -62,7 +62,7 @@ def metrics(folder):
 @pytest.fixture
 def quiet(monkeypatch):
     """The 1-minute load average is 0.25 (the other figures are not read)."""
-    monkeypatch.setattr(study, "load_average", lambda: [0.25, 0.5, 0.75])
+    monkeypatch.setattr(comparison, "load_average", lambda: [0.25, 0.5, 0.75])
 
 
 def test_compare_over_seeds_resumes_and_refuses_other_settings(fashion_mnist, tmp_path, quiet, capsys):
@@ -105,7 +105,7 @@ def test_compare_over_seeds_resumes_and_refuses_other_settings(fashion_mnist, tm
     for key, folder in folders.items():
         rows = metrics(folder)
         assert [r["epoch"] for r in rows] == [1, 2] and rows[0] == first[key][0]
-    assert json.loads((folders[("chapter", 0)] / study.LOADS_FILE).read_text()) == {"load_before": [0.25, 0.25]}
+    assert json.loads((folders[("chapter", 0)] / comparison.LOADS_FILE).read_text()) == {"load_before": [0.25, 0.25]}
     # ... and never to fewer
     assert compare("--seeds", "0,1", "--epochs", "1", "--out", str(out)) == 2
     assert "never to fewer" in capsys.readouterr().err
@@ -132,7 +132,7 @@ def test_compare_refuses_seed_and_seeds_together(tmp_path, capsys):
 
 
 class Clock:
-    """time.monotonic and time.sleep for study.wait_quiet: sleeping moves the clock on, and the load with it."""
+    """time.monotonic and time.sleep for comparison.wait_quiet: sleeping moves the clock on, and the load with it."""
 
     def __init__(self, loads):
         self.now, self.loads, self.slept = 0.0, list(loads), []
@@ -147,26 +147,26 @@ class Clock:
 
 def fake_load(monkeypatch, loads):
     clock = Clock(loads)
-    monkeypatch.setattr(study, "time", clock)
-    monkeypatch.setattr(study, "load_average", lambda: [clock.loads.pop(0) if len(clock.loads) > 1 else
+    monkeypatch.setattr(comparison, "time", clock)
+    monkeypatch.setattr(comparison, "load_average", lambda: [clock.loads.pop(0) if len(clock.loads) > 1 else
                                                         clock.loads[0], 1.0, 1.0])
     return clock
 
 
 def test_wait_quiet_waits_for_the_load_to_fall(monkeypatch, capsys):
     clock = fake_load(monkeypatch, [3.0, 2.5, 0.8])
-    assert study.wait_quiet(1.0, 60, "chapter / torch / seed 0") == 0.8
-    assert clock.slept == [study.QUIET_POLL_S] * 2
+    assert comparison.wait_quiet(1.0, 60, "chapter / torch / seed 0") == 0.8
+    assert clock.slept == [comparison.QUIET_POLL_S] * 2
     assert "load is 3.00, above --require-quiet 1; waiting up to 60 s" in capsys.readouterr().out
     fake_load(monkeypatch, [3.0])
-    assert study.wait_quiet(None, 60, "x") == 3.0  # recorded, not checked
+    assert comparison.wait_quiet(None, 60, "x") == 3.0  # recorded, not checked
 
 
 def test_wait_quiet_refuses_a_busy_machine(monkeypatch):
     clock = fake_load(monkeypatch, [3.0])
     with pytest.raises(ValueError, match=r"expected a 1-minute load average of at most 1 before chapter / torch / "
                                          r"seed 0, got 3\.00 after waiting 40 s"):
-        study.wait_quiet(1.0, 40, "chapter / torch / seed 0")
+        comparison.wait_quiet(1.0, 40, "chapter / torch / seed 0")
     assert clock.now == 40
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 
-from nin_common.tools import study, views
+from nin_common.tools import compare, views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,12 +53,12 @@ def test_the_checker_finds_a_broken_table():
 def fake_runs():
     rows = [dict(epoch=e, train_loss=2.0, val_loss=2.0, val_acc=0.5, train_acc=0.5, images_per_s=10.0, train_s=1.0,
                  device="cpu (CPU)", precision="fp32", n_train=64, n_val=32) for e in (1, 2)]
-    return [study.Run(v, b, 100, 1000, [("Seq|uential", shape), ("MaxPool2d", shape)], rows)
+    return [compare.Run(v, b, 100, 1000, [("Seq|uential", shape), ("MaxPool2d", shape)], rows)
             for v in ("chapter", "1x1-0") for b, shape in (("torch", (1, 96, 15, 15)), ("tf", (1, 15, 15, 96)))]
 
 
 def test_compare_report_tables(tmp_path):
-    path = study.write(fake_runs(), str(tmp_path), dict(epochs=2, image_size=67, precision="auto"))
+    path = compare.write(fake_runs(), str(tmp_path), dict(epochs=2, image_size=67, precision="auto"))
     text = open(path).read()
     assert table_problems(text) == []
     assert len(re.findall(r"^\|---", text, re.M)) == 4  # results, per-epoch, two shape tables

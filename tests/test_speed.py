@@ -285,8 +285,8 @@ def test_importing_nin_mxnet_leaves_omp_num_threads_as_it_found_it(preset):
 
 def test_speed_benchmark_alternates_and_reports_every_target(backend, monkeypatch):
     """One backend's measurement at a tiny size: the chapter's step and the project's, alternated."""
-    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(HERE), "benchmarks"))
-    speed = importlib.import_module("speed")
+    monkeypatch.syspath_prepend(os.path.dirname(HERE))
+    speed = importlib.import_module("benchmarks.speed")
     args = argparse.Namespace(batch_size=2, image_size=SIZE, warmup=1, rounds=2, device="cpu")
     row = speed.measure(backend.BACKEND, args)
     assert row["backend"] == backend.BACKEND and row["settings"]["rounds"] == 2

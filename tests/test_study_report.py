@@ -12,7 +12,7 @@ from test_markdown import table_problems
 from conftest import require_installed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "study_report.py")
+SCRIPT = "benchmarks.study_report"  # run as python -m from the repository root
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("ex1.png", "ex2.png", "ex3.png", "ex5.png", "ex6.png")
 
@@ -47,8 +47,8 @@ def run(*args):
     """The script on the given files only: without ``--accuracy``, on no accuracy rows (not the repository's)."""
     path = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
     extra = () if "--accuracy" in args else ("--accuracy", os.devnull)
-    return subprocess.run([sys.executable, SCRIPT, *args, *extra], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=path))
+    return subprocess.run([sys.executable, "-m", SCRIPT, *args, *extra], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=path))
 
 
 # one quiet-machine time (benchmarks/variant_speed.py's row), for chapter in torch only
@@ -101,8 +101,8 @@ def test_the_table_gives_the_mean_and_range_over_seeds(written):
 
 
 def test_grouping_by_seed(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.dirname(SCRIPT))
-    import study_report
+    monkeypatch.syspath_prepend(ROOT)
+    from benchmarks import study_report
 
     again = dict(ROWS[0], val_acc=0.5)  # seed 0 made again: its last row counts
     grouped = study_report.groups(ROWS + [again])
@@ -246,7 +246,7 @@ def test_exercise_4_without_quiet_runs_says_how_to_make_them(tmp_path):
     proc = run("--results", str(results), "--out", str(tmp_path / "out"), "--speed", str(tmp_path / "none.jsonl"))
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "out" / "report.md").read_text().split("## Exercise 4 measured on training")[1]
-    assert "No quiet-machine runs yet: `python benchmarks/variant_speed.py --backend all`." in text
+    assert "No quiet-machine runs yet: `python -m benchmarks.variant_speed --backend all`." in text
 
 
 def test_a_seed_that_did_not_learn_is_marked_and_still_counted(tmp_path):

@@ -14,7 +14,6 @@ import pytest
 from nin_common import cli
 from nin_common.arch import pretrained
 from nin_common.engine import data, recipes, registry
-from nin_common.tools import agreement as A
 from nin_common.tools.parity import REFERENCE, TOLERANCE
 from conftest import REPO
 
@@ -140,7 +139,7 @@ def test_the_stated_accuracy_is_the_agreement_benchmarks_on_the_shipped_file(nam
     with open(AGREEMENT_ROWS, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     full = [r for r in rows if r["weights"] == name and r["n"] == 10000 and "sha256" in r]
-    assert full, f"no full agreement row for {name!r}: python benchmarks/agreement.py --weights {name}"
+    assert full, f"no full agreement row for {name!r}: python -m benchmarks.agreement --weights {name}"
     row, meta = full[-1], pretrained.metadata(name)
     assert row["sha256"] == meta["sha256"] == pretrained.sha256_file(pretrained.path_of(name))
     assert row["reference_accuracy"] == meta["test_accuracy"]
@@ -156,7 +155,10 @@ def test_evaluate_takes_a_checkpoint_or_weights_not_both(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_answers_wherever_float32_rounding_cannot_flip_them(all_backends, name):
+def test_same_answers_wherever_float32_rounding_cannot_flip_them(all_backends, name, monkeypatch):
+    monkeypatch.syspath_prepend(REPO)
+    from benchmarks import agreement as A
+
     # the float64 reference costs most here: 300 images at 67 px; 100 at 224 px, where each costs 11 times as much
     split = data.load("test", limit=300 if pretrained.metadata(name)["image_size"] <= 96 else 100, progress=False)
     result = A.agreement([m.BACKEND for m in all_backends], name, split.images)

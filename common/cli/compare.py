@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nin_common.cli import options as O
 from nin_common.engine import recipes
-from nin_common.tools import study
+from nin_common.tools import compare
 from nin_common.arch.variants import check_variant
 
 
@@ -53,8 +53,10 @@ def run(args) -> int:
     picked = dict(seeds=",".join(map(str, seeds))) if args.seeds is not None else dict(seed=seeds[0])
     settings = dict(recipe=args.recipe, **chosen, limit_train=args.limit_train, limit_val=args.limit_val,
                     **picked, device=args.device, precision=args.precision, data_dir=args.data_dir)
-    runs = study.run_all(names, variants, args.out, seeds=seeds, named_by_seed=args.seeds is not None,
-                         require_quiet=args.require_quiet, quiet_wait=args.quiet_wait,
-                         progress=O.show_progress(args), **{k: v for k, v in settings.items() if k not in picked})
-    print(f"report: {study.write(runs, args.out, settings)}")
+    config = compare.CompareSettings(seeds=seeds, named_by_seed=args.seeds is not None,
+                                     require_quiet=args.require_quiet, quiet_wait=args.quiet_wait,
+                                     progress=O.show_progress(args),
+                                     **{k: v for k, v in settings.items() if k not in picked})
+    runs = compare.run_all(names, variants, args.out, config)
+    print(f"report: {compare.write(runs, args.out, settings)}")
     return 0

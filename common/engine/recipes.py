@@ -22,19 +22,14 @@ RECIPES: Dict[str, dict] = {
     # D2L §8.3: SGD lr 0.05 (the PyTorch text; the book's figure used 0.1), batch 128, 10 epochs, 224x224, Xavier
     "chapter": dict(epochs=10, batch_size=128, lr=0.05, image_size=224, init="xavier", schedule="constant",
                     warmup=0.0),
-    # minutes on a CPU: 67x67 (the smallest size the chapter's network takes: 11x more images/s than 224),
-    # kaiming-alive init (He-normal with no class starting dead: Xavier sits at loss 2.303 for thousands of steps at
-    # 67-96 px; plain He-normal ended one seed of two with three classes never predicted, test accuracy 0.66),
-    # the chapter's lr 0.05 after a half-epoch linear warm-up (without it, the first steps at 0.05 killed 7 of
-    # the 10 class channels of one seed in 5 steps), decayed to 0 along a cosine over 10 epochs (constant 0.05
-    # reached 0.896 after epoch 9 and swings +-2 points in its last epochs; 6 cosine epochs ended at 0.855,
-    # short of 0.88; a peak of 0.1 was measured worse: test accuracy 0.277 after epoch 1, against 0.697)
+    # minutes on a CPU: 67x67 (the smallest size the chapter's network takes), kaiming-alive init (He-normal with
+    # no class starting dead), the chapter's lr 0.05 after a half-epoch linear warm-up, decayed to 0 along a
+    # cosine over 10 epochs; docs/results.md gives the runs behind each choice
     "quick": dict(epochs=10, batch_size=128, lr=0.05, image_size=67, init="kaiming-alive", schedule="cosine",
                   warmup=0.5),
-    # the quick recipe for a CPU without bf16 (AVX2 only: fp32, a quarter to a half of the bf16 rate): what reaching
-    # 0.90 needs is SGD steps, not images, so batch 32 for 4 epochs (7,500 steps, 240,000 images, 40% of quick's)
-    # reached 0.9046 and 0.9061 (seeds 0 and 1, fp32), where batch 128 for 5 epochs stopped at 0.884 and batch 32
-    # for 3 epochs at 0.8965 (docs/results.md); the other settings are quick's
+    # the quick recipe for a CPU without bf16 (fp32 only): what reaching 0.90 needs is SGD steps, not images, so
+    # batch 32 for 4 epochs (7,500 steps, 240,000 images, 40% of quick's; docs/results.md); the other settings
+    # are quick's
     "quick-b32": dict(epochs=4, batch_size=32, lr=0.05, image_size=67, init="kaiming-alive", schedule="cosine",
                       warmup=0.5),
 }

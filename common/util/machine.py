@@ -7,9 +7,9 @@ scripts call it, the library never does (importing ``nin_torch`` leaves your env
 ``keep_freed_memory()`` is the one process-wide setting the library makes, when a ``Trainer`` is built (opt
 out with ``NIN_KEEP_FREED_MEMORY=0``): glibc's malloc serves every block over 32 MiB with a fresh ``mmap`` and
 gives it back on free, so each training step page-faults its activations in anew (about 140 MiB per layer
-at batch 128 and 224 px).  PyTorch and TensorFlow allocate CPU tensors with malloc; measured on a 2-core EPYC
-at batch 128/224, fp32: PyTorch 13 -> 21 images/s, TensorFlow 16 -> 18 with it.  The cost: the process keeps
-its peak resident memory until it exits, instead of returning it between steps.
+at batch 128 and 224 px).  PyTorch and TensorFlow allocate CPU tensors with malloc, and train faster with it
+(docs/speed.md).  The cost: the process keeps its peak resident memory until it exits, instead of returning it
+between steps.
 """
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ import subprocess
 from typing import Dict, FrozenSet, Optional
 
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep between parallel regions instead of spinning.  On a CPU
-# shared with other work, spinning threads steal the cores the computing ones need (torch ran 2x faster
-# with PASSIVE on a loaded 2-core machine); on an idle machine it costs 13-17 % (docs/speed.md).
+# shared with other work, spinning threads steal the cores the computing ones need; on an idle machine
+# sleeping costs a little (docs/speed.md gives both).
 THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "KMP_BLOCKTIME", "CUDA_VISIBLE_DEVICES",
                     "NIN_KEEP_FREED_MEMORY")
 # CPU instructions that make bf16 convolutions faster than fp32 (oneDNN uses them); without them the
-# frameworks emulate bf16 and it is many times slower than fp32 (15x on an AVX2 EPYC, measured)
+# frameworks emulate bf16 and it is many times slower than fp32 (docs/speed.md)
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 VECTOR_FLAGS = ("avx", "fma", "amx")  # the prefixes of the flags results files record (vector_flags)
 

@@ -24,12 +24,12 @@ Three defects of the frameworks' wheels, each fixed here before the framework's 
    ``KVStoreDistServer`` (``src/kvstore/kvstore_dist_server.h``) never initialises its ``multi_precision_``
    flag; only a command can set it true, none sets it false.  Its value is whatever the heap chunk the server
    object is allocated in held before, and where it reads true the server keeps float32 copies of float64
-   values: a float64 sum of (1 + 2**-40) from two workers came back as 3.0, its float32 rounding, in 3 of 3 runs
-   of ``dist_sync`` here (float32 values are never affected: the flag only matters for other dtypes).  Fix: a
+   values: a float64 sum of (1 + 2**-40) from two workers can come back as 3.0, its float32 rounding
+   (float32 values are never affected: the flag only matters for other dtypes; docs/distributed.md).  Fix: a
    process started as a parameter server (``DMLC_ROLE=server``) re-executes itself once, before MXNet is
    imported, with glibc's heap tunables ``glibc.malloc.perturb=255`` (every chunk malloc returns is zeroed) and
    ``glibc.malloc.tcache_count=0`` (no chunk skips that on the thread cache's fast path), so the flag reads
-   false; measured: 3 of 3 runs exact with both, 1 of 2 with ``perturb`` alone.  Servers only (workers keep
+   false (``perturb`` alone did not always do it).  Servers only (workers keep
    the fast heap); ``nin_mxnet.distributed`` checks every server with a float64 sum when the workers join.
 
 The package installs ``nin_runtime.pth`` into site-packages, which runs ``install()`` at interpreter start: a

@@ -128,29 +128,54 @@ def describe_model(mod, variant: str, init: str, image_size: int, seed: int = 0)
     return mod.num_params(model), resources(build_spec(variant), image_size).totals["macs"], shapes
 
 
-def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: int, image_size: int,
-            limit_train, limit_val, batch_size: int, lr: float, init: str, seeds: Sequence[int] = (0,),
-            named_by_seed: bool = False, device: str = "auto", precision: str = "auto", recipe: str = "quick",
-            schedule: Optional[str] = None, warmup: Optional[float] = None, data_dir: Optional[str] = None,
-            require_quiet: Optional[float] = None, quiet_wait: float = 600.0, progress: bool = True) -> List[Run]:
-    """Train every (variant, backend, seed) with the same settings, seed by seed; each run writes to
-    ``run_folder(...)``.  The settings left None (``schedule``, ``warmup``) come from ``recipe``.
+@dataclass(frozen=True)
+class CompareSettings:
+    """What every run of a comparison shares, and how the comparison goes.
+
+    The training settings (``epochs`` to ``warmup``) left None come from ``recipe``; ``seeds``: one run per
+    (variant, backend, seed), in a folder named by the seed where ``named_by_seed`` (``run_folder``);
+    ``require_quiet`` and ``quiet_wait``: ``wait_quiet``'s limit and wait before each run that trains."""
+
+    epochs: Optional[int] = None
+    image_size: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    init: Optional[str] = None
+    schedule: Optional[str] = None
+    warmup: Optional[float] = None
+    recipe: str = "quick"
+    limit_train: Optional[int] = None
+    limit_val: Optional[int] = None
+    device: str = "auto"
+    precision: str = "auto"
+    data_dir: Optional[str] = None
+    seeds: Sequence[int] = (0,)
+    named_by_seed: bool = False
+    require_quiet: Optional[float] = None
+    quiet_wait: float = 600.0
+    progress: bool = True
+
+
+def run_all(names: Sequence[str], variants: Sequence[str], out: str, settings: CompareSettings) -> List[Run]:
+    """Train every (variant, backend, seed) with the same ``settings``, seed by seed; each run writes to
+    ``run_folder(...)``.
 
     Resumable: a run folder whose checkpoint has the last epoch is read, not trained again; one with an earlier
     checkpoint is continued from it; one with other settings is refused before anything trains.  The 1-minute
-    load average is read before each run that trains (``wait_quiet``: with ``require_quiet``, a higher one is
-    waited out for up to ``quiet_wait`` seconds, then refused)."""
+    load average is read before each run that trains (``wait_quiet``: with ``settings.require_quiet``, a higher
+    one is waited out for up to ``settings.quiet_wait`` seconds, then refused)."""
+    s = settings
     for v in variants:
         check_variant(v)
     mods = [registry.load(n) for n in names]  # fail before any training when a framework is missing
-    chosen = recipes.resolve(recipe, epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, init=init,
-                             schedule=schedule, warmup=warmup)
-    common = dict(chosen, limit_train=limit_train, limit_val=limit_val, precision=precision, recipe=recipe)
+    chosen = recipes.resolve(s.recipe, epochs=s.epochs, image_size=s.image_size, batch_size=s.batch_size, lr=s.lr,
+                             init=s.init, schedule=s.schedule, warmup=s.warmup)
+    common = dict(chosen, limit_train=s.limit_train, limit_val=s.limit_val, precision=s.precision, recipe=s.recipe)
     plan = []  # (seed, variant, module, folder, state of the run already there)
-    for seed in seeds:
+    for seed in s.seeds:
         for variant in variants:
             for mod in mods:
-                folder = run_folder(out, variant, mod.BACKEND, seed, named_by_seed)
+                folder = run_folder(out, variant, mod.BACKEND, seed, s.named_by_seed)
                 state = existing_run(folder, dict(common, variant=variant, seed=seed, backend=mod.BACKEND))
                 plan.append((seed, variant, mod, folder, state))
     about = {}  # (variant, backend) -> (parameters, multiply-adds, shapes), the same for every seed
@@ -166,12 +191,12 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, *, epochs: 
             run.rows = state["rows"]
             runs.append(run)
             continue
-        load = wait_quiet(require_quiet, quiet_wait, run.label)
+        load = wait_quiet(s.require_quiet, s.quiet_wait, run.label)
         print(f"== {run.label}: {params:,} parameters, {macs:,} multiply-adds per image"
               + (f"; continuing from epoch {state['epoch']}" if state else "")
               + (f"; load {load:.2f}" if load is not None else ""), flush=True)
-        run.rows = mod.fit(variant=variant, seed=seed, device=device, data_dir=data_dir, out=folder,
-                           resume=folder if state else None, progress=progress, **common)
+        run.rows = mod.fit(variant=variant, seed=seed, device=s.device, data_dir=s.data_dir, out=folder,
+                           resume=folder if state else None, progress=s.progress, **common)
         if load is not None:
             run.load_before.append(load)
             write_json(os.path.join(folder, LOADS_FILE), dict(load_before=run.load_before))
@@ -197,7 +222,7 @@ def _used(runs: Sequence[Run], key: str) -> str:
     return ", ".join(f"{v} ({', '.join(sorted(set(b)))})" for v, b in by_value.items())
 
 
-def _span(values: Sequence[float], digits: int = 1) -> str:
+def span(values: Sequence[float], digits: int = 1) -> str:
     """'1.9', or '1.9–4.0' where the values differ at that precision; '?' for none."""
     if not values:
         return "?"
@@ -207,7 +232,7 @@ def _span(values: Sequence[float], digits: int = 1) -> str:
 
 def _load(run: Run) -> str:
     """The 1-minute load averages after the run's epochs ('1.9' or '1.9–4.0'; '?' where not recorded)."""
-    return _span([row["load_avg"][0] for row in run.rows if row.get("load_avg")])
+    return span([row["load_avg"][0] for row in run.rows if row.get("load_avg")])
 
 
 def _over_seeds(runs: Sequence[Run]) -> List[str]:
@@ -219,9 +244,9 @@ def _over_seeds(runs: Sequence[Run]) -> List[str]:
     for (variant, backend), g in grouped.items():
         accs = [r.final["val_acc"] for r in g]
         body.append([variant, backend, ",".join(str(r.seed) for r in g), f"{statistics.mean(accs):.4f}",
-                     _span(accs, 4), f"{statistics.mean(r.gap for r in g):+.4f}",
+                     span(accs, 4), f"{statistics.mean(r.gap for r in g):+.4f}",
                      f"{statistics.mean(r.epoch_seconds for r in g):.1f}",
-                     _span([x for r in g for x in r.load_before])])
+                     span([x for r in g for x in r.load_before])])
     return ["## Over seeds", "",
             table(["variant", "backend", "seeds", "final val acc (mean)", "min–max", "train − val acc (mean)",
                    "s / epoch (mean)", "load before"], body), "",
@@ -252,7 +277,7 @@ def report(runs: Sequence[Run], settings: Dict[str, object], note: str = "") -> 
                     "s / epoch (train)", "load before", "load (1 min)", "images/s", "final train loss",
                     "final val loss", "final val acc", "train − val acc"],
                    [[r.variant, r.backend, r.seed, f"{r.params:,}", f"{r.macs:,}", f"{r.epoch_seconds:.1f}",
-                     _span(r.load_before), _load(r), f"{r.final['images_per_s']:.1f}",
+                     span(r.load_before), _load(r), f"{r.final['images_per_s']:.1f}",
                      f"{r.final['train_loss']:.4f}", f"{r.final['val_loss']:.4f}", f"{r.final['val_acc']:.4f}",
                      f"{r.gap:+.4f}"] for r in runs]),
              "",
@@ -286,7 +311,7 @@ LINE_STYLES = ("-", "--", ":", "-.")  # one per backend
 MARKERS = ("o", "s", "^", "D")
 
 
-def _figure(width: float, height: float, columns: int):
+def figure(width: float, height: float, columns: int):
     """A figure with an Agg canvas (no pyplot, so a notebook's own backend is left alone) and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -296,7 +321,8 @@ def _figure(width: float, height: float, columns: int):
     return fig, fig.subplots(1, columns)
 
 
-def _colours(count: int):
+def colours(count: int):
+    """``count`` distinct colours (matplotlib's tab10, or tab20 beyond 10)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if count <= 10 else "tab20"]
@@ -313,13 +339,13 @@ def plot(runs: Sequence[Run], out: str) -> None:
 
     variants = list(dict.fromkeys(r.variant for r in runs))
     names = list(dict.fromkeys(r.backend for r in runs))
-    colour = dict(zip(variants, _colours(len(variants))))
+    colour = dict(zip(variants, colours(len(variants))))
     style = {n: LINE_STYLES[i % len(LINE_STYLES)] for i, n in enumerate(names)}
     marker = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(names)}
 
     grouped = groups(runs)
     several = any(len(g) > 1 for g in grouped.values())
-    fig, axes = _figure(15, 4.5, 3)
+    fig, axes = figure(15, 4.5, 3)
     for (variant, backend), g in grouped.items():
         n = min(len(r.rows) for r in g)
         epochs = [row["epoch"] for row in g[0].rows[:n]]
@@ -339,9 +365,9 @@ def plot(runs: Sequence[Run], out: str) -> None:
     by_backend = [Line2D([], [], color="0.3", linestyle=style[n], marker=marker[n], label=n) for n in names]
     fig.legend(handles=by_variant, title="variant (colour)", loc="outside right upper", fontsize=8)
     fig.legend(handles=by_backend, title="backend (line)", loc="outside right lower", fontsize=8)
-    _save(fig, os.path.join(out, "curves.png"))
+    save_png(fig, os.path.join(out, "curves.png"))
 
-    fig, axes = _figure(12, 4.5, 2)
+    fig, axes = figure(12, 4.5, 2)
     first = {v: next(r for r in runs if r.variant == v) for v in variants}
     for ax, values, title, unit in ((axes[0], [first[v].params for v in variants], "parameters", 1e6),
                                     (axes[1], [first[v].macs for v in variants], "multiply-adds per image", 1e6)):
@@ -351,15 +377,15 @@ def plot(runs: Sequence[Run], out: str) -> None:
         ax.set_ylabel("millions")
         ax.set_ylim(bottom=0)  # a linear axis from zero: bar heights compare as the numbers do
         ax.tick_params(axis="x", rotation=45)
-    _save(fig, os.path.join(out, "resources.png"))
+    save_png(fig, os.path.join(out, "resources.png"))
 
-    fig, axes = _figure(12, 4.5, 2)
+    fig, axes = figure(12, 4.5, 2)
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         xs = [i + j * width for i in range(len(variants))]
-        for ax, figure in ((axes[0], lambda r: r.epoch_seconds), (axes[1], lambda r: r.final["val_acc"])):
+        for ax, value in ((axes[0], lambda r: r.epoch_seconds), (axes[1], lambda r: r.final["val_acc"])):
             # a variant this backend did not run gets no bar (NaN)
-            values = [[figure(r) for r in grouped.get((v, name), ())] or [math.nan] for v in variants]
+            values = [[value(r) for r in grouped.get((v, name), ())] or [math.nan] for v in variants]
             means, lows, highs = (np.array([f(v) for v in values]) for f in (statistics.mean, min, max))
             ax.bar(xs, means, width, label=name, yerr=[means - lows, highs - means] if several else None,
                    capsize=3 if several else 0)
@@ -368,10 +394,11 @@ def plot(runs: Sequence[Run], out: str) -> None:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(variants))], variants, rotation=45)
         ax.set_ylim(bottom=0)
     fig.legend(*axes[0].get_legend_handles_labels(), title="backend", loc="outside right upper", fontsize=8)
-    _save(fig, os.path.join(out, "results.png"))
+    save_png(fig, os.path.join(out, "results.png"))
 
 
-def _save(fig, path: str) -> None:
+def save_png(fig, path: str) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically (a reader never sees half a file)."""
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png")
 
