@@ -2,7 +2,7 @@
 
 A recipe fills the settings ``nin train``/``fit`` is not given: an explicit option always wins over the
 recipe's value.  ``chapter`` is the default of both, D2L §8.3's own setting; ``quick`` is the one that
-shows on a CPU, in minutes, that NiN learns (see ``QUICK_WHY`` and docs/results.md for the
+shows on a CPU, in minutes, that NiN learns (see the comment above each recipe and docs/results.md for the
 measurements each deviation rests on).
 
 The learning rate of SGD step ``t`` (0-based, over the whole run) is a function of ``t``, the run's total
