@@ -135,6 +135,28 @@ def test_chapter_param_count():
     assert shapes.num_params(chapter()) == 1_992_166
 
 
+def test_unknown_layer_kind_is_one_error():
+    """Every table keyed by layer kind (each backend's builders, the reference, the ONNX graph) fails the same way
+    on a kind it lacks."""
+    from nin_common.arch import spec as S
+
+    with pytest.raises(TypeError, match=r"^unknown layer Flatten\(\)$"):
+        S.dispatch({S.Dropout: None}, S.Flatten())
+
+
+def test_configure_still_sets_the_attributes_and_warns():
+    from nin_common.arch.config import configure
+
+    class Plain:
+        pass
+
+    model = Plain()
+    with pytest.warns(DeprecationWarning, match="model_config"):
+        config = configure(model, num_classes=7, in_channels=3)
+    assert model.config is config and model.spec is config.spec and model.image_size == 224
+    assert (model.lr, model.num_classes, model.in_channels) == (0.1, 7, 3)
+
+
 def test_parameters_initialised_on_construction(backend):
     a = backend.export_weights(backend.NiN(seed=3))
     b = backend.export_weights(backend.NiN(seed=3))

@@ -1,6 +1,7 @@
 """What every backend's ``NiN`` does before it touches its framework."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -61,7 +62,12 @@ def configure(model, lr: float = 0.1, num_classes: Optional[int] = None, in_chan
               image_size: Optional[int] = None, weights: Optional[str] = None) -> ModelConfig:
     """Validate NiN's arguments and give ``model`` what every backend's model carries (the contract's
     ``Model``: config, spec, image_size, lr, num_classes, in_channels); returns the config.  Each backend's
-    ``NiN.__init__`` calls it first, then builds ``net`` from ``config.spec`` in its framework."""
+    ``NiN.__init__`` calls it first, then builds ``net`` from ``config.spec`` in its framework.
+
+    Deprecated: set ``self.config = model_config(...)`` and inherit the attributes from
+    ``nin_common.arch.model.ConfiguredModel``, as the backends do."""
+    warnings.warn("nin_common.arch.config.configure is deprecated: set model.config = model_config(...) and "
+                  "inherit nin_common.arch.model.ConfiguredModel", DeprecationWarning, stacklevel=2)
     config = model_config(lr, num_classes, in_channels, variant, seed, init, image_size, weights)
     model.config, model.spec, model.image_size = config, config.spec, config.image_size
     model.lr, model.num_classes, model.in_channels = config.lr, config.spec.num_classes, config.spec.in_channels

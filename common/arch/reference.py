@@ -57,6 +57,32 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
 
 
+def _block(layer: S.Block, x: np.ndarray, names, w, preactivations) -> np.ndarray:
+    for p, conv in zip(names, layer.convs):
+        z = conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding)
+        if preactivations is not None:
+            preactivations[p] = z
+        x = relu(z)
+    return x
+
+
+def _dense(layer: S.Dense, x: np.ndarray, names, w, preactivations) -> np.ndarray:
+    (p,) = names
+    return x.reshape(x.shape[0], -1) @ w[f"{p}.weight"].T + w[f"{p}.bias"]
+
+
+# each spec layer as a function of (layer, input, its canonical parameter prefixes, weights, preactivations)
+LAYERS = {
+    S.Block: _block,
+    S.MaxPool: lambda layer, x, *_: max_pool(x, layer.size, layer.stride, layer.ceil_mode),
+    S.AvgPool: lambda layer, x, *_: avg_pool(x, layer.size, layer.stride, layer.ceil_mode),
+    S.Dropout: lambda layer, x, *_: x,  # evaluation mode
+    S.GlobalAvgPool: lambda layer, x, *_: x.mean(axis=(2, 3), keepdims=True),
+    S.Flatten: lambda layer, x, *_: x.reshape(x.shape[0], -1),
+    S.Dense: _dense,
+}
+
+
 def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
                   preactivations: Optional[Dict[str, np.ndarray]] = None) -> List[np.ndarray]:
     """The output of every top-level layer (canonical layout, float64) for an NCHW batch ``x``.
@@ -68,25 +94,7 @@ def layer_outputs(spec: S.NetSpec, weights: Mapping[str, np.ndarray], x,
     x = np.asarray(x, np.float64)
     outs = []
     for layer, names in zip(spec.layers, spec.param_names):
-        if isinstance(layer, S.Block):
-            for p, conv in zip(names, layer.convs):
-                z = conv2d(x, w[f"{p}.weight"], w[f"{p}.bias"], conv.stride, conv.padding)
-                if preactivations is not None:
-                    preactivations[p] = z
-                x = relu(z)
-        elif isinstance(layer, S.MaxPool):
-            x = max_pool(x, layer.size, layer.stride, layer.ceil_mode)
-        elif isinstance(layer, S.AvgPool):
-            x = avg_pool(x, layer.size, layer.stride, layer.ceil_mode)
-        elif isinstance(layer, S.GlobalAvgPool):
-            x = x.mean(axis=(2, 3), keepdims=True)
-        elif isinstance(layer, S.Flatten):
-            x = x.reshape(x.shape[0], -1)
-        elif isinstance(layer, S.Dense):
-            (p,) = names
-            x = x.reshape(x.shape[0], -1) @ w[f"{p}.weight"].T + w[f"{p}.bias"]
-        elif not isinstance(layer, S.Dropout):  # pragma: no cover - a new layer kind must be taught here
-            raise TypeError(f"unknown layer {layer!r}")
+        x = S.dispatch(LAYERS, layer)(layer, x, names, w, preactivations)
         outs.append(x)
     return outs
 

@@ -8,8 +8,11 @@ Caffe's ceil-mode pooling) are other values of the same data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Mapping, Tuple, TypeVar, Union
+
 from nin_common.util.values import check_int
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,15 @@ class Dense:
 
 
 Layer = Union[Block, MaxPool, AvgPool, Dropout, GlobalAvgPool, Flatten, Dense]
+
+
+def dispatch(table: Mapping[type, T], layer: Layer) -> T:
+    """``table[type(layer)]``: what a table keyed by layer class (a backend's builders, the reference's functions)
+    holds for ``layer``; a kind the table lacks is the one error every such table gives."""
+    try:
+        return table[type(layer)]
+    except KeyError:
+        raise TypeError(f"unknown layer {layer!r}") from None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,44 @@ def available() -> Optional[str]:
     return None
 
 
+def _block(node, layer: S.Block, x: str, out: str, names, prev) -> list:
+    nodes = []
+    for c, (p, conv) in enumerate(zip(names, layer.convs)):
+        nodes.append(node("Conv", [x, f"{p}.weight", f"{p}.bias"], [f"{p}.pre"], name=p,
+                          kernel_shape=[conv.kernel_size] * 2, strides=[conv.stride] * 2, pads=[conv.padding] * 4))
+        x = out if c == len(layer.convs) - 1 else f"{p}.out"
+        nodes.append(node("Relu", [f"{p}.pre"], [x], name=f"{p}.relu"))
+    return nodes
+
+
+def _pool(node, layer, x: str, out: str, *_) -> list:
+    op, extra = ("MaxPool", {}) if isinstance(layer, S.MaxPool) else ("AveragePool", {"count_include_pad": 0})
+    return [node(op, [x], [out], name=out, kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2,
+                 ceil_mode=int(layer.ceil_mode), **extra)]
+
+
+def _dense(node, layer: S.Dense, x: str, out: str, names, prev) -> list:
+    (p,) = names
+    nodes = []
+    if not isinstance(prev, S.Flatten):  # Gemm takes (N, features)
+        nodes.append(node("Flatten", [x], [f"{p}.in"], name=f"{p}.flatten", axis=1))
+        x = f"{p}.in"
+    return nodes + [node("Gemm", [x, f"{p}.weight", f"{p}.bias"], [out], name=out, transB=1)]
+
+
+# each spec layer as ONNX nodes: a function of (make_node, layer, input name, output name, the layer's canonical
+# parameter prefixes, the layer before it or None)
+NODES = {
+    S.Block: _block,
+    S.MaxPool: _pool,
+    S.AvgPool: _pool,
+    S.Dropout: lambda node, layer, x, out, *_: [node("Identity", [x], [out], name=out)],  # the identity at inference
+    S.GlobalAvgPool: lambda node, layer, x, out, *_: [node("GlobalAveragePool", [x], [out], name=out)],
+    S.Flatten: lambda node, layer, x, out, *_: [node("Flatten", [x], [out], name=out, axis=1)],
+    S.Dense: _dense,
+}
+
+
 def build(spec: S.NetSpec, weights: Mapping[str, np.ndarray], image_size: int, *, layer_outputs: bool = False,
           meta: Optional[Mapping[str, str]] = None):
     """An ``onnx.ModelProto`` computing ``spec`` with ``weights`` (checked first) on ``image_size`` images."""
@@ -67,39 +105,12 @@ def build(spec: S.NetSpec, weights: Mapping[str, np.ndarray], image_size: int, *
 
     weights = check_weights(spec, weights, image_size)
     nodes, inits = [], [numpy_helper.from_array(w, name) for name, w in weights.items()]
-    x, b, d = "images", 0, 0
+    x, prev = "images", None
     layer_names: List[str] = []
-    for i, layer in enumerate(spec.layers):
+    for i, (layer, names) in enumerate(zip(spec.layers, spec.param_names)):
         out = f"layer{i}"
-        if isinstance(layer, S.Block):
-            for c, conv in enumerate(layer.convs):
-                p = f"block{b}.conv{c}"
-                nodes.append(helper.make_node("Conv", [x, f"{p}.weight", f"{p}.bias"], [f"{p}.pre"], name=p,
-                                              kernel_shape=[conv.kernel_size] * 2, strides=[conv.stride] * 2,
-                                              pads=[conv.padding] * 4))
-                x = out if c == len(layer.convs) - 1 else f"{p}.out"
-                nodes.append(helper.make_node("Relu", [f"{p}.pre"], [x], name=f"{p}.relu"))
-            b += 1
-        elif isinstance(layer, (S.MaxPool, S.AvgPool)):
-            op, extra = ("MaxPool", {}) if isinstance(layer, S.MaxPool) else ("AveragePool", {"count_include_pad": 0})
-            nodes.append(helper.make_node(op, [x], [out], name=out, kernel_shape=[layer.size] * 2,
-                                          strides=[layer.stride] * 2, ceil_mode=int(layer.ceil_mode), **extra))
-        elif isinstance(layer, S.GlobalAvgPool):
-            nodes.append(helper.make_node("GlobalAveragePool", [x], [out], name=out))
-        elif isinstance(layer, S.Flatten):
-            nodes.append(helper.make_node("Flatten", [x], [out], name=out, axis=1))
-        elif isinstance(layer, S.Dense):
-            if i == 0 or not isinstance(spec.layers[i - 1], S.Flatten):  # Gemm takes (N, features)
-                nodes.append(helper.make_node("Flatten", [x], [f"dense{d}.in"], name=f"dense{d}.flatten", axis=1))
-                x = f"dense{d}.in"
-            nodes.append(helper.make_node("Gemm", [x, f"dense{d}.weight", f"dense{d}.bias"], [out], name=out,
-                                          transB=1))
-            d += 1
-        elif isinstance(layer, S.Dropout):  # the identity at inference
-            nodes.append(helper.make_node("Identity", [x], [out], name=out))
-        else:  # pragma: no cover - a new layer kind must be taught here
-            raise TypeError(f"unknown layer {layer!r}")
-        x = out
+        nodes += S.dispatch(NODES, layer)(helper.make_node, layer, x, out, names, prev)
+        x, prev = out, layer
         layer_names.append(out)
     nodes.append(helper.make_node("Identity", [x], ["logits"], name="logits"))
 
