@@ -9,7 +9,7 @@ bound is kept (1.0 would be on the bound).  One JSON line per run is appended to
     python -m benchmarks.parity_bounds --runs 67:0 99:3      # size:seed pairs
     python -m benchmarks.parity_bounds --workers              # nin parity --workers 2's check, per backend
 
-With ``--workers`` each backend's data-parallel check (``nin_common.tools.dataparallel``, the command's defaults)
+With ``--workers`` each backend's data-parallel check (``nin_common.tools.parity.dataparallel``, the command's defaults)
 runs instead, and the row keeps, per precision, the tensor with the largest workers-against-one-process difference
 and the one nearest its bound.
 """
@@ -22,7 +22,8 @@ import os
 import tempfile
 
 from nin_common.engine import registry
-from nin_common.tools import dataparallel, parity
+from nin_common.tools import parity
+from nin_common.tools.parity import dataparallel
 from nin_common.util.machine import cpu_flags, describe, git_commit, load_average
 
 RUNS = ("67:0", "67:1", "72:2", "99:3", "99:4", "72:5", "72:7", "67:9")

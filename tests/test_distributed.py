@@ -19,7 +19,7 @@ import pytest
 from nin_common.arch import weights as W
 from nin_common.engine import distributed as D
 from nin_common.engine import launch, registry, runs
-from nin_common.tools import dataparallel
+from nin_common.tools.parity import dataparallel
 from conftest import require_installed
 
 # make test runs the suite in two pytest processes; these tests run one after another in one of them (each starts

@@ -9,7 +9,8 @@ from rich.table import Table
 from nin_common.arch.config import model_config
 from nin_common.cli import options as O
 from nin_common.engine import registry
-from nin_common.tools import dataparallel, onnx_graph, parity
+from nin_common.tools import onnx_graph, parity
+from nin_common.tools.parity import dataparallel
 
 
 def add_parser(sub) -> None:
@@ -131,7 +132,7 @@ def run_workers(args) -> int:
                           "float64 passes at 1e-10 relative; float32 where the workers' float32 weights are within twice "
                           "what one float32 path costs of float64 (the single process's error, or float64's spread "
                           "under float32-sized nudges), plus the rounding that reordering the batch sums can cost "
-                          "(common/tools/dataparallel.py)")
+                          "(common/tools/parity/dataparallel.py)")
     for col, justify in (("backend", "left"), ("dtype", "left"), ("max abs diff", "right"),
                          ("relative error", "right"), ("result", "left"), ("worst weight", "left")):
         table.add_column(col, justify=justify)

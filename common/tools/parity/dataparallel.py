@@ -25,7 +25,7 @@ the learning rate)::
 A real fault (a shard missed, a gradient not averaged) moves a weight by a fraction of ``max|w64 - w0|``, far
 beyond this bound wherever no kink sits.
 
-Run it with ``nin parity --workers 2`` (``python -m nin_common.tools.dataparallel worker ...`` is the worker).
+Run it with ``nin parity --workers 2`` (``python -m nin_common.tools.parity.dataparallel worker ...`` is the worker).
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _batches(backend: str, spec, settings: dict, dtype: str):
 
 def worker(argv: Sequence[str]) -> int:
     """One worker of the check (started by the launcher): steps through the engine, the chief saves weights."""
-    p = argparse.ArgumentParser(prog="python -m nin_common.tools.dataparallel worker")
+    p = argparse.ArgumentParser(prog="python -m nin_common.tools.parity.dataparallel worker")
     p.add_argument("--backend", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--dtypes", default="float64", help="the precisions to step in, in turn, comma-separated "
@@ -158,7 +158,7 @@ def with_workers(backend: str, dtypes: Sequence[str], folder: str, timeout_s: fl
     settings = dict(DEFAULTS, **settings)
     one_each = registry.launching(backend).ONE_PRECISION_PER_JOB
     for jobs in ([[d] for d in dtypes] if one_each else [list(dtypes)]):
-        argv = ["-m", "nin_common.tools.dataparallel", "worker", "--backend", backend, "--out", folder,
+        argv = ["-m", "nin_common.tools.parity.dataparallel", "worker", "--backend", backend, "--out", folder,
                 "--dtypes", ",".join(jobs)]
         for name, value in settings.items():
             if name != "workers":
@@ -198,7 +198,7 @@ def compare(backend: str, folder: str, dtypes: Sequence[str] = DTYPES, **setting
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["worker"]:
         return worker(argv[1:])
-    raise SystemExit("usage: python -m nin_common.tools.dataparallel worker ... (nin parity --workers N runs the check)")
+    raise SystemExit("usage: python -m nin_common.tools.parity.dataparallel worker ... (nin parity --workers N runs the check)")
 
 
 if __name__ == "__main__":
