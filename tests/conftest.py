@@ -182,3 +182,27 @@ def run_python(code, timeout=600):
                TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, "-c", INSTALLED_PRELUDE + code], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=REPO)
+
+
+def run_piped(argv, columns=None, timeout=600):
+    """``nin ARGV`` (or ``python ARGV`` where it starts with ``-c``) in a fresh process whose output goes to a pipe
+    and that has no terminal at all: rich lays its tables out at 80 columns, or at ``columns`` given as $COLUMNS."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    command = [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "nin_common.cli", *argv]
+    return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                          env=env)
+
+
+def assert_reads_at_80(text, *cells):
+    """Every line of ``text`` within 80 columns, no cell cut ("…"), and each of ``cells`` whole in some line."""
+    lines = text.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "…" not in text
+    words = {word for line in lines for word in line.split()}
+    missing = [cell for cell in cells if cell not in words]
+    assert not missing, missing

@@ -8,7 +8,7 @@ import pytest
 from nin_common.engine import registry
 from nin_common.arch import shapes
 from nin_common.arch.spec import chapter
-from conftest import run_python, shape_in, to_layout
+from conftest import assert_reads_at_80, run_piped, run_python, shape_in, to_layout
 
 CHAPTER_NAMES = {
     "torch": ["Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Sequential", "MaxPool2d", "Dropout",
@@ -279,6 +279,21 @@ def test_cli_summary_all_fits_80_columns(all_backends):
     assert max(len(line) for line in lines) <= 80
     assert "(1,96,54,54)" in res.stdout and "(1,54,54,96)" in res.stdout  # side by side still, shapes unbroken
     assert sum("1,997,953" in line for line in lines) == 1
+
+
+@pytest.mark.parametrize("columns", [None, 80])
+def test_cli_summary_all_reads_whole_at_80_columns_piped(all_backends, columns):
+    # the widest variant: every layer's spec name and parameter count, each backend's shapes, the total
+    from nin_common.arch.variants import build_spec
+
+    spec = build_spec("nin-vgg19")
+    res = run_piped(["summary", "--backend", "all", "--variant", "nin-vgg19"], columns=columns)
+    assert res.returncode == 0, res.stderr
+    params = shapes.layer_params(spec, 224)
+    assert_reads_at_80(res.stdout, *[shapes.layer_name(layer) for layer in spec.layers],
+                       *[f"{count:,}" for count in params], f"{sum(params):,}",
+                       *{"(1,128,112,112)" if b.DATA_FORMAT == "NCHW" else "(1,112,112,128)" for b in all_backends})
+    assert sum(f"{sum(params):,}" in line for line in res.stdout.splitlines()) == 1
 
 
 def test_cli_unknown_backend_exits_2():

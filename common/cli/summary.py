@@ -10,6 +10,7 @@ from nin_common.arch import shapes
 from nin_common.arch.checks import check_input_shape
 from nin_common.arch.variants import build_spec
 from nin_common.cli import options as O
+from nin_common.util.tables import first_fitting
 
 
 def add_parser(sub) -> None:
@@ -36,36 +37,57 @@ def run(args) -> int:
         rows = mod.layer_shapes(model, shapes.batch_shape(mod.DATA_FORMAT, 1, args.in_channels, args.image_size))
         columns.append((mod, rows, mod.num_params(model)))
     console = Console()  # the terminal's width (80 columns when not a terminal, or $COLUMNS)
-    table = shape_table(title, spec, columns, params, compact=False)
-    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:  # too wide: one layer column, shapes without spaces
-        table = shape_table(title, spec, columns, params, compact=True)
-    console.print(table)
+    console.print(first_fitting(console, shape_table(title, columns, params),
+                                compact_table(title, spec, columns, params)))
     return 0
 
 
-def shape_table(title: str, spec, columns, params, compact: bool) -> Table:
-    """Every backend's layers and output shapes side by side; ``compact`` names each layer once (the spec's
-    name) and writes shapes without spaces, so that three backends fit 80 columns."""
-    table = Table(title=title, caption="output shapes; layer names: the spec's (each framework's own in a wider "
-                                       "terminal)" if compact else None, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
+def shape_table(title: str, columns, params) -> Table:
+    """Every backend's layers (each framework's own names) and output shapes side by side."""
+    table = Table(title=title, box=box.HEAVY_HEAD)
     table.add_column("#", justify="right")
-    if compact:
-        table.add_column("layer")
     for mod, _, _ in columns:
-        if not compact:
-            table.add_column(f"{mod.BACKEND} layer")
-        table.add_column(f"{mod.BACKEND} ({mod.DATA_FORMAT})" if compact else f"{mod.BACKEND} output ({mod.DATA_FORMAT})",
-                         no_wrap=compact)
+        table.add_column(f"{mod.BACKEND} layer")
+        table.add_column(f"{mod.BACKEND} output ({mod.DATA_FORMAT})")
     table.add_column("parameters", justify="right")
-    shape = (lambda s: "(" + ",".join(map(str, s)) + ")") if compact else (lambda s: str(tuple(s)))
     for i, count in enumerate(params):
-        cells = [str(i)] + ([shapes.layer_name(spec.layers[i])] if compact else [])
+        cells = [str(i)]
         for _, rows, _ in columns:
             name, out = rows[i]
-            cells += [shape(out)] if compact else [name, shape(out)]
+            cells += [name, str(tuple(out))]
         table.add_row(*cells, f"{count:,}")
-    total = [""] + (["total"] if compact else [])
+    total = [""]
     for mod, _, n in columns:
-        total += [f"{n:,}"] if compact else ["total", f"{n:,} (counted by {registry.framework(mod.BACKEND)})"]
+        total += ["total", f"{n:,} (counted by {registry.framework(mod.BACKEND)})"]
     table.add_row(*total, f"{sum(params):,}", end_section=True)
+    return table
+
+
+def compact_table(title: str, spec, columns, params) -> Table:
+    """The table for 80 columns: each layer named once (the spec's name), one column of output shapes per data
+    format, written without spaces; a cell gives each backend's shape (or parameter count) on a line of its own
+    where the backends of that format differ."""
+    table = Table(title=title, caption="output shapes; layer names: the spec's (each framework's own in a wider "
+                                       "terminal); total: parameters as each framework counts them",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("#", justify="right")
+    table.add_column("layer")
+    groups = {}  # data format -> its backends' columns, in the order given
+    for column in columns:
+        groups.setdefault(column[0].DATA_FORMAT, []).append(column)
+    for layout, group in groups.items():
+        table.add_column(f"{', '.join(mod.BACKEND for mod, _, _ in group)} ({layout})", no_wrap=True)
+    table.add_column("parameters", justify="right")
+
+    def cell(group, value) -> str:
+        values = [value(*column) for column in group]
+        if len(set(values)) == 1:
+            return values[0]
+        return "\n".join(f"{mod.BACKEND} {v}" for (mod, _, _), v in zip(group, values))
+
+    for i, count in enumerate(params):
+        outputs = [cell(g, lambda mod, rows, n: "(" + ",".join(map(str, rows[i][1])) + ")") for g in groups.values()]
+        table.add_row(str(i), shapes.layer_name(spec.layers[i]), *outputs, f"{count:,}")
+    totals = [cell(g, lambda mod, rows, n: f"{n:,}") for g in groups.values()]
+    table.add_row("", "total", *totals, f"{sum(params):,}", end_section=True)
     return table
