@@ -11,6 +11,7 @@ from nin_common.arch import costs as C
 from nin_common.arch import shapes
 from nin_common.arch import spec as S
 from nin_common.arch.variants import VARIANTS, build_spec, default_input
+from conftest import assert_reads_at_80, run_piped
 
 # A tiny network whose every tensor can be counted by hand: 1x4x4 input.
 TINY = S.NetSpec(1, (S.Block((S.Conv(2, 1), S.Conv(2, 1))), S.MaxPool(2, 2), S.Dropout(0.5),
@@ -102,6 +103,35 @@ def test_cli_uses_the_variants_input_and_prints_tables(backend):
     assert "3x32x32 input" in res.stdout
     assert f"{shapes.num_params(build_spec('cifar10', 10, 3), 32):,}" in res.stdout
     assert "Add --measure" in res.stdout
+
+
+
+@pytest.mark.parametrize("columns", [None, 80])
+def test_cli_tables_read_whole_at_80_columns_piped(all_backends, columns):
+    # the widest variant, every backend; then the memory table with every backend measured
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from nin_common.cli.resources import show
+
+    res = run_piped(["resources", "--backend", "all", "--variant", "nin-vgg19"], columns=columns)
+    assert res.returncode == 0, res.stderr
+    table = C.resources(build_spec("nin-vgg19"), 224, 128)
+    cells = [cell for r in table.layers for cell in (r.name, f"{r.params:,}", f"{r.macs:,}", f"{r.activations:,}")]
+    totals = [f"{table.totals[key]:,}" for key in ("params", "macs", "activations")]
+    assert_reads_at_80(res.stdout, *cells, *totals, "(128,112,112)", *[b.BACKEND for b in all_backends])
+    m = table.memory
+    measured = dict(params=m.params, grads=m.grads, state=m.optimizer_state, kept=m.activations_kept * 1.234,
+                    train=m.train, step=m.train, live=m.peak_activations, predict=m.predict, how="fake",
+                    kept_error=0.234, train_error=0.0, live_error=-0.13, predict_error=0.0)
+    checks = {b.BACKEND: dict(params=m.params // C.BYTES, params_match=True, within_tolerance=True, measured=measured,
+                              modeled=dict(live=m.peak_activations, predict=m.predict)) for b in all_backends}
+    console = Console(width=80, record=True)
+    show(table, checks, SimpleNamespace(batch_size=128, optimizer="sgd", measure=True), console=console)
+    text = console.export_text()
+    assert_reads_at_80(text, "(+23%)", "(-13%)", *C.human(m.activations_kept * 1.234).split(),
+                       *[b.BACKEND for b in all_backends])
 
 
 def test_cli_bad_arguments(backend):
