@@ -12,7 +12,7 @@ from nin_common.engine import precision, registry
 from nin_common.tools import bench
 from nin_common import cli
 from nin_common.util import machine
-from conftest import BF16, load_backend, training_of
+from conftest import BF16, assert_reads_at_80, load_backend, training_of
 
 SIZE = 67  # the smallest image the chapter's network takes
 # of the backends that train in bf16 (conftest.BF16), those whose CPU path computes bf16 natively where the CPU
@@ -131,6 +131,26 @@ def test_nin_bench_json_at_a_tiny_size(backend, capsys):
     text = bench.report(result)
     assert "training" in text and "latency" in text and f"precision {result['precision']}" in text
     assert f"{result['peak_memory_mb']:10.1f} MiB (peak resident)" in text
+
+
+
+@pytest.mark.parametrize("columns", [None, "80"])
+def test_bench_report_reads_whole_at_80_columns(monkeypatch, capsys, columns):
+    # plain lines, whatever the width: the widest realistic figures, a GPU's name and every thread setting
+    result = dict(backend="torch", framework="PyTorch 2.13.0+cu128", device="cuda:0 (NVIDIA H100 80GB HBM3)",
+                  precision="bf16", batch_size=1024, image_size=224, steps=100, warmup=20,
+                  train_images_per_s=123456.7, infer_images_per_s=987654.3, latency_ms=1234.5,
+                  pipeline_images_per_s=1234567.8, peak_memory_mb=81234.5, peak_rss_mb=12345.6,
+                  load_avg=[123.45, 100.25, 99.75], threads={k: "0,1,2,3,4,5,6,7" for k in machine.THREAD_VARIABLES})
+    monkeypatch.setattr(bench, "run", lambda *args, **kwargs: result)
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli.main(["bench", "--backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert_reads_at_80(out, "2.13.0+cu128", "1024,", "123456.7", "987654.3", "1234.5", "1234567.8",
+                       "81234.5", "[123.45,", *[f"{k}=0,1,2,3,4,5,6,7" for k in machine.THREAD_VARIABLES])
 
 
 @pytest.mark.parametrize("option,value,message", [

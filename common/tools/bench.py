@@ -9,6 +9,7 @@ speed is that of real data (the work does not depend on the pixel values).
 from __future__ import annotations
 
 import statistics
+import textwrap
 import time
 from typing import Callable, List, Optional
 
@@ -121,12 +122,15 @@ def report(result: dict) -> str:
     r = result
     memory = "GPU peak" if r["peak_memory_mb"] != r["peak_rss_mb"] else "peak resident"
     return "\n".join([
-        f"{r['framework']} on {r['device']}, precision {r['precision']}, batch {r['batch_size']}, "
-        f"{r['image_size']}x{r['image_size']}, {r['steps']} timed steps after {r['warmup']} warm-up",
+        f"{r['framework']} on {r['device']}, precision {r['precision']}",  # a GPU's name is long
+        f"batch {r['batch_size']}, {r['image_size']}x{r['image_size']}, {r['steps']} timed steps after "
+        f"{r['warmup']} warm-up",
         f"  training        {r['train_images_per_s']:10.1f} images/s",
         f"  inference       {r['infer_images_per_s']:10.1f} images/s (batch {r['batch_size']})",
         f"  latency         {r['latency_ms']:10.1f} ms (batch 1, median)",
         f"  input pipeline  {r['pipeline_images_per_s']:10.1f} images/s "
         f"({r['pipeline_images_per_s'] / r['train_images_per_s']:.0f}x training)",
         f"  memory          {r['peak_memory_mb']:10.1f} MiB ({memory})",
-        f"  load average    {r['load_avg']}, threads {r['threads'] or 'framework defaults'}"])
+        f"  load average    {r['load_avg']}",
+        textwrap.fill(" ".join(f"{k}={v}" for k, v in r["threads"].items()) or "framework defaults", width=80,
+                      initial_indent="  threads         ", subsequent_indent=" " * 18, break_on_hyphens=False)])
