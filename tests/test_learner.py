@@ -11,6 +11,7 @@ from nin_common import cli
 from nin_common.engine import data, registry, training
 from nin_common.tools import views
 from nin_common.util import progress
+from conftest import assert_reads_at_80, run_piped
 
 SIZE = 67
 TRAIN = ["--image-size", str(SIZE), "--batch-size", "16", "--limit-train", "32", "--limit-val", "16",
@@ -31,6 +32,17 @@ def test_confusion_and_per_class_count_by_hand():
     assert views.most_confused(m)[0] in ("t-shirt taken for shirt (1 images)", "trouser taken for t-shirt (1 images)")
     with pytest.raises(ValueError, match="expected as many predictions as labels"):
         views.confusion([1, 2], [1])
+
+
+
+@pytest.mark.parametrize("columns", [None, 80])
+def test_evaluate_per_class_table_reads_whole_at_80_columns_piped(columns):
+    code = ("from nin_common.cli.evaluate import print_per_class; from nin_common.tools import views; "
+            "print_per_class(views.per_class(views.confusion(list(range(10)) * 1000, [9] * 10000)))")
+    res = run_piped(["-c", code], columns=columns)
+    assert res.returncode == 0, res.stderr
+    names = [word for r in views.per_class(np.eye(10, dtype=int)) for word in r.name.split()]
+    assert_reads_at_80(res.stdout, *names, "1000", "0.0000", "1.0000")
 
 
 def test_evaluate_out_writes_views_that_agree_with_the_accuracy(backend, tmp_path, capsys, fashion_mnist):
