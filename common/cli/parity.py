@@ -101,7 +101,7 @@ def run(args) -> int:
                           "(outputs) or / max|larger side| (loss, gradients, weights)")
     for col, justify in (("pair", "left"), ("check", "left"), ("max abs diff", "right"), ("relative error", "right"),
                          ("tolerance", "right"), ("result", "left"), ("where", "left")):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, overflow="fold")
     for row in rows:
         table.add_row(row.pair, row.check, _num(row.max_abs), _num(row.rel), f"{row.tol:.0e}",
                       "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]", row.where)
@@ -135,7 +135,7 @@ def run_workers(args) -> int:
                           "(common/tools/parity/dataparallel.py)")
     for col, justify in (("backend", "left"), ("dtype", "left"), ("max abs diff", "right"),
                          ("relative error", "right"), ("result", "left"), ("worst weight", "left")):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, overflow="fold")
     failed = []
     with tempfile.TemporaryDirectory(prefix="nin-parity-") as folder:
         for name in args.backend:
