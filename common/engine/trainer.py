@@ -26,6 +26,7 @@ saved at each epoch end, a run resumed on the CPU ends with the weights of an un
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -292,16 +293,16 @@ class Trainer:
         if not world.distributed:
             with ExitStack() as held:
                 _hold_out(session, model, held)
-                return cls._train(session, model, Alone())
+                return cls._run_session(session, model, Alone())
         group = cls.join(world, config.device)  # the engine says who this worker is (MXNet's scheduler assigns ranks)
         world = group.world
-        session = Session(config, world, progress and world.chief, on_epoch, session.state, session.ckpt)
+        session = dataclasses.replace(session, world=world, progress=progress and world.chief)
         try:
             launch.register(world.rank)
             with ExitStack() as held:
                 _hold_out(session, model, held)
                 try:
-                    rows = cls._train(session, model, group)
+                    rows = cls._run_session(session, model, group)
                     group.barrier()
                 except group.errors as err:  # the engine's own error when another worker went away
                     launch.lost_the_others(world.rank)
@@ -313,7 +314,7 @@ class Trainer:
         return rows
 
     @classmethod
-    def _train(cls, session: Session, model, group) -> List[dict]:
+    def _run_session(cls, session: Session, model, group) -> List[dict]:
         """``run`` once its config, the run it resumes and its --out are checked (and --out is locked)."""
         config = session.config
         train = data.load("train", config.data_dir, config.limit_train, progress=session.progress)
@@ -326,7 +327,7 @@ class Trainer:
             trainer = cls.create(model, config.lr, config.device, config.precision, group)
         return trainer._epochs(session, train, val, group)
 
-    def _restore(self, session: Session) -> Tuple[List[dict], int, int, float]:
+    def _restore_run(self, session: Session) -> Tuple[List[dict], int, int, float]:
         """(rows, epoch, step, elapsed seconds) the run starts from: the resumed run's, loaded, or a new run's."""
         state, ckpt = session.state, session.ckpt
         if state is None:
@@ -356,7 +357,7 @@ class Trainer:
     def _epochs(self, session: Session, train: data.Split, val: data.Split, group) -> List[dict]:
         """The epoch loop: train, validate, print, write the metrics and the checkpoint, call ``on_epoch``."""
         config, world, progress = session.config, session.world, session.progress
-        rows, start_epoch, step, elapsed_before = self._restore(session)
+        rows, start_epoch, step, elapsed_before = self._restore_run(session)
         say = _say if world.chief else (lambda text: None)
         say(self._first_line(session, train, val, start_epoch))
         if start_epoch >= config.epochs:
@@ -395,12 +396,12 @@ class Trainer:
             say(epoch_line(row))
             if session.writes:
                 write_metrics(config.out, rows, title)
-                saved[0] = (epoch, self._save(session, rows, row))
+                saved[0] = (epoch, self._save_epoch(session, rows, row))
             if session.on_epoch is not None and world.chief:
                 session.on_epoch(row)
         return rows
 
-    def _save(self, session: Session, rows: List[dict], row: dict) -> str:
+    def _save_epoch(self, session: Session, rows: List[dict], row: dict) -> str:
         """The checkpoint of the epoch ``row`` ends; returns its folder."""
         state = dict(format=STATE_FORMAT, backend=self.backend, epoch=row["epoch"], step=row["step"],
                      elapsed_s=row["elapsed_s"], settings=dict(session.config.to_dict(), workers=session.world.size),
