@@ -299,7 +299,7 @@ def _trainer_class(entry: registry.Backend, trainer_cls) -> List[str]:
     where = f"{entry.package}.training.Trainer"
     if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, BaseTrainer)):
         return [f"{where} does not subclass nin_common.engine.trainer.Trainer"]
-    problems = [] if trainer_cls.backend == entry.name else [f"{where}.backend is {trainer_cls.backend!r}"]
+    problems = [] if trainer_cls.BACKEND == entry.name else [f"{where}.BACKEND is {trainer_cls.BACKEND!r}"]
     return problems + [f"{where} lacks the function {name} (a class argument)" for name in BaseTrainer.FUNCTIONS
                        if not callable(getattr(trainer_cls, name, None))]
 

@@ -89,14 +89,11 @@ def native_name(backend: str) -> str:
     return "model" + registry.info(backend).native_suffix
 
 
-def save_training_checkpoint(run_dir: str, trainer, state: dict) -> str:
-    """Native weights (with their description), canonical ``model.npz``, optimizer state, then ``state.json``;
-    ``trainer``: a backend's Trainer (``nin_common.engine.trainer``), with its model."""
-    model, backend = trainer.model, trainer.backend
-
+def save_training_checkpoint(run_dir: str, mod, trainer, model, state: dict) -> str:
+    """Native weights (with their description), canonical ``model.npz``, optimizer state, then ``state.json``."""
     def write(folder: str) -> None:
-        trainer.save_native(model, os.path.join(folder, native_name(backend)))
-        save_npz(os.path.join(folder, "model.npz"), trainer.export_weights(model), backend=backend,
+        mod.save_native(model, os.path.join(folder, native_name(mod.BACKEND)))
+        save_npz(os.path.join(folder, "model.npz"), mod.export_weights(model), backend=mod.BACKEND,
                  epoch=state["epoch"], model=dumps(model.config.kwargs))
         trainer.save_state(folder)
         files = {name: sha256_of(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}

@@ -118,7 +118,7 @@ class Trainer:
     """The base of every backend's Trainer: ``evaluate``, ``train_epoch``, the epoch loop and ``fit``; a backend
     implements the step hooks (the module's docstring lists them)."""
 
-    backend: ClassVar[str] = ""
+    BACKEND: ClassVar[str] = ""  # the registry name (with save_native and export_weights, what a checkpoint needs)
     model: object
     device_name: str
     precision: str
@@ -137,7 +137,7 @@ class Trainer:
         if unknown:
             raise TypeError(f"expected Trainer functions among {', '.join(cls.FUNCTIONS)}, got {', '.join(unknown)}")
         if backend is not None:
-            cls.backend = backend
+            cls.BACKEND = backend
         for name, function in functions.items():
             setattr(cls, name, staticmethod(function))
 
@@ -275,7 +275,7 @@ class Trainer:
         launcher's variables)."""
         world = cls.environment_world()
         if world is None:  # not started by the engine's launcher: alone, or the launcher of several workers
-            rows = launch_workers(cls.backend, config, model, progress, cls.gpu_count)
+            rows = launch_workers(cls.BACKEND, config, model, progress, cls.gpu_count)
             if rows is not None:
                 return rows
             world = ALONE
@@ -289,7 +289,7 @@ class Trainer:
                                  f"got one built for {model.image_size}; build it with "
                                  f"NiN(image_size={config.image_size})")
             config = config.replace(variant=model.config.kwargs["variant"], init=model.config.init)
-        session = _resumed(cls.backend, config, world, progress, on_epoch)
+        session = _resumed(cls.BACKEND, config, world, progress, on_epoch)
         if not world.distributed:
             with ExitStack() as held:
                 _hold_out(session, model, held)
@@ -344,7 +344,7 @@ class Trainer:
     def _first_line(self, session: Session, train: data.Split, val: data.Split, start_epoch: int) -> str:
         config, world = session.config, session.world
         size, batch = config.image_size, config.batch_size
-        return (f"nin train: {registry.framework(self.backend)} on {self.device_name}"
+        return (f"nin train: {registry.framework(self.BACKEND)} on {self.device_name}"
                 + (f", {world.size} workers ({world.engine})" if world.distributed else "")
                 + f"; {len(train):,} training and {len(val):,} validation "
                 f"images ({train.source}) at {size}x{size}; recipe {config.recipe}: batch {batch}"
@@ -375,7 +375,7 @@ class Trainer:
 
         memory = _Memory()
         t0 = time.perf_counter()
-        title = (f"NiN, {registry.framework(self.backend)}, {config.image_size}x{config.image_size}, "
+        title = (f"NiN, {registry.framework(self.BACKEND)}, {config.image_size}x{config.image_size}, "
                  f"lr {config.lr:g}, init {config.init}")
         for epoch in range(start_epoch + 1, config.epochs + 1):
             self.reseed(epoch_seed(config.seed, epoch, world.rank))
@@ -384,7 +384,7 @@ class Trainer:
                                                  f"epoch {epoch} val", group=group)
             row = dict(epoch=epoch, epochs=config.epochs, train_loss=train_loss, train_acc=train_acc,
                        val_loss=val_loss, val_acc=val_acc, images_per_s=len(train) / train_s, train_s=train_s,
-                       elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=self.backend,
+                       elapsed_s=elapsed_before + time.perf_counter() - t0, step=step, backend=self.BACKEND,
                        device=self.device_name, precision=self.precision, lr=config.lr,
                        batch_size=config.batch_size, image_size=config.image_size, init=config.init,
                        seed=config.seed, n_train=len(train), n_val=len(val), recipe=config.recipe,
@@ -403,11 +403,11 @@ class Trainer:
 
     def _save_epoch(self, session: Session, rows: List[dict], row: dict) -> str:
         """The checkpoint of the epoch ``row`` ends; returns its folder."""
-        state = dict(format=STATE_FORMAT, backend=self.backend, epoch=row["epoch"], step=row["step"],
+        state = dict(format=STATE_FORMAT, backend=self.BACKEND, epoch=row["epoch"], step=row["step"],
                      elapsed_s=row["elapsed_s"], settings=dict(session.config.to_dict(), workers=session.world.size),
-                     rows=rows, native=native_name(self.backend), canonical="model.npz",
+                     rows=rows, native=native_name(self.BACKEND), canonical="model.npz",
                      rng="every framework is re-seeded from (seed, epoch, worker rank) at the start of each epoch")
-        return save_training_checkpoint(session.config.out, self, state)
+        return save_training_checkpoint(session.config.out, type(self), self, self.model, state)
 
 
 # fit's keyword arguments are RunConfig's fields: its signature says so (inspect, help(), completion)
