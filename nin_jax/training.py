@@ -1,4 +1,5 @@
-"""Training NiN in JAX (Flax NNX, optax): the adapter ``nin_common.engine.training`` drives, and ``fit``."""
+"""Training NiN in JAX (Flax NNX, optax): the framework's side of the Trainer
+(``nin_common.engine.trainer``, which owns the epoch loop and ``fit``), and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -13,11 +14,14 @@ from flax import nnx
 
 from nin_common.arch.checks import check_step
 from nin_common.arch.weights import read_arrays
-from nin_common.engine import training
 from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 
-from .model import BACKEND, NiN
+from .checkpoint import load_native, save_native
+from .distributed import join
+from .launching import environment_world
+from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
 
@@ -146,7 +150,8 @@ def _prepare(images_u8, *, image_size: int):
     return inputs(images_u8, image_size).sum()  # the sum makes the computation produce every pixel
 
 
-class Trainer:
+class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
+              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
     """Plain SGD (``optax.sgd``) on cross-entropy; the steps are ``jax.jit``-compiled XLA programs on the device.
 
     The model's parameters are taken out of it (``nnx.split``), updated functionally by the compiled step
@@ -275,4 +280,4 @@ class Trainer:
         self.opt_state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.opt_state), values)
 
 
-fit = training.make_fit(BACKEND)
+fit = Trainer.fit

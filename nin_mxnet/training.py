@@ -1,4 +1,5 @@
-"""Training NiN in MXNet Gluon: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
+"""Training NiN in MXNet Gluon: the framework's side of the Trainer
+(``nin_common.engine.trainer``, which owns the epoch loop and ``fit``), and ``fit``."""
 from __future__ import annotations
 
 import json
@@ -12,11 +13,14 @@ from mxnet import autograd, gluon, npx
 
 from nin_common.arch.checks import check_step
 from nin_common.arch.weights import read_arrays
-from nin_common.engine import training
 from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 
-from .model import BACKEND, NiN
+from .checkpoint import load_native, save_native
+from .distributed import join
+from .launching import environment_world
+from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
 # why precision bf16 is refused (mxnet.contrib.amp with target_dtype="bfloat16" was tried)
@@ -54,7 +58,8 @@ def bf16_native(device) -> bool:
     return False
 
 
-class Trainer:
+class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
+              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
     """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device.
 
     The network runs as one cached graph with static memory (``hybridize(static_alloc=True,
@@ -170,4 +175,4 @@ class Trainer:
         opt._index_update_count = {int(k): v for k, v in counts["index_update_count"].items()}
 
 
-fit = training.make_fit(BACKEND)
+fit = Trainer.fit

@@ -1,4 +1,5 @@
-"""Training NiN in TensorFlow Keras: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
+"""Training NiN in TensorFlow Keras: the framework's side of the Trainer
+(``nin_common.engine.trainer``, which owns the epoch loop and ``fit``), and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -11,13 +12,15 @@ from tensorflow import keras
 
 from nin_common.arch.checks import check_step
 from nin_common.arch.weights import read_arrays
-from nin_common.engine import training
 from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 from nin_common.util.machine import cpu_bf16
 
-from .distributed import engine_errors, replica_loss
-from .model import BACKEND, NiN
+from .distributed import engine_errors, join, replica_loss
+from .checkpoint import load_native, save_native
+from .launching import environment_world
+from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
 
@@ -71,7 +74,8 @@ def compute_policy(model: NiN, policy: Optional[str]):
             layer.dtype_policy = old
 
 
-class Trainer:
+class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
+              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
     """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
@@ -211,4 +215,4 @@ class Trainer:
             v.assign(saved[f"{i}"])
 
 
-fit = training.make_fit(BACKEND)
+fit = Trainer.fit

@@ -1,4 +1,5 @@
-"""Training NiN in PyTorch: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
+"""Training NiN in PyTorch: the framework's side of the Trainer
+(``nin_common.engine.trainer``, which owns the epoch loop and ``fit``), and ``fit``."""
 from __future__ import annotations
 
 import os
@@ -10,27 +11,20 @@ import torch
 import torch.nn.functional as F
 
 from nin_common.arch.checks import check_step
-from nin_common.engine import training
 from nin_common.engine.precision import choose_device, resolve_precision
+from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 from nin_common.util.machine import cpu_bf16, cpu_flags
 
-from .checkpoint import read
-from .distributed import global_mean_loss
-from .model import BACKEND, NiN
+from .checkpoint import load_native, read, save_native
+from .distributed import global_mean_loss, join
+from .launching import environment_world
+from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.pt"
-# The memory layout of the model and its inputs per (device type, precision), chosen by measurement:
-# * cuda: channels-last (NHWC in memory, still NCHW tensors), the layout cuDNN's tensor-core convolutions use;
-# * cpu, bf16: channels-last: oneDNN's bf16 convolutions ran faster in it on a 2-core EPYC with AVX512-BF16
-#   (one thread, the two layouts interleaved in one process, load average 12: 14.7 vs 12.3 images/s at
-#   224 px batch 32, 187 vs 162 at 67 px batch 128);
-# * cpu, fp32, with AVX-512: NCHW: oneDNN's fp32 5x5 convolution, half of the network's work, ran faster in it
-#   on that EPYC (21.7 vs 20.1 images/s at batch 128/224, two threads; the interleaved one-thread probe above
-#   gave channels-last 7.7 vs 7.0 at 224 px and 117 vs 103 at 67 px, too close under that load to change it);
-# * cpu, fp32, AVX2 only: channels-last: on a 2-core AVX2-only EPYC (Zen 3), the layouts interleaved in one
-#   process on a quiet machine, it ran faster in every round: 272-314 vs 224-294 images/s at 67 px batch 32,
-#   311-365 vs 267-311 at batch 128, 22-25 vs 18-24 at 224 px batch 32.
+# The memory layout of the model and its inputs per (device type, precision), chosen by measurement
+# (docs/speed.md, "Per framework"): channels-last on a GPU, for bf16 on a CPU and for fp32 on an AVX2-only CPU;
+# NCHW for fp32 on a CPU with AVX-512.
 LAYOUTS = {("cuda", "bf16"): torch.channels_last, ("cuda", "fp32"): torch.channels_last,
            ("cpu", "bf16"): torch.channels_last, ("cpu", "fp32"): torch.contiguous_format,
            ("cpu", "fp32", "avx2"): torch.channels_last}
@@ -64,7 +58,8 @@ def bf16_native(device: torch.device) -> bool:
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_bf16()
 
 
-class Trainer:
+class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
+              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
     """Plain SGD on cross-entropy (the chapter's optimizer), one step per call, all work on the device.
 
     The model and its inputs are kept in the memory layout ``memory_format`` gives for the device and precision
@@ -166,4 +161,4 @@ class Trainer:
         self.optimizer.load_state_dict(read(path, self.device, "the optimizer state nin train writes"))
 
 
-fit = training.make_fit(BACKEND)
+fit = Trainer.fit

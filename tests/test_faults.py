@@ -230,7 +230,7 @@ def test_train_out_is_checked_before_training(backend, tmp_path, monkeypatch, ca
                                       st.f_favail, st.f_flag, st.f_namemax))
         monkeypatch.setattr(files.os, "statvfs", nearly_full)
         fragment = "MiB free for its checkpoints, got 0.0 MiB"
-    monkeypatch.setattr(training.data, "load", no_training)
+    monkeypatch.setattr(data, "load", no_training)
     one_line_error(capsys, ["train", "--backend", backend.BACKEND, "--epochs", "1", "--out", str(out), *TINY_CLI],
                    str(out), fragment)
 
@@ -344,7 +344,7 @@ def test_killed_download_leftovers_are_removed(tmp_path, monkeypatch):
 
 def test_two_runs_cannot_share_an_out_folder(backend, tmp_path, monkeypatch):
     out = str(tmp_path / "out")
-    monkeypatch.setattr(training.data, "load", no_training)
+    monkeypatch.setattr(data, "load", no_training)
     with files.folder_lock(out, wait=False):  # what a run in another process holds while it trains
         with pytest.raises(ValueError, match="expected .*out to be free, got a folder another process is writing"):
             impl(backend).fit(epochs=1, device="cpu", out=out, **TINY)
@@ -449,7 +449,7 @@ def test_damaged_data_files_are_one_line(tmp_path, monkeypatch, capsys):
     def test_split_first(split, *args, **kwargs):  # read the damaged split first: no training in between
         return real_load("test", *args, **kwargs)
 
-    monkeypatch.setattr(training.data, "load", test_split_first)
+    monkeypatch.setattr(data, "load", test_split_first)
     for how, bad in damages(raw) + [("a folder", None)]:
         path = mine / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -483,15 +483,15 @@ def replace(src, dst):  # the checkpoint of epoch 2 is where the kill lands (epo
     return real_replace(src, dst)
 
 os.replace = replace
-from nin_common.engine import training
-real_epoch = training.train_epoch
+from nin_common.engine.trainer import Trainer
+real_epoch = Trainer.train_epoch
 
-def train_epoch(trainer, split, settings, epoch, *args):
+def train_epoch(trainer, split, config, epoch, *args):
     if moment == "mid-epoch" and epoch == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-    return real_epoch(trainer, split, settings, epoch, *args)
+    return real_epoch(trainer, split, config, epoch, *args)
 
-training.train_epoch = train_epoch
+Trainer.train_epoch = train_epoch
 from nin_common import cli
 sys.exit(cli.main(sys.argv[2:]))
 """

@@ -9,6 +9,7 @@ import pytest
 
 from nin_common import cli
 from nin_common.engine import data, registry, training
+from nin_common.engine.trainer import Trainer
 from nin_common.tools import views
 from nin_common.util import progress
 from conftest import assert_reads_at_80, run_piped
@@ -71,7 +72,7 @@ def test_evaluate_out_writes_views_that_agree_with_the_accuracy(backend, tmp_pat
 
 def interrupt_after(monkeypatch, epochs_done):
     """Make ``fit`` stop with Ctrl-C after ``epochs_done`` completed epochs."""
-    real = training.train_epoch
+    real = Trainer.train_epoch
     calls = []
 
     def train_epoch(*args, **kwargs):
@@ -79,7 +80,7 @@ def interrupt_after(monkeypatch, epochs_done):
         if len(calls) > epochs_done:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(training, "train_epoch", train_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
 
 
 def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch, fashion_mnist):

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from nin_common.engine import data, recipes, training
+from nin_common.engine import data, recipes
+from nin_common.engine.trainer import Trainer
 from conftest import training_of as impl
 from test_training import SMALL, max_abs_diff, npz_weights
 
@@ -91,7 +92,7 @@ def test_interrupted_cosine_run_resumes_to_the_same_weights(backend, tmp_path, m
     uninterrupted one does (bit for bit on the CPU)."""
     settings = dict(SMALL, recipe="quick", epochs=2, device="cpu")
     straight = impl(backend).fit(out=str(tmp_path / "a"), **settings)
-    evaluate, calls = training.evaluate, []
+    evaluate, calls = Trainer.evaluate, []
 
     def interrupt_in_epoch_2(*args, **kwargs):
         calls.append(1)
@@ -99,10 +100,10 @@ def test_interrupted_cosine_run_resumes_to_the_same_weights(backend, tmp_path, m
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", interrupt_in_epoch_2)
+    monkeypatch.setattr(Trainer, "evaluate", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         impl(backend).fit(out=str(tmp_path / "b"), **settings)
-    monkeypatch.setattr(training, "evaluate", evaluate)
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
     resumed = impl(backend).fit(resume=str(tmp_path / "b"), **settings)
     assert max_abs_diff(npz_weights(tmp_path / "a"), npz_weights(tmp_path / "b")) == 0
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]

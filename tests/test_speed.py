@@ -269,16 +269,16 @@ def test_keep_freed_memory_keeps_large_blocks_in_the_heap():
 
 
 def test_memory_setting_is_made_where_a_run_starts_not_by_the_library(backend, monkeypatch):
-    """Building a Trainer changes nothing process-wide; ``make_trainer`` (used by fit, evaluate and bench) does,
-    once."""
-    from nin_common.engine import training
+    """Building a Trainer changes nothing process-wide; ``Trainer.create`` (used by fit, and through
+    ``make_trainer`` by evaluate and bench) does, once."""
+    from nin_common.engine import trainer, training
 
     def refuse():
         raise AssertionError("a Trainer made a process-wide setting")
 
     calls = []
     monkeypatch.setattr(machine, "keep_freed_memory", refuse)
-    monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(trainer, "keep_freed_memory", lambda: calls.append(1) or True)
     model = training_of(backend).build_model("cpu", seed=0, image_size=SIZE)
     training_of(backend).Trainer(model, 0.05, "cpu", "fp32")
     assert calls == []

@@ -1,18 +1,17 @@
 """``nin train``: the chapter's recipe on Fashion-MNIST in one backend, with progress, metrics, checkpoints."""
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 
 from nin_common.cli import options as O
-from nin_common.engine import recipes, registry, runs, training
+from nin_common.engine import config, recipes, registry, runs, training
 from nin_common.engine.distributed import WorkerLost
 
-# fit's arguments the command offers; left out, they come from the run being resumed, else from the recipe
-OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",
-           "seed", "init", "schedule", "warmup", "variant", "data_dir", "workers", "port")
-DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).parameters.items()}
+# the RunConfig fields the command offers as options of the same names (--out and --resume are its own: --out
+# is per backend); left out, they come from the run being resumed, else from the recipe
+OPTIONS = tuple(name for name in config.FIELDS if name not in ("out", "resume"))
+DEFAULTS = config.DEFAULTS
 CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
 
 
@@ -57,25 +56,24 @@ def run(args) -> int:
                          f"got none")
     if args.resume and len(names) > 1:
         raise ValueError(f"expected one backend with --resume (the run's, {stored['backend']}), got {','.join(names)}")
-    kwargs = {}
-    for name in OPTIONS:
-        given = getattr(args, name)
-        kwargs[name] = given if given is not None else stored.get(name, DEFAULTS[name])
+    given = {name: getattr(args, name) for name in OPTIONS}
+    options = {name: stored.get(name, DEFAULTS[name]) if value is None else value for name, value in given.items()}
     for name in names:
         registry.available(name)  # names the extra to install when the framework is missing
     if args.out is None and args.resume is None:
         print("nin train: no --out given: metrics and checkpoints are not saved", file=sys.stderr)
     for name in names:
         out = os.path.join(args.out, name) if args.out is not None and len(names) > 1 else args.out
-        code = train_one(name, out, args, kwargs)
+        code = train_one(name, out, args, options)
         if code:
             return code
     return 0
 
 
-def train_one(backend: str, out, args, kwargs) -> int:
-    try:  # the backend's ``fit``; the framework is imported only where training happens (not in a launcher)
-        training.run(backend, out=out, resume=args.resume, progress=O.show_progress(args), **kwargs)
+def train_one(backend: str, out, args, options) -> int:
+    try:  # the backend's Trainer; the framework is imported only where training happens (not in a launcher)
+        run_config = config.RunConfig(**options, out=out, resume=args.resume)
+        training.train(backend, run_config, progress=O.show_progress(args))
     except (training.NonFiniteLoss, WorkerLost) as err:
         print(f"nin train: error: {err}", file=sys.stderr)
         return 1

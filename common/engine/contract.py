@@ -21,6 +21,7 @@ from nin_common.arch.costs import Execution
 from nin_common.arch.spec import NetSpec
 from nin_common.engine import registry
 from nin_common.engine.measure import Measured
+from nin_common.engine.trainer import Trainer as BaseTrainer
 
 Weights = Dict[str, np.ndarray]
 
@@ -61,7 +62,8 @@ class ModelModule(Protocol):
 
 
 class Trainer(Protocol):
-    """``<package>.training.Trainer(model, lr, device, precision)``: one SGD step per call, on the device.
+    """``<package>.training.Trainer(model, lr, device, precision)``: one SGD step per call, on the device; a
+    subclass of ``nin_common.engine.trainer.Trainer``, which runs the epoch loop and ``fit`` with these hooks.
 
     Steps take a uint8 batch (B, 28, 28) and int labels, scale to [0, 1] and resize to ``image_size`` on the
     device, and return ``(loss_sum, correct)`` as Python numbers (the one host-device synchronisation).
@@ -98,7 +100,7 @@ class Trainer(Protocol):
 
 
 class TrainingModule(Protocol):
-    """``<package>.training``: the adapter ``nin_common.engine.training`` drives, and ``fit``."""
+    """``<package>.training``: the framework's side of the Trainer (``nin_common.engine.trainer``), and ``fit``."""
 
     def gpu_count(self) -> int: ...
 
@@ -108,7 +110,7 @@ class TrainingModule(Protocol):
 
     def Trainer(self, model: Model, lr: float, device: str = "auto", precision: str = "auto") -> Trainer: ...
 
-    fit: Callable[..., List[dict]]  # ``nin_common.engine.training.make_fit(BACKEND)``
+    fit: Callable[..., List[dict]]  # ``Trainer.fit``
 
 
 class CheckpointModule(Protocol):
@@ -273,9 +275,10 @@ def check(name: str) -> List[str]:
         problems += check_module(parts[part], proto)
     trainer_methods = _members(Trainer)[1]
     trainer_cls = getattr(parts["training"], "Trainer", None)
+    problems += _trainer_class(entry, trainer_cls)
     for method, declared in trainer_methods.items():
         impl = getattr(trainer_cls, method, None)
-        if impl is None:
+        if impl is None or impl is getattr(BaseTrainer, method, None):  # the base's stub: not implemented
             problems.append(f"{entry.package}.training.Trainer lacks the method {method}")
             continue
         sig = inspect.signature(impl)
@@ -289,6 +292,16 @@ def check(name: str) -> List[str]:
         problems.append(f"{entry.package}.DATA_FORMAT is {getattr(package, 'DATA_FORMAT', None)!r}, registered "
                         f"as {entry.data_format!r}")
     return problems
+
+
+def _trainer_class(entry: registry.Backend, trainer_cls) -> List[str]:
+    """A backend's Trainer subclasses the base Trainer, for its backend, with every function a run needs."""
+    where = f"{entry.package}.training.Trainer"
+    if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, BaseTrainer)):
+        return [f"{where} does not subclass nin_common.engine.trainer.Trainer"]
+    problems = [] if trainer_cls.BACKEND == entry.name else [f"{where}.BACKEND is {trainer_cls.BACKEND!r}"]
+    return problems + [f"{where} lacks the function {name} (a class argument)" for name in BaseTrainer.FUNCTIONS
+                       if not callable(getattr(trainer_cls, name, None))]
 
 
 def check_trainer(trainer) -> List[str]:

@@ -31,9 +31,6 @@ JOB_VARIABLE = "NIN_JOB_DIR"  # the folder where workers started by us register 
 GRACE_S = 5.0                 # what the other workers get to end on their own after one is lost
 POLL_S = 0.2
 STOP_WAIT_S = 1.0             # after SIGTERM, what the workers get before SIGKILL (see _stop)
-# the run() settings a worker command line carries, as nin train's options
-OPTIONS = ("recipe", "epochs", "batch_size", "lr", "image_size", "limit_train", "limit_val", "device", "precision",
-           "seed", "init", "schedule", "warmup", "variant", "data_dir", "out", "resume", "workers")
 
 
 @dataclass
@@ -53,13 +50,10 @@ class JobFailed(RuntimeError):
         self.code = code
 
 
-def worker_command(backend: str, settings: Dict[str, object], progress: bool) -> List[str]:
-    """The ``nin train`` command line (after the interpreter) that every worker runs: ``settings`` as options."""
-    argv = ["-m", "nin_common.cli", "train", "--backend", backend]
-    for name in OPTIONS:
-        value = settings.get(name)
-        if value is not None:
-            argv += [f"--{name.replace('_', '-')}", str(value)]
+def worker_command(backend: str, config, progress: bool) -> List[str]:
+    """The ``nin train`` command line (after the interpreter) that every worker runs: the run's ``RunConfig``
+    as options (``RunConfig.worker_flags``)."""
+    argv = ["-m", "nin_common.cli", "train", "--backend", backend, *config.worker_flags()]
     return argv + ([] if progress else ["--no-progress"])
 
 
