@@ -56,7 +56,7 @@ def run(args) -> int:
     config = compare.CompareSettings(seeds=seeds, named_by_seed=args.seeds is not None,
                                      require_quiet=args.require_quiet, quiet_wait=args.quiet_wait,
                                      progress=O.show_progress(args),
-                                     **{k: v for k, v in settings.items() if k not in picked})
+                                     training={k: v for k, v in settings.items() if k not in picked})
     runs = compare.run_all(names, variants, args.out, config)
     print(f"report: {compare.write(runs, args.out, settings)}")
     return 0

@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Dict, List, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from nin_common.engine import recipes, registry
 from nin_common.engine.runs import find_checkpoint, read_state
@@ -132,23 +132,12 @@ def describe_model(mod, variant: str, init: str, image_size: int, seed: int = 0)
 class CompareSettings:
     """What every run of a comparison shares, and how the comparison goes.
 
-    The training settings (``epochs`` to ``warmup``) left None come from ``recipe``; ``seeds``: one run per
+    ``training``: ``fit``'s settings for every run (the recipe, and what overrides it: epochs, image size, batch
+    size, lr, init, schedule, warm-up, limits, device, precision, data folder); ``seeds``: one run per
     (variant, backend, seed), in a folder named by the seed where ``named_by_seed`` (``run_folder``);
     ``require_quiet`` and ``quiet_wait``: ``wait_quiet``'s limit and wait before each run that trains."""
 
-    epochs: Optional[int] = None
-    image_size: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    init: Optional[str] = None
-    schedule: Optional[str] = None
-    warmup: Optional[float] = None
-    recipe: str = "quick"
-    limit_train: Optional[int] = None
-    limit_val: Optional[int] = None
-    device: str = "auto"
-    precision: str = "auto"
-    data_dir: Optional[str] = None
+    training: Mapping[str, object] = field(default_factory=lambda: {"recipe": "quick"})
     seeds: Sequence[int] = (0,)
     named_by_seed: bool = False
     require_quiet: Optional[float] = None
@@ -164,13 +153,14 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, settings: C
     checkpoint is continued from it; one with other settings is refused before anything trains.  The 1-minute
     load average is read before each run that trains (``wait_quiet``: with ``settings.require_quiet``, a higher
     one is waited out for up to ``settings.quiet_wait`` seconds, then refused)."""
-    s = settings
+    s, t = settings, dict(settings.training)
     for v in variants:
         check_variant(v)
     mods = [registry.load(n) for n in names]  # fail before any training when a framework is missing
-    chosen = recipes.resolve(s.recipe, epochs=s.epochs, image_size=s.image_size, batch_size=s.batch_size, lr=s.lr,
-                             init=s.init, schedule=s.schedule, warmup=s.warmup)
-    common = dict(chosen, limit_train=s.limit_train, limit_val=s.limit_val, precision=s.precision, recipe=s.recipe)
+    recipe = t.get("recipe", "quick")
+    chosen = recipes.resolve(recipe, **{k: t.get(k) for k in recipes.RECIPE_KEYS})
+    common = dict(chosen, limit_train=t.get("limit_train"), limit_val=t.get("limit_val"),
+                  precision=t.get("precision", "auto"), recipe=recipe)
     plan = []  # (seed, variant, module, folder, state of the run already there)
     for seed in s.seeds:
         for variant in variants:
@@ -195,8 +185,8 @@ def run_all(names: Sequence[str], variants: Sequence[str], out: str, settings: C
         print(f"== {run.label}: {params:,} parameters, {macs:,} multiply-adds per image"
               + (f"; continuing from epoch {state['epoch']}" if state else "")
               + (f"; load {load:.2f}" if load is not None else ""), flush=True)
-        run.rows = mod.fit(variant=variant, seed=seed, device=s.device, data_dir=s.data_dir, out=folder,
-                           resume=folder if state else None, progress=s.progress, **common)
+        run.rows = mod.fit(variant=variant, seed=seed, device=t.get("device", "auto"), data_dir=t.get("data_dir"),
+                           out=folder, resume=folder if state else None, progress=s.progress, **common)
         if load is not None:
             run.load_before.append(load)
             write_json(os.path.join(folder, LOADS_FILE), dict(load_before=run.load_before))
