@@ -60,6 +60,7 @@ START_LOSS = MARGIN * 0.26 * U  # relative difference of the losses at the same 
 END_LOSS = MARGIN * 1.2 * U  # ... after STEPS steps
 TENSOR_COSINE, TENSOR_RATIO = 1 - MARGIN * 0.094, MARGIN * 0.11  # one step's update, per parameter tensor
 WHOLE_COSINE, WHOLE_RATIO = 1 - MARGIN * 0.02, 0.1  # ... over the whole model
+LEARNED = 0.05  # the least loss decrease over STEPS steps that counts as learning (see above)
 
 
 

@@ -39,8 +39,8 @@ def add_parser(sub) -> None:
                    help="precision of the grads and steps checks: float64 compares the backends with each other "
                         "(to 1e-4; they agree to ~1e-14); float32 checks each backend's float32 loss, gradients, step "
                         "and trajectory against its own float64 copy, within a bound measured from how far float64 "
-                        "moves when the weights move by one float32 ulp; both (the default) does both. Forward and "
-                        "layers always run in float32")
+                        "moves when the weights move by one float32 ulp; both does both. Forward and layers always run "
+                        "in float32 (default: both)")
     p.add_argument("--no-onnx", action="store_true",
                    help="leave out ONNX Runtime (by default, when onnx and onnxruntime are installed, the graph "
                         "'nin convert --to onnx' writes is run in ONNX Runtime and checked against the reference "
