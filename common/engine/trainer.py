@@ -131,7 +131,8 @@ class Trainer:
         """A backend's Trainer names its backend and its functions: ``gpu_count()``, ``build_model(device,
         **model_kwargs)``, ``save_native(model, path)``, ``load_native(path, model)``, ``export_weights(model)``,
         ``environment_world()`` (the worker the engine's launcher made this process, or None) and ``join(world,
-        device)`` (the data-parallel group)."""
+        device)`` (the data-parallel group); the last two are the backend's ``distributed`` module's unless
+        given."""
         super().__init_subclass__()
         unknown = sorted(set(functions) - set(cls.FUNCTIONS))
         if unknown:
@@ -140,6 +141,17 @@ class Trainer:
             cls.BACKEND = backend
         for name, function in functions.items():
             setattr(cls, name, staticmethod(function))
+
+    @classmethod
+    def environment_world(cls) -> Optional[World]:
+        """The worker the engine's launcher made this process, or None: the backend's ``distributed`` module says
+        (imported when asked, so that importing a backend does not import its ``python -m`` launcher module)."""
+        return registry.launching(cls.BACKEND).environment_world()
+
+    @classmethod
+    def join(cls, world: World, device: str):
+        """This worker in the data-parallel group (the backend's ``distributed.join``)."""
+        return registry.launching(cls.BACKEND).join(world, device)
 
     # ---------------------------------------------------------------- the backend's hooks
 
