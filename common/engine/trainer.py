@@ -45,8 +45,9 @@ from nin_common.arch.variants import build_spec
 from nin_common.engine import data, launch, recipes, registry
 from nin_common.engine.config import RunConfig, fit_signature
 from nin_common.engine.distributed import ALONE, Alone, World, WorkerLost, check_world, local_slice, worker_seed
-from nin_common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
-                                    save_training_checkpoint, write_metrics)
+from nin_common.engine.checkpoint import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
+                                          save_training_checkpoint)
+from nin_common.engine.runs import write_metrics
 from nin_common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
 from nin_common.util.machine import (keep_freed_memory, load_average, peak_rss_mb, peak_rss_since_reset_mb,
                                      reset_peak_rss, rss_mb)
