@@ -34,7 +34,7 @@ from nin_common.arch import spec as S
 from nin_common.arch.reference import layer_outputs, resize_bilinear
 from nin_common.arch.variants import build_spec
 from nin_common.arch.weights import initial_weights, load_npz
-from nin_common.engine import data, recipes, registry, runs
+from nin_common.engine import checkpoint, data, recipes, registry
 from nin_common.util.machine import describe, git_commit, load_average, thread_defaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,8 +54,8 @@ def dead(spec: S.NetSpec, weights, x: np.ndarray) -> tuple:
 
 
 def one_run(folder: str, images: np.ndarray) -> dict:
-    ckpt = runs.find_checkpoint(folder)
-    state = runs.read_state(ckpt)
+    ckpt = checkpoint.find_checkpoint(folder)
+    state = checkpoint.read_state(ckpt)
     settings = state["settings"]
     spec = build_spec(settings["variant"])
     x = resize_bilinear(images, settings["image_size"])

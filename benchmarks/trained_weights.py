@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from nin_common.arch import pretrained
-from nin_common.engine import data, runs, training
+from nin_common.engine import checkpoint, data, training
 from nin_common.tools.images import PREPROCESSING
 from nin_common.util.machine import cpu_flags, describe, load_average
 
@@ -64,8 +64,8 @@ def main() -> int:
     p.add_argument("--results", default=RESULTS)
     args = p.parse_args()
 
-    state = runs.read_state(runs.find_checkpoint(args.run))
-    mod, model, image_size = runs.load_checkpoint(args.run, "torch")
+    state = checkpoint.read_state(checkpoint.find_checkpoint(args.run))
+    mod, model, image_size = checkpoint.load_checkpoint(args.run, "torch")
     settings = state["settings"]
     trained = mod.export_weights(model)
     split = data.load("test", progress=False)

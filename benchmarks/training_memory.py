@@ -57,7 +57,7 @@ def _child(backend: str, images: int) -> None:  # pragma: no cover - runs in the
     from nin_common.util import machine
 
     machine.thread_defaults()
-    from nin_common.engine import data, recipes, runs, training
+    from nin_common.engine import checkpoint, data, recipes, runs, training
 
     settings = dict(recipes.resolve(RECIPE), epochs=EPOCHS, variant="chapter", seed=0, recipe=RECIPE,
                     precision="fp32", device="cpu", limit_train=images, limit_val=TEST_IMAGES)
@@ -90,10 +90,10 @@ def _child(backend: str, images: int) -> None:  # pragma: no cover - runs in the
                              val_loss=val_loss, val_acc=val_acc))
             runs.write_metrics(out, rows, f"NiN, {backend}, {size}x{size}")
             after("write_metrics")
-            state = dict(format=runs.STATE_FORMAT, backend=backend, epoch=epoch, step=step, elapsed_s=0.0,
-                         settings=dict(settings, workers=1), rows=rows, native=runs.native_name(backend),
+            state = dict(format=checkpoint.STATE_FORMAT, backend=backend, epoch=epoch, step=step, elapsed_s=0.0,
+                         settings=dict(settings, workers=1), rows=rows, native=checkpoint.native_name(backend),
                          canonical="model.npz", rng="")
-            runs.save_training_checkpoint(out, mod, trainer, model, state)
+            checkpoint.save_training_checkpoint(out, mod, trainer, model, state)
             after("save_training_checkpoint")
     row = dict(trace=trace)
     if backend == "jax":

@@ -19,8 +19,6 @@ from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 
 from .checkpoint import load_native, save_native
-from .distributed import join
-from .launching import environment_world
 from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -151,7 +149,7 @@ def _prepare(images_u8, *, image_size: int):
 
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
-              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
+              load_native=load_native, export_weights=export_weights):
     """Plain SGD (``optax.sgd``) on cross-entropy; the steps are ``jax.jit``-compiled XLA programs on the device.
 
     The model's parameters are taken out of it (``nnx.split``), updated functionally by the compiled step

@@ -10,27 +10,91 @@ SGD update to its own copy of the weights, which the Trainer's first step broadc
 worker's loss is its slice's summed cross-entropy over the global batch, so the sum is the gradient of the
 global mean.  The metrics are summed through the kvstore too (a key of their own).
 
-On Python 3.9 and later the launcher is run through ``nin_mxnet.launcher`` (a workaround of a defect of its
-``dmlc_tracker``, described there); the servers are started with a zeroed heap (``nin_common.util.runtime``, fix 3:
+On Python 3.9 and later the launcher is run through ``launcher`` here (``python -m nin_mxnet.distributed``: a
+workaround of a defect of its ``dmlc_tracker``, described there); the servers are started with a zeroed heap (``nin_common.util.runtime``, fix 3:
 MXNet 1.9.1's server leaves a flag uninitialised that can make it round float64 to float32), and
 ``Group`` checks every server with a float64 sum before training.
 
 Faults: ps-lite has no timeouts; a worker whose peer is gone waits.  ``nin train --workers`` watches every
 worker and stops them all; joining is bounded by ``NIN_DIST_TIMEOUT`` here.
+
+The module has three parts: how the workers start (``ENGINE`` to ``launch_plan``,
+``nin_common.engine.contract.DistributedModule``), which the process that launches the workers reads without
+importing MXNet (``nin_common.engine.registry.launching`` loads this file alone); what a worker does (``join``,
+``Group``, ``sgd_steps``), which imports MXNet when called; and MXNet's launcher (``python -m
+nin_mxnet.distributed``, below).
 """
 from __future__ import annotations
 
 import os
+import re
+import runpy
+import shlex
 import sys
 import threading
 from contextlib import nullcontext
-from typing import Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from nin_common.engine import distributed as D
+from nin_common.engine.launch import Process
 
-from .launching import ENGINE, _joined  # the framework-free part
+
+# -------------------------------------------------------------- how the workers start (no MXNet)
+
+ENGINE = "MXNet kvstore dist_sync (ps-lite over TCP)"
+LAUNCHER = "python -m nin_mxnet.distributed -n N --launcher local (mxnet/tools/launch.py)"
+SERVERS_LOCAL = 1  # parameter servers of a local launch (the gradients of 2 M parameters need no more)
+# a dist kvstore key keeps the byte size it was first given ("The value size cannot be changed", kvstore_dist.h), and
+# the Trainer's keys are the parameters' indices: a job steps in one precision (the parity check starts one per dtype)
+ONE_PRECISION_PER_JOB = True
+_joined: List[D.World] = []  # this process's World once the scheduler gave it a rank
+
+
+def environment_world() -> Optional[D.World]:
+    """The worker MXNet's launcher made this process (``DMLC_ROLE=worker``), or None.  Its rank is the one the
+    scheduler assigned once it has joined (0 until then: ps-lite gives ranks in ``join``)."""
+    role = os.environ.get("DMLC_ROLE")
+    if not role:
+        return None
+    if role != "worker":  # a server or the scheduler: importing mxnet runs it, and ends the process
+        from . import runtime  # noqa: F401
+        raise ValueError(f"expected DMLC_ROLE=worker, server or scheduler, got {role!r}")
+    if _joined:
+        return _joined[0]
+    size = D.optional_int(os.environ.get("DMLC_NUM_WORKER"))
+    if size is None:
+        raise ValueError("expected DMLC_NUM_WORKER with DMLC_ROLE=worker (MXNet's launcher sets both)")
+    return D.World(size=size, rank=0, engine=ENGINE, coordinator=_scheduler())
+
+
+def _scheduler() -> str:
+    return f"{os.environ.get('DMLC_PS_ROOT_URI', '')}:{os.environ.get('DMLC_PS_ROOT_PORT', '')}"
+
+
+def worker_environment(workers: int, rank: int, port: int) -> Dict[str, str]:
+    """The variables MXNet's local launcher gives a worker of ``workers`` whose scheduler listens at
+    127.0.0.1:port (``rank`` is not among them: the scheduler assigns it)."""
+    return {"DMLC_ROLE": "worker", "DMLC_PS_ROOT_URI": "127.0.0.1", "DMLC_PS_ROOT_PORT": str(port),
+            "DMLC_NUM_WORKER": str(workers), "DMLC_NUM_SERVER": str(SERVERS_LOCAL), "DMLC_NODE_HOST": "127.0.0.1"}
+
+
+def launch_plan(workers: int, worker_argv: List[str], threads: int, port: Optional[int]) -> List[Process]:
+    """MXNet's launcher on this machine (``--launcher local``): the scheduler at 127.0.0.1:port, one server, the
+    workers; each runs ``worker_argv`` through bash (launch.py joins the words), so each word is quoted.  Every
+    process gets ``threads`` OpenMP threads (MXNet's operators; the launcher passes its environment on)."""
+    if port is None:
+        port = D.free_port()
+    else:
+        D.check_port_free(port)
+    interpreter = worker_argv[0]
+    return [Process([interpreter, "-m", "nin_mxnet.distributed", "--port", str(port), "-n", str(workers),
+                     "-s", str(SERVERS_LOCAL), "--launcher", "local", *[shlex.quote(w) for w in worker_argv]],
+                    {"OMP_NUM_THREADS": str(threads)}, name="launcher")]
+
+
+# -------------------------------------------------------------- a worker (imports MXNet)
 
 # kvstore keys of our own, beside the Trainer's (0 .. parameters - 1): the metrics' sums, and the float64 check
 METRICS_KEY = 1 << 20
@@ -169,3 +233,94 @@ def sgd_steps(group: Group, model, batches, lr: float):
         parity._backward(model, x, y, total=global_batch)
         trainer.step(1)  # the servers sum the workers' gradients of (summed loss / global batch)
     return parity.parameters(model)
+
+
+# -------------------------------------------------------------- MXNet's launcher (python -m nin_mxnet.distributed)
+
+LOOPBACK = "127.0.0.1"
+
+
+def _restore_is_alive() -> None:
+    if not hasattr(threading.Thread, "isAlive"):  # removed in Python 3.9; dmlc_tracker (mxnet 1.9.1) calls it
+        threading.Thread.isAlive = threading.Thread.is_alive
+
+
+def _local(argv: List[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg == "--launcher" and i + 1 < len(argv):
+            return argv[i + 1] == "local"
+        if arg.startswith("--launcher="):
+            return arg.split("=", 1)[1] == "local"
+        if not arg.startswith("-") and i and argv[i - 1] not in ("-n", "--num-workers", "-s", "--num-servers",
+                                                               "-H", "--hostfile", "--sync-dst-dir"):
+            break  # the command begins
+    return False
+
+
+def _on_loopback(port: Optional[int]) -> None:
+    from dmlc_tracker import tracker
+
+    tracker.get_host_ip = lambda host_ip=None: LOOPBACK
+    os.environ["DMLC_NODE_HOST"] = LOOPBACK
+    if port is not None:
+        start = tracker.PSTracker.__init__
+
+        def on_port(self, hostIP, cmd, port_=None, port_end=None, envs=None, **kwargs):
+            start(self, hostIP, cmd, port=port, port_end=port + 1, envs=envs)
+
+        tracker.PSTracker.__init__ = on_port
+
+
+def _quiet_failures() -> None:
+    """A process that ends badly raises, in the launcher's thread that started it, a RuntimeError whose message
+    holds the whole environment: one line instead (none under ``nin train --workers``, which names the lost
+    worker itself).  The others keep waiting for it (ps-lite has no timeout): stop the launcher."""
+    default = threading.excepthook
+
+    def hook(args):
+        text = str(args.exc_value)
+        if not (isinstance(args.exc_value, RuntimeError) and text.startswith("Get nonzero return code")):
+            return default(args)
+        if os.environ.get("NIN_LAUNCHED"):
+            return None
+        found = {k: re.search(p, text) for k, p in (("code", r"return code=(-?\d+)"),
+                                                    ("role", r"'DMLC_ROLE': '(\w+)'"),
+                                                    ("task", r"'DMLC_TASK_ID': '(\d+)'"))}
+        code, role, task = (m.group(1) if m else "?" for m in found.values())
+        sys.stderr.write(f"nin_mxnet.distributed: the {role} of task {task} ended with exit status {code}; the "
+                         f"others wait for it: stop the launcher (Ctrl-C)\n")
+        return None
+
+    threading.excepthook = hook
+
+
+def launcher(argv: Optional[List[str]] = None) -> None:
+    """MXNet's own launcher, ``mxnet/tools/launch.py`` (with ``dmlc_tracker``), as shipped in the mxnet 1.9.1
+    wheel, made to run on Python 3.9 and later: ``python -m nin_mxnet.distributed`` takes launch.py's arguments.
+
+        python -m nin_mxnet.distributed -n 2 --launcher local python -m nin_common.cli train --backend mxnet \\
+            --out runs/mx
+
+    WORKAROUND for a defect of dmlc_tracker in the mxnet 1.9.1 wheel (and every earlier one): its tracker waits
+    on its threads with ``threading.Thread.isAlive``, which Python 3.9 removed (``is_alive`` is the name since
+    2.6), so launch.py stops with an AttributeError right after starting the scheduler.  Here ``Thread.isAlive``
+    is given back as ``Thread.is_alive`` before launch.py runs, unchanged (``runpy``).
+
+    With ``--launcher local`` every process runs on this machine, so they meet on the loopback: the scheduler's
+    address is 127.0.0.1 (the tracker would otherwise pick this machine's outward address, and fails on a machine
+    without one) and every node binds to 127.0.0.1 (``DMLC_NODE_HOST``); ``--port P`` (ours, before launch.py's
+    arguments) puts the scheduler on port P instead of the first free port from 9091."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    port = None
+    if argv[:1] == ["--port"] and len(argv) > 1:
+        port, argv = int(argv[1]), argv[2:]
+    _restore_is_alive()
+    _quiet_failures()
+    if _local(argv):
+        _on_loopback(port)
+    sys.argv = ["mxnet/tools/launch.py", *argv]
+    runpy.run_module("mxnet.tools.launch", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    launcher()

@@ -18,8 +18,6 @@ from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 
 from .checkpoint import load_native, save_native
-from .distributed import join
-from .launching import environment_world
 from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -59,7 +57,7 @@ def bf16_native(device) -> bool:
 
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
-              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
+              load_native=load_native, export_weights=export_weights):
     """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device.
 
     The network runs as one cached graph with static memory (``hybridize(static_alloc=True,

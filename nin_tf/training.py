@@ -17,9 +17,8 @@ from nin_common.engine.trainer import Trainer as BaseTrainer
 from nin_common.util.files import atomic_path
 from nin_common.util.machine import cpu_bf16
 
-from .distributed import engine_errors, join, replica_loss
+from .distributed import engine_errors, replica_loss
 from .checkpoint import load_native, save_native
-from .launching import environment_world
 from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.npz"
@@ -75,7 +74,7 @@ def compute_policy(model: NiN, policy: Optional[str]):
 
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
-              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
+              load_native=load_native, export_weights=export_weights):
     """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's

@@ -17,8 +17,6 @@ from nin_common.util.files import atomic_path
 from nin_common.util.machine import cpu_bf16, cpu_flags
 
 from .checkpoint import load_native, read, save_native
-from .distributed import global_mean_loss, join
-from .launching import environment_world
 from .model import BACKEND, NiN, export_weights
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -59,7 +57,7 @@ def bf16_native(device: torch.device) -> bool:
 
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
-              load_native=load_native, export_weights=export_weights, environment_world=environment_world, join=join):
+              load_native=load_native, export_weights=export_weights):
     """Plain SGD on cross-entropy (the chapter's optimizer), one step per call, all work on the device.
 
     The model and its inputs are kept in the memory layout ``memory_format`` gives for the device and precision
@@ -121,8 +119,12 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
         with self._compute():
             logits = (self.model if self.group is None else self.group.wrapped)(x)
         loss = F.cross_entropy(logits.float(), y)  # this worker's mean: its figures (the loop sums them)
-        objective = loss if self.group is None else \
-            global_mean_loss(logits.float(), y, self.group.world, global_batch or len(y) * self.group.world.size)
+        objective = loss
+        if self.group is not None:  # (distributed is the ``python -m`` launcher too: not imported with the package)
+            from .distributed import global_mean_loss
+
+            objective = global_mean_loss(logits.float(), y, self.group.world,
+                                         global_batch or len(y) * self.group.world.size)
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         self.optimizer.step()

@@ -18,7 +18,7 @@ import pytest
 
 from nin_common.arch import weights as W
 from nin_common.engine import distributed as D
-from nin_common.engine import launch, registry, runs
+from nin_common.engine import checkpoint, launch, registry
 from nin_common.tools.parity import dataparallel
 from conftest import require_installed
 
@@ -108,7 +108,7 @@ def rows_of(run):
 
 
 def final_weights(run):
-    return W.load_npz(os.path.join(runs.find_checkpoint(run), "model.npz"))[0]
+    return W.load_npz(os.path.join(checkpoint.find_checkpoint(run), "model.npz"))[0]
 
 
 def dist_of(name):
@@ -142,7 +142,7 @@ def kill_worker_1_after_a_checkpoint(name, env, run):
         while time.monotonic() < deadline and proc.poll() is None:
             pid_files = glob.glob(os.path.join(env["TMPDIR"], "nin-job-*", "worker-1.pid"))
             try:
-                epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
+                epoch = checkpoint.read_state(checkpoint.find_checkpoint(run))["epoch"]
             except (FileNotFoundError, ValueError):
                 epoch = 0
             if pid_files and epoch >= 1:
@@ -162,7 +162,7 @@ def kill_worker_1_after_a_checkpoint(name, env, run):
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert "Traceback" not in err and all(line.startswith("nin train: error: ") for line in lines), err[-3000:]
     assert len(lines) <= 2 and "worker 1 of 2" in lines[-1] and "--resume" in lines[-1], err[-3000:]
-    epoch = runs.read_state(runs.find_checkpoint(run))["epoch"]
+    epoch = checkpoint.read_state(checkpoint.find_checkpoint(run))["epoch"]
     assert 1 <= epoch < 20
     return epoch
 

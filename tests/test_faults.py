@@ -12,7 +12,7 @@ import pytest
 
 from nin_common import cli
 from nin_common.arch import weights as W
-from nin_common.engine import data, registry, runs, training
+from nin_common.engine import checkpoint, data, registry, training
 from nin_common.util import files
 from conftest import to_layout
 from conftest import training_of as impl
@@ -185,7 +185,7 @@ def test_state_file_without_settings_and_truncated_optimizer(backend, tiny_run, 
 
 
 def test_convert_to_npz_is_evaluated_and_bad_image_sizes_are_one_line(backend, tiny_run, tmp_path, capsys):
-    native = os.path.join(tiny_run, "checkpoint", runs.native_name(backend.BACKEND))
+    native = os.path.join(tiny_run, "checkpoint", checkpoint.native_name(backend.BACKEND))
     out = str(tmp_path / "x.npz")
     assert cli.main(["convert", native, "--to", "npz", "--out", out]) == 0
     capsys.readouterr()
@@ -405,7 +405,7 @@ def test_damaged_checkpoints_and_weights_are_one_line(backend, tiny_run, tmp_pat
     """Every file of a run (and standalone weights, whose framework's own reader then answers), damaged in
     each way: resume, evaluate and convert exit 2 with one line naming the file, and change nothing."""
     ckpt = os.path.join(tiny_run, "checkpoint")
-    native = runs.native_name(backend.BACKEND)
+    native = checkpoint.native_name(backend.BACKEND)
     for name in sorted(os.listdir(ckpt)):
         raw = open(os.path.join(ckpt, name), "rb").read()
         for how, bad in damages(raw):
@@ -498,7 +498,7 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 def final_weights(run):
-    return W.load_npz(os.path.join(runs.find_checkpoint(run), "model.npz"))[0]
+    return W.load_npz(os.path.join(checkpoint.find_checkpoint(run), "model.npz"))[0]
 
 
 def test_kill_and_resume_ends_bit_identical(tmp_path):

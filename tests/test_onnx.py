@@ -60,8 +60,8 @@ def test_run_folder_converts_with_its_trained_weights(backend, tmp_path):
                                                     progress=False)
     out = tmp_path / "run.onnx"
     assert cli.main(["convert", str(run), "--to", "onnx", "--out", str(out)]) == 0
-    from nin_common.engine import runs
-    mod, model, _ = runs.load_checkpoint(str(run))
+    from nin_common.engine import checkpoint
+    mod, model, _ = checkpoint.load_checkpoint(str(run))
     trained = mod.export_weights(model)
     assert np.abs(trained["block0.conv0.weight"] - model_config(**model.config.kwargs).initial_weights()[
         "block0.conv0.weight"]).max() > 0  # the run's weights, not the initial ones

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import training_of
-from nin_common.engine import data, recipes, registry, runs, training
+from nin_common.engine import checkpoint, data, recipes, registry, training
 from nin_common import cli
 from nin_common.arch.weights import load_npz
 
@@ -76,7 +76,7 @@ def test_few_steps_write_metrics_plot_and_checkpoint(backend, device, tmp_path, 
     assert [json.loads(line) for line in lines] == rows
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ckpt = run / "checkpoint"
-    native = ckpt / runs.native_name(backend.BACKEND)
+    native = ckpt / checkpoint.native_name(backend.BACKEND)
     assert native.is_file() and (ckpt / (native.name + ".json")).is_file()
     state = json.loads((ckpt / "state.json").read_text())
     assert (state["epoch"], state["backend"], state["rows"]) == (1, backend.BACKEND, rows)

@@ -1,4 +1,4 @@
-"""Every variant builds in every backend with the analytic shapes and parameter counts, and the three agree."""
+"""Every variant builds in every backend with the analytic shapes and parameter counts, and the backends agree."""
 
 import numpy as np
 import pytest

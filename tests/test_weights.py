@@ -10,7 +10,7 @@ from nin_common.arch import spec as S
 from nin_common.arch.variants import build_spec
 from nin_common.arch.weights import initial_weights, load_npz, save_npz
 from nin_common.engine import registry
-from nin_common.engine.runs import native_name
+from nin_common.engine.checkpoint import native_name
 from conftest import DENSE_SIZE, to_layout
 
 

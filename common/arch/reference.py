@@ -1,4 +1,4 @@
-"""A float64 NumPy forward pass: the framework-free truth the three backends are checked against.
+"""A float64 NumPy forward pass: the framework-free truth the four backends are checked against.
 
 It walks the same spec as the backends, with canonical weights (conv OIHW, dense (out, in) with
 inputs in C, H, W order), on NCHW batches.  Every layer is vectorised: convolutions are one matrix

@@ -2,7 +2,7 @@
 
 Each is a function of (num_classes, in_channels) returning a NetSpec; its docstring's first
 line is the description ``nin resources`` and the docs show.  Every name works as
-``NiN(variant=name)`` in all three backends.
+``NiN(variant=name)`` in all four backends.
 
 =================  =========  ===========================================================
 name               exercise   what changes against ``chapter``

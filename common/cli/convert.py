@@ -5,9 +5,8 @@ import os
 from typing import Optional
 
 from nin_common.cli import options as O
-from nin_common.engine import registry, runs
 from nin_common.engine import checkpoint as ck
-from nin_common.engine.runs import read_npz_checkpoint
+from nin_common.engine import registry
 from nin_common.arch.weights import check_weights, save_npz
 from nin_common.arch.config import model_config
 from nin_common.util.files import check_not_folder, dumps
@@ -33,8 +32,8 @@ def add_parser(sub) -> None:
 def checkpoint_file(path: str) -> str:
     """A run folder (or its checkpoint/) stands for its native weights, as in ``nin evaluate``."""
     if os.path.isdir(path):
-        folder = runs.find_checkpoint(path)
-        return os.path.join(folder, runs.read_state(folder)["native"])
+        folder = ck.find_checkpoint(path)
+        return os.path.join(folder, ck.read_state(folder)["native"])
     return path
 
 
@@ -52,7 +51,7 @@ def read_canonical(path: str):
     checkpoint; only its backend is imported."""
     source = source_of(path)
     if source == NPZ:
-        return read_npz_checkpoint(path)
+        return ck.read_npz_checkpoint(path)
     mod = registry.load(source)
     model = mod.load_native(path)
     return mod.export_weights(model), dict(model.config.kwargs), source

@@ -8,7 +8,8 @@ import os
 
 from nin_common.arch import pretrained
 from nin_common.cli import options as O
-from nin_common.engine import data, registry, runs, training
+from nin_common.engine import checkpoint as ck
+from nin_common.engine import data, registry, training
 from nin_common.tools import views
 
 
@@ -47,13 +48,13 @@ def run(args) -> int:
 
 def evaluate_one(args, path, backend, out=None, weights=None) -> None:
     if weights is None:
-        mod, model, image_size = runs.load_checkpoint(path, backend)
+        mod, model, image_size = ck.load_checkpoint(path, backend)
     else:
         mod = registry.load(backend)
         model = mod.NiN(weights=weights)
         image_size, path = model.image_size, f"trained weights {weights!r}"
     image_size = args.image_size or image_size
-    precision = args.precision or (runs.trained_precision(path) if weights is None else None) or "fp32"
+    precision = args.precision or (ck.trained_precision(path) if weights is None else None) or "fp32"
     trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device, precision)
     progress = O.show_progress(args)
     split = data.load("test", args.data_dir, args.limit_val, progress=progress)

@@ -10,7 +10,8 @@ import numpy as np
 
 from nin_common.arch import pretrained
 from nin_common.cli import options as O
-from nin_common.engine import registry, runs, training
+from nin_common.engine import checkpoint as ck
+from nin_common.engine import registry, training
 from nin_common.tools.images import ACCEPTED, MAX_PIXELS, read_garment
 
 
@@ -48,7 +49,7 @@ def run(args) -> int:
             mod = registry.load(name)
             model = mod.NiN(weights=args.weights)
         else:
-            mod, model, _ = runs.load_checkpoint(args.checkpoint_option, name)
+            mod, model, _ = ck.load_checkpoint(args.checkpoint_option, name)
         trainer = training.make_trainer(mod.BACKEND, model, model.lr, args.device, "fp32")
         probs = probabilities(np.asarray(trainer.predict_step(images, model.image_size)))
         for path, p in zip(args.images, probs):

@@ -5,7 +5,8 @@ import os
 import sys
 
 from nin_common.cli import options as O
-from nin_common.engine import config, recipes, registry, runs, training
+from nin_common.engine import checkpoint as ck
+from nin_common.engine import config, recipes, registry, training
 from nin_common.engine.distributed import WorkerLost
 
 # the RunConfig fields the command offers as options of the same names (--out and --resume are its own: --out
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    stored = runs.resume_settings(args.resume) if args.resume else {}
+    stored = ck.resume_settings(args.resume) if args.resume else {}
     names = args.backend or ([stored["backend"]] if stored else None)
     if names is None:
         raise ValueError(f"expected --backend {'|'.join(registry.BACKENDS)}, a comma list or all (or --resume DIR), "
@@ -95,7 +96,7 @@ def resume_hint(where) -> str:
     if where is None:
         return "nothing was saved (no --out)"
     try:
-        epoch = runs.read_state(runs.find_checkpoint(where))["epoch"]
+        epoch = ck.read_state(ck.find_checkpoint(where))["epoch"]
     except FileNotFoundError:
         return (f"no epoch had completed, so {where} holds no checkpoint to resume: run the same command again "
                 f"to start over")

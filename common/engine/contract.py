@@ -147,10 +147,15 @@ class ResourcesModule(Protocol):
     def measured_memory(self, model: Model, batch_size: int, image_size: int, optimizer: str = "sgd") -> Measured: ...
 
 
-class LaunchingModule(Protocol):
-    """``<package>.launching``: how the engine's workers start, framework-free (it imports no framework, and
-    ``nin_common.engine.registry.launching`` loads it without the package), so that the process that launches the
-    workers (``nin train --workers N``) never imports the framework."""
+class DistributedModule(Protocol):
+    """``<package>.distributed``: data-parallel training through the framework's own engine
+    (``nin_common.engine.distributed``, ``nin_common.engine.launch``; docs/distributed.md): how the engine's
+    workers start, and what a worker does.
+
+    Importing it imports no framework (``nin_common.engine.registry.launching`` loads it without the package), so
+    that the process that launches the workers (``nin train --workers N``) never imports the framework: the
+    functions a worker calls import it.  A data-parallel Trainer is ``Trainer(model, lr, device, precision,
+    group=join(world))``, built (with its model) under ``group.scope()``."""
 
     ENGINE: str    # for people: "torch.distributed + DistributedDataParallel (gloo on a CPU, NCCL on GPUs)"
     LAUNCHER: str  # how the engine starts processes: "torchrun"
@@ -165,15 +170,6 @@ class LaunchingModule(Protocol):
 
     def worker_environment(self, workers: int, rank: int, port: int) -> Dict[str, str]:
         """The variables the engine's launcher sets for worker ``rank`` of ``workers`` meeting at 127.0.0.1:port."""
-
-
-class DistributedModule(Protocol):
-    """``<package>.distributed``: data-parallel training through the framework's own engine
-    (``nin_common.engine.distributed``, ``nin_common.engine.launch``; docs/distributed.md), in the workers that
-    ``launching`` started.
-
-    A data-parallel Trainer is ``Trainer(model, lr, device, precision, group=join(world))``, built (with its
-    model) under ``group.scope()``."""
 
     def join(self, world: Any, device: str = "auto") -> Any:
         """Join the engine as ``world`` says, for workers training on ``device`` (auto, cpu or gpu: the transport
@@ -199,7 +195,7 @@ class RuntimeModule(Protocol):
 
 PARTS: Dict[str, type] = {"model": ModelModule, "training": TrainingModule, "checkpoint": CheckpointModule,
                           "parity": ParityModule, "resources": ResourcesModule, "runtime": RuntimeModule,
-                          "distributed": DistributedModule, "launching": LaunchingModule}
+                          "distributed": DistributedModule}
 # what ``import <package>`` itself offers (the README's API, the same names everywhere)
 PUBLIC = ("BACKEND", "DATA_FORMAT", "NiN", "nin_block", "layer_shapes", "predict", "num_params", "export_weights",
           "import_weights", "save_native", "load_native", "Trainer", "fit")

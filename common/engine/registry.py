@@ -38,7 +38,7 @@ REGISTERED: Tuple[Backend, ...] = (
 INFO: Dict[str, Backend] = {b.name: b for b in REGISTERED}
 BACKENDS: Tuple[str, ...] = tuple(INFO)
 # the modules every backend package has (the contract's parts)
-PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime", "distributed", "launching")
+PARTS = ("model", "training", "checkpoint", "parity", "resources", "runtime", "distributed")
 
 
 class BackendUnavailable(RuntimeError):
@@ -91,10 +91,11 @@ def available(name: str) -> None:
 
 
 def launching(name: str) -> ModuleType:
-    """The backend's ``launching`` module (how its engine's workers start), loaded without importing the backend
-    package, whose ``__init__`` imports the framework: the module imports ``common`` only.  It is registered
-    under its own name, so the package's modules, imported later, use this same module."""
-    module = f"{info(name).package}.launching"
+    """The backend's ``distributed`` module, for how its engine's workers start, loaded without importing the
+    backend package, whose ``__init__`` imports the framework: the module imports ``common`` only (and the
+    framework inside the functions a worker calls).  It is registered under its own name, so the package's
+    modules, imported later, use this same module."""
+    module = f"{info(name).package}.distributed"
     if module in sys.modules or info(name).package in sys.modules:
         try:
             return importlib.import_module(module)
@@ -103,7 +104,7 @@ def launching(name: str) -> ModuleType:
     package = importlib.util.find_spec(info(name).package)
     if package is None or not package.submodule_search_locations:
         raise BackendUnavailable(f"backend {name!r}: its package {info(name).package} is not installed")
-    path = os.path.join(list(package.submodule_search_locations)[0], "launching.py")
+    path = os.path.join(list(package.submodule_search_locations)[0], "distributed.py")
     spec = importlib.util.spec_from_file_location(module, path)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[module] = loaded

@@ -45,8 +45,9 @@ from nin_common.arch.variants import build_spec
 from nin_common.engine import data, launch, recipes, registry
 from nin_common.engine.config import RunConfig, fit_signature
 from nin_common.engine.distributed import ALONE, Alone, World, WorkerLost, check_world, local_slice, worker_seed
-from nin_common.engine.runs import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
-                                    save_training_checkpoint, write_metrics)
+from nin_common.engine.checkpoint import (STATE_FORMAT, checkpoint_bytes, find_checkpoint, native_name, read_state,
+                                          save_training_checkpoint)
+from nin_common.engine.runs import write_metrics
 from nin_common.util.files import check_writable_folder, clean_temporaries, first_line, folder_lock
 from nin_common.util.machine import (keep_freed_memory, load_average, peak_rss_mb, peak_rss_since_reset_mb,
                                      reset_peak_rss, rss_mb)
@@ -131,7 +132,8 @@ class Trainer:
         """A backend's Trainer names its backend and its functions: ``gpu_count()``, ``build_model(device,
         **model_kwargs)``, ``save_native(model, path)``, ``load_native(path, model)``, ``export_weights(model)``,
         ``environment_world()`` (the worker the engine's launcher made this process, or None) and ``join(world,
-        device)`` (the data-parallel group)."""
+        device)`` (the data-parallel group); the last two are the backend's ``distributed`` module's unless
+        given."""
         super().__init_subclass__()
         unknown = sorted(set(functions) - set(cls.FUNCTIONS))
         if unknown:
@@ -140,6 +142,17 @@ class Trainer:
             cls.BACKEND = backend
         for name, function in functions.items():
             setattr(cls, name, staticmethod(function))
+
+    @classmethod
+    def environment_world(cls) -> Optional[World]:
+        """The worker the engine's launcher made this process, or None: the backend's ``distributed`` module says
+        (imported when asked, so that importing a backend does not import its ``python -m`` launcher module)."""
+        return registry.launching(cls.BACKEND).environment_world()
+
+    @classmethod
+    def join(cls, world: World, device: str):
+        """This worker in the data-parallel group (the backend's ``distributed.join``)."""
+        return registry.launching(cls.BACKEND).join(world, device)
 
     # ---------------------------------------------------------------- the backend's hooks
 
