@@ -1,16 +1,12 @@
 """A run folder's metrics: ``metrics.jsonl`` and ``curves.png``, and a run's memory figures from its rows.
 
-Its checkpoints are ``nin_common.engine.checkpoint``'s; their names stay importable from here for one release.
+Its checkpoints are ``nin_common.engine.checkpoint``'s.
 """
 from __future__ import annotations
 
 import os
 from typing import List
 
-from nin_common.engine.checkpoint import (  # noqa: F401  (moved to checkpoint)
-    CHECKPOINT, FILES_KEY, SETTINGS, STATE_FILE, STATE_FORMAT, STATE_KEYS, checkpoint_bytes, find_checkpoint,
-    load_checkpoint, native_name, read_npz_checkpoint, read_state, resume_settings, save_training_checkpoint,
-    trained_precision, write_checkpoint)
 from nin_common.util.files import atomic_path, dumps
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from nin_common.engine import recipes, registry
-from nin_common.engine.runs import find_checkpoint, read_state
+from nin_common.engine.checkpoint import find_checkpoint, read_state
 from nin_common.engine.training import FIXED_ON_RESUME
 from nin_common.arch.shapes import batch_shape
 from nin_common.util.files import atomic_path, read_json, write_json
