@@ -12,7 +12,7 @@ import pytest
 
 from nin_common import cli
 from nin_common.arch import weights as W
-from nin_common.engine import checkpoint, data, registry, training
+from nin_common.engine import checkpoint, data, registry, runs, training
 from nin_common.util import files
 from conftest import to_layout
 from conftest import training_of as impl
