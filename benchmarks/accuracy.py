@@ -35,7 +35,8 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(training.run).param
 # test accuracy each recipe must reach in every backend, and within how many seconds on a 2-core CPU
 TARGETS = {"chapter": dict(acc=0.85, seconds=None), "quick": dict(acc=0.88, seconds=15 * 60),
            "quick-b32": dict(acc=0.90, seconds=15 * 60)}  # one per recipe (a test checks)
-RESOLVED = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup")  # as the run took them
+RESOLVED = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup", "momentum",
+            "nesterov")  # as the run took them
 PLATEAU = math.log(10)  # the loss of a network that predicts chance (0.1) for every class: 2.303
 STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts as stalled
 
@@ -43,6 +44,12 @@ STALLED_WITHIN = 0.02   # a final training loss this close to the plateau counts
 def stalled(final_train_loss: float) -> bool:
     """Still on the loss plateau at 2.303 (chance) after training."""
     return abs(final_train_loss - PLATEAU) < STALLED_WITHIN
+
+
+def images_to(accuracy: float, val_acc, n_train: int):
+    """Training images seen when the test accuracy (evaluated after each epoch) first reached ``accuracy``;
+    None if it never did."""
+    return next(((epoch + 1) * n_train for epoch, acc in enumerate(val_acc) if acc >= accuracy), None)
 
 
 def run_one(backend: str, settings: dict, args) -> dict:
@@ -72,7 +79,8 @@ def run_one(backend: str, settings: dict, args) -> dict:
         resumed_from=resume, train_s=[round(r["train_s"], 1) for r in rows], elapsed_s=[round(r["elapsed_s"], 1) for r in rows],
         load_avg=[r.get("load_avg") for r in rows], load_avg_before=load_before,
         **memory_figures(rows),
-        final_val_acc=val_acc[-1], stalled=stalled(rows[-1]["train_loss"]),
+        final_val_acc=val_acc[-1], images_to_target=images_to(target["acc"], val_acc, rows[-1]["n_train"]),
+        stalled=stalled(rows[-1]["train_loss"]),
         target=(f">= {target['acc']} test accuracy" + (f" within {target['seconds']} s" if target["seconds"] else "")
                 if full else "n/a (reduced setting)"),
         target_met=met if full else None, commit=git_commit(ROOT), machine=describe(),
@@ -89,6 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=recipes.SCHEDULES)
     p.add_argument("--warmup", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--nesterov", type=lambda text: {"true": True, "false": False}[text.lower()], metavar="true|false")
     p.add_argument("--image-size", type=int)
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-val", type=int)
@@ -108,7 +118,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     settings = dict(recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    schedule=args.schedule, warmup=args.warmup, image_size=args.image_size,
+                    schedule=args.schedule, warmup=args.warmup, momentum=args.momentum,
+                    nesterov=args.nesterov, image_size=args.image_size,
                     limit_train=args.limit_train, limit_val=args.limit_val, init=args.init, variant="chapter",
                     precision=args.precision, workers=args.workers)
     thread_defaults()  # before the first framework import

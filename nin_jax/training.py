@@ -150,7 +150,7 @@ def _prepare(images_u8, *, image_size: int):
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
               load_native=load_native, export_weights=export_weights):
-    """Plain SGD (``optax.sgd``) on cross-entropy; the steps are ``jax.jit``-compiled XLA programs on the device.
+    """SGD (``optax.sgd``: plain, the chapter's optimizer, unless given a momentum) on cross-entropy; the steps are ``jax.jit``-compiled XLA programs on the device.
 
     The model's parameters are taken out of it (``nnx.split``), updated functionally by the compiled step
     and put back after each step (``nnx.update``), so the model always holds the current weights.  Dropout
@@ -159,13 +159,15 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
     of the float32 master weights, float32 gradients, update, loss and metrics.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None,
+                 momentum: float = 0.0, nesterov: bool = False):
         self.device = select_device(device)
         self.group = group
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.model = to_device(model, self.device)
         self.graphdef, self.params = nnx.split(model, nnx.Param)[:2]
-        self.optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+        self.optimizer = optax.inject_hyperparams(optax.sgd, static_args=("momentum", "nesterov"))(
+            learning_rate=lr, momentum=momentum or None, nesterov=nesterov)
         self.opt_state = jax.device_put(self.optimizer.init(self.params), self.device)
         self.key = jax.device_put(jax.random.key(0), self.device)
         self._train, self._eval, self._predict = compile_steps(self.graphdef, self.optimizer,
@@ -258,7 +260,7 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
         return jax.tree_util.tree_flatten_with_path(self.opt_state)[0]
 
     def save_state(self, folder) -> None:
-        """The optimizer's state (step count, learning rate; SGD keeps no buffers), as arrays (no pickle)."""
+        """The optimizer's state (step count, learning rate, the momentum's trace if any), as arrays (no pickle)."""
         leaves = self._leaves()
         names = np.array([jax.tree_util.keystr(path) for path, _ in leaves])
         with atomic_path(os.path.join(folder, OPTIMIZER_FILE), ".npz") as tmp:

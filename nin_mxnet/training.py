@@ -58,13 +58,15 @@ def bf16_native(device) -> bool:
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
               load_native=load_native, export_weights=export_weights):
-    """Plain SGD on cross-entropy (the chapter's optimizer) with a hybridized network, all work on the device.
+    """SGD on cross-entropy (plain, the chapter's optimizer, unless given a momentum; Nesterov's is Gluon's
+    ``nag``) with a hybridized network, all work on the device.
 
     The network runs as one cached graph with static memory (``hybridize(static_alloc=True,
     static_shape=True)``).  Precision: fp32 only (``NO_BF16``); ``auto`` is fp32.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None,
+                 momentum: float = 0.0, nesterov: bool = False):
         """``group``: the data-parallel workers (``nin_mxnet.distributed.Group``): the Trainer then steps through
         their ``dist_sync`` kvstore, which sums the workers' gradients; each worker applies the update."""
         self.device = self.ctx = select_device(device)  # ctx: MXNet's name for it
@@ -73,10 +75,11 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
         self.group, self._broadcast = group, False
         model.collect_params().reset_ctx(self.ctx)
         model.hybridize(static_alloc=True, static_shape=True)
+        optimizer, settings = ("nag" if nesterov else "sgd"), {"learning_rate": lr, "momentum": momentum}
         if group is None:
-            self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=None)
+            self.trainer = gluon.Trainer(model.collect_params(), optimizer, settings, kvstore=None)
         else:  # data-parallel: the dist_sync kvstore sums the workers' gradients (nin_mxnet.distributed)
-            self.trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": lr}, kvstore=group.kv,
+            self.trainer = gluon.Trainer(model.collect_params(), optimizer, settings, kvstore=group.kv,
                                          update_on_kvstore=False)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.device_name = f"{self.ctx} ({'GPU' if self.ctx.device_type == 'gpu' else 'CPU'})"
@@ -165,7 +168,7 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
         for i, param in enumerate(self.trainer._params):
             state = opt.create_state_multi_precision(i, param.data(self.ctx))
             for j, leaf in enumerate(_leaves(state)):
-                leaf[:] = mx.np.array(saved[f"state.{i}.{j}"], ctx=self.ctx)
+                leaf[:] = np.asarray(saved[f"state.{i}.{j}"], np.float32)  # nd (nag's) or np (sgd's) arrays alike
             updater.states[i] = state
             updater.states_synced[i] = True
         counts = json.loads(str(saved["counts"]))

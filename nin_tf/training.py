@@ -75,7 +75,7 @@ def compute_policy(model: NiN, policy: Optional[str]):
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
               load_native=load_native, export_weights=export_weights):
-    """Plain SGD on cross-entropy (the chapter's optimizer); the steps are ``tf.function`` graphs on the device.
+    """SGD on cross-entropy (plain, the chapter's optimizer, unless given a momentum); the steps are ``tf.function`` graphs on the device.
 
     The network is called with ``training=True`` in the training step, so its dropout runs (the chapter's
     TensorFlow trainer omits it, and its dropout never runs).  ``bf16`` traces the network under Keras'
@@ -87,14 +87,15 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
     the replicas' gradients over the workers.  Evaluation and prediction read the worker's copy of the weights.
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None,
+                 momentum: float = 0.0, nesterov: bool = False):
         self.device = select_device(device)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.policy = "mixed_bfloat16" if self.precision == "bf16" else None
         self.model = model
         self.group = group
         with self._placed(), (group.scope() if group is not None else nullcontext()):
-            self.optimizer = keras.optimizers.SGD(learning_rate=lr)
+            self.optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=nesterov)
             self.optimizer.build(model.trainable_variables)
         self.seed_states = [v for v in model.variables if v.name == "seed_generator_state"]  # dropout's RNG
         self._train = tf.function(self._train_graph if group is None else self._replicated_train_graph,

@@ -58,7 +58,7 @@ def bf16_native(device: torch.device) -> bool:
 
 class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=build_model, save_native=save_native,
               load_native=load_native, export_weights=export_weights):
-    """Plain SGD on cross-entropy (the chapter's optimizer), one step per call, all work on the device.
+    """SGD on cross-entropy (plain, the chapter's optimizer, unless given a momentum), one step per call, all work on the device.
 
     The model and its inputs are kept in the memory layout ``memory_format`` gives for the device and precision
     (channels-last on a GPU, for bf16 on a CPU and for fp32 on an AVX2-only CPU; NCHW for fp32 on a CPU with
@@ -66,14 +66,15 @@ class Trainer(BaseTrainer, backend=BACKEND, gpu_count=gpu_count, build_model=bui
     under ``torch.autocast`` (bfloat16 convolutions, float32 weights, optimizer and loss).
     """
 
-    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None):
+    def __init__(self, model: NiN, lr: float, device: str = "auto", precision: str = "auto", group=None,
+                 momentum: float = 0.0, nesterov: bool = False):
         self.device = select_device(device)
         if group is not None and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())  # this worker's GPU (LOCAL_RANK)
         self.precision = resolve_precision(precision, bf16_native(self.device), BACKEND)
         self.memory_format = memory_format(self.device.type, self.precision)
         self.model = model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
         self.group = group
         if group is not None:  # data-parallel: DDP runs the training steps (nin_torch.distributed)
             group.wrap(self.model, self.device)  # the group holds DDP (and frees it before it leaves)

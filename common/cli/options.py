@@ -12,7 +12,7 @@ from nin_common.arch.variants import VARIANTS
 from nin_common.arch.weights import INITS
 from nin_common.engine import registry
 from nin_common.engine.precision import DEVICES, PRECISIONS
-from nin_common.util.values import check_int, check_non_negative, check_positive
+from nin_common.util.values import check_bool, check_fraction, check_int, check_non_negative, check_positive
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +54,10 @@ positive_int = _parsed(int, lambda v: check_int("value", v), "a positive integer
 non_negative_int = _parsed(int, lambda v: check_int("value", v, least=0), "a non-negative integer")
 positive_float = _parsed(float, lambda v: check_positive("value", v), "a positive finite number")
 non_negative_float = _parsed(float, lambda v: check_non_negative("value", v), "a non-negative finite number")
+fraction = _parsed(float, lambda v: check_fraction("value", v), "a number in [0, 1)")
+BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+boolean = _parsed(lambda text: BOOLEANS[text.lower()] if text.lower() in BOOLEANS else None,
+                  lambda v: check_bool("value", v), "true or false")
 
 
 def seed_list(text: str) -> List[int]:
@@ -146,6 +150,13 @@ def recipe(p, default: Optional[str] = None) -> None:
     p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "
                                                                   "(chapter) or cosine (decays to 0 at the end)")
     p.add_argument("--warmup", type=non_negative_float, help="epochs of linear learning-rate warm-up (chapter: 0)")
+
+
+def momentum(p) -> None:
+    """--momentum and --nesterov: SGD's momentum (a recipe fills them; the chapter's SGD has none)."""
+    p.add_argument("--momentum", type=fraction, help="SGD momentum, 0 for plain SGD (chapter: 0)")
+    p.add_argument("--nesterov", type=boolean, metavar="true|false",
+                   help="Nesterov's form of the momentum (needs --momentum above 0; chapter: false)")
 
 
 def variant(p, default: Optional[str] = "chapter") -> None:

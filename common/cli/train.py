@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
                                  "left out are taken from the run being resumed.")
     O.backend(p, default=None, help="backend(s) to train, one after the other (with --resume: the run's)")
     O.recipe(p)
+    O.momentum(p)
     c = CHAPTER
     O.epochs(p, default=None, help=f"total epochs (chapter: {c['epochs']})")
     O.batch_size(p, default=None, help=f"images per batch (chapter: {c['batch_size']})")

@@ -17,7 +17,8 @@ from nin_common.arch.variants import build_spec
 from nin_common.arch.weights import INITS
 from nin_common.engine import recipes
 from nin_common.engine.precision import DEVICES, check_precision
-from nin_common.util.values import check_choice, check_int, check_non_negative, check_positive
+from nin_common.util.values import (check_bool, check_choice, check_fraction, check_int, check_non_negative,
+                                    check_positive)
 
 # field metadata: a place the run reads or writes, not a setting the checkpoint stores ...
 PLACE = {"stored": False}
@@ -28,7 +29,7 @@ LAUNCHER = {"stored": False, "worker": False}
 @dataclass(frozen=True)
 class RunConfig:
     """The settings of one training run, checked.  The fields left None that a recipe fixes (``epochs``,
-    ``batch_size``, ``lr``, ``image_size``, ``init``, ``schedule``, ``warmup``) hold the recipe's values once
+    ``batch_size``, ``lr``, ``image_size``, ``init``, ``schedule``, ``warmup``, ``momentum``, ``nesterov``) hold the recipe's values once
     made; ``workers`` None is one per GPU the framework sees, else 1."""
 
     recipe: str = recipes.DEFAULT_RECIPE
@@ -45,6 +46,8 @@ class RunConfig:
     init: Optional[str] = None
     schedule: Optional[str] = None
     warmup: Optional[float] = None
+    momentum: Optional[float] = None
+    nesterov: Optional[bool] = None
     data_dir: Optional[str] = field(default=None, metadata=PLACE)
     out: Optional[str] = field(default=None, metadata=PLACE)
     resume: Optional[str] = field(default=None, metadata=PLACE)
@@ -53,7 +56,8 @@ class RunConfig:
 
     # the settings a resumed run must share with the run it continues (epochs, lr and device may change)
     FIXED_ON_RESUME: ClassVar[Tuple[str, ...]] = ("variant", "init", "seed", "batch_size", "image_size",
-                                                  "limit_train", "limit_val", "precision", "schedule", "warmup")
+                                                  "limit_train", "limit_val", "precision", "schedule", "warmup",
+                                                  "momentum", "nesterov")
 
     def __post_init__(self):
         chosen = recipes.resolve(self.recipe, **{k: getattr(self, k) for k in recipes.RECIPE_KEYS})
@@ -66,7 +70,10 @@ class RunConfig:
             init=check_choice("init", chosen["init"], INITS), device=check_choice("device", self.device, DEVICES),
             precision=check_precision(self.precision),
             schedule=check_choice("schedule", chosen["schedule"], recipes.SCHEDULES),
-            warmup=check_non_negative("warmup", chosen["warmup"]))
+            warmup=check_non_negative("warmup", chosen["warmup"]),
+            momentum=check_fraction("momentum", chosen["momentum"]), nesterov=check_bool("nesterov", chosen["nesterov"]))
+        if checked["nesterov"] and not checked["momentum"]:
+            raise ValueError(f"expected a momentum above 0 with nesterov=True, got momentum={checked['momentum']!r}")
         if self.workers is not None:
             checked["workers"] = check_int("workers", self.workers)
         if self.port is not None:

@@ -16,22 +16,22 @@ from typing import Dict
 SCHEDULES = ("constant", "cosine")
 
 # the settings a recipe may fix; every other fit argument (device, precision, seed, limits, ...) is the caller's
-RECIPE_KEYS = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup")
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "image_size", "init", "schedule", "warmup", "momentum", "nesterov")
 
 RECIPES: Dict[str, dict] = {
     # D2L §8.3: SGD lr 0.05 (the PyTorch text; the book's figure used 0.1), batch 128, 10 epochs, 224x224, Xavier
     "chapter": dict(epochs=10, batch_size=128, lr=0.05, image_size=224, init="xavier", schedule="constant",
-                    warmup=0.0),
+                    warmup=0.0, momentum=0.0, nesterov=False),
     # minutes on a CPU: 67x67 (the smallest size the chapter's network takes), kaiming-alive init (He-normal with
     # no class starting dead), the chapter's lr 0.05 after a half-epoch linear warm-up, decayed to 0 along a
     # cosine over 10 epochs; docs/results.md gives the runs behind each choice
     "quick": dict(epochs=10, batch_size=128, lr=0.05, image_size=67, init="kaiming-alive", schedule="cosine",
-                  warmup=0.5),
+                  warmup=0.5, momentum=0.0, nesterov=False),
     # the quick recipe for a CPU without bf16 (fp32 only): what reaching 0.90 needs is SGD steps, not images, so
     # batch 32 for 4 epochs (7,500 steps, 240,000 images, 40% of quick's; docs/results.md); the other settings
     # are quick's
     "quick-b32": dict(epochs=4, batch_size=32, lr=0.05, image_size=67, init="kaiming-alive", schedule="cosine",
-                      warmup=0.5),
+                      warmup=0.5, momentum=0.0, nesterov=False),
 }
 DEFAULT_RECIPE = "chapter"
 
@@ -80,7 +80,8 @@ def lr_at(schedule: str, peak: float, step: int, total_steps: int, warmup: int =
     return 0.5 * peak * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
-def describe(schedule: str, peak: float, warmup: float) -> str:
-    """'lr 0.1 (warm-up 0.5 epoch, cosine to 0)' for the run's first line."""
+def describe(schedule: str, peak: float, warmup: float, momentum: float = 0.0, nesterov: bool = False) -> str:
+    """'lr 0.1 (warm-up 0.5 epoch, cosine to 0), Nesterov momentum 0.9' for the run's first line."""
     parts = ([f"warm-up {warmup:g} epoch"] if warmup else []) + (["cosine to 0"] if schedule == "cosine" else [])
-    return f"lr {peak:g}" + (f" ({', '.join(parts)})" if parts else "")
+    text = f"lr {peak:g}" + (f" ({', '.join(parts)})" if parts else "")
+    return text + (f", {'Nesterov ' if nesterov else ''}momentum {momentum:g}" if momentum else "")

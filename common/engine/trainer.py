@@ -1,7 +1,7 @@
 """The Trainer every backend subclasses: the epoch loop and ``fit``, written once and framework-free.
 
-A backend's ``nin_<b>.training.Trainer(model, lr, device="auto", precision="auto", group=None)`` subclasses
-``Trainer`` and implements the framework's side only:
+A backend's ``nin_<b>.training.Trainer(model, lr, device="auto", precision="auto", group=None, momentum=0.0,
+nesterov=False)`` subclasses ``Trainer`` and implements the framework's side only:
 
 * ``device_name`` (a string for people), ``precision`` (the one it computes in, ``resolve_precision``'s answer)
   and ``model``, set by its constructor;
@@ -14,7 +14,9 @@ A backend's ``nin_<b>.training.Trainer(model, lr, device="auto", precision="auto
 * ``peak_memory_mb()``: the device's peak memory so far (None on the CPU, where the process's resident memory
   is the measure);
 * ``reseed(seed)``: re-seed the framework's random state (dropout);
-* ``set_lr(lr)``, ``save_state(folder)``, ``load_state(folder)``: the optimizer's learning rate and state;
+* ``set_lr(lr)``, ``save_state(folder)``, ``load_state(folder)``: the optimizer's learning rate and state (the
+  framework's own SGD, with ``momentum`` and ``nesterov`` as given: PyTorch and optax scale the velocity by each
+  step's learning rate, Keras and MXNet keep the rate inside the velocity; the same while the rate is constant);
 * and, as class arguments, its backend's name and the functions a run needs (``Trainer.__init_subclass__``).
 
 ``loss_sum`` is the batch's summed cross-entropy and ``correct`` its number of right predictions, both Python
@@ -259,14 +261,17 @@ class Trainer:
     # ---------------------------------------------------------------- fit
 
     @classmethod
-    def create(cls, model, lr: float, device: str = "auto", precision: str = "auto", group=None) -> "Trainer":
+    def create(cls, model, lr: float, device: str = "auto", precision: str = "auto", group=None, *,
+               momentum: float = 0.0, nesterov: bool = False) -> "Trainer":
         """The Trainer for a run (training, evaluation, a benchmark).  Where a run starts, the process-wide memory
         setting is made (``keep_freed_memory``: once per process, see nin_common.util.machine).  ``group``: the
-        data-parallel workers it trains with (the Trainer then steps through the engine)."""
+        data-parallel workers it trains with (the Trainer then steps through the engine).  ``momentum`` and
+        ``nesterov``: the SGD's (plain SGD by default, the chapter's)."""
         keep_freed_memory()
+        sgd = dict(momentum=momentum, nesterov=nesterov)
         if group is not None and group.world.distributed:
-            return cls(model, lr, device, precision, group=group)
-        return cls(model, lr, device, precision)
+            return cls(model, lr, device, precision, group=group, **sgd)
+        return cls(model, lr, device, precision, **sgd)
 
     @classmethod
     def fit(cls, model=None, *, progress: bool = True, on_epoch=None, **options) -> List[dict]:
@@ -337,7 +342,8 @@ class Trainer:
             if model is None:
                 model = cls.build_model(config.device, lr=config.lr, variant=config.variant, seed=config.seed,
                                         init=config.init, image_size=config.image_size)
-            trainer = cls.create(model, config.lr, config.device, config.precision, group)
+            trainer = cls.create(model, config.lr, config.device, config.precision, group,
+                                 momentum=config.momentum, nesterov=config.nesterov)
         return trainer._epochs(session, train, val, group)
 
     def _restore_run(self, session: Session) -> Tuple[List[dict], int, int, float]:
@@ -362,7 +368,7 @@ class Trainer:
                 + f"; {len(train):,} training and {len(val):,} validation "
                 f"images ({train.source}) at {size}x{size}; recipe {config.recipe}: batch {batch}"
                 + (f" ({batch // world.size} per worker)" if world.distributed else "") + ", SGD "
-                f"{recipes.describe(config.schedule, config.lr, config.warmup)}, "
+                f"{recipes.describe(config.schedule, config.lr, config.warmup, config.momentum, config.nesterov)}, "
                 f"init {config.init}, seed {config.seed}, precision {self.precision}"
                 + (f"; resuming after epoch {start_epoch}" if session.state else "")
                 + "; per epoch: loss and acc as train/val")
@@ -401,7 +407,8 @@ class Trainer:
                        device=self.device_name, precision=self.precision, lr=config.lr,
                        batch_size=config.batch_size, image_size=config.image_size, init=config.init,
                        seed=config.seed, n_train=len(train), n_val=len(val), recipe=config.recipe,
-                       schedule=config.schedule, warmup=config.warmup, workers=world.size, load_avg=load_average(),
+                       schedule=config.schedule, warmup=config.warmup, momentum=config.momentum,
+                       nesterov=config.nesterov, workers=world.size, load_avg=load_average(),
                        **memory.figures(), peak_device_mb=self.peak_memory_mb())
             row["peak_rss_mb"] = round(max(memory.process_peak, peak_rss_mb(), row["train_peak_rss_mb"] or 0), 1)
             _finite_figures(row, saved, config)

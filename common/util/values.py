@@ -35,6 +35,20 @@ def check_non_negative(name: str, value) -> float:
     return float(value)
 
 
+def check_fraction(name: str, value) -> float:
+    """``value`` as a float if it is a number in [0, 1), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 <= value < 1):
+        raise ValueError(f"expected {name} to be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False, else ValueError."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected {name} to be True or False, got {value!r}")
+    return value
+
+
 def check_choice(name: str, value, choices: Iterable):
     """``value`` unchanged if it is one of ``choices``, else ValueError listing them."""
     choices = tuple(choices)
