@@ -3,7 +3,7 @@
 Not a test: it trains for real.  Each setting is one full run (60,000 training and 10,000 test images, 67 px,
 ``kaiming-alive``, the chapter's architecture) of ``benchmarks.accuracy`` with the ``quick`` recipe's settings
 but those named; its row (label ``reduced``, since settings differ from the recipe's) is appended to
-``benchmarks/results/recipe_search.jsonl``, with ``images_to_target``: the training images seen when the test
+``benchmarks/results/recipe_search.jsonl``, with ``images_to_090``: the training images seen when the test
 accuracy, evaluated after each epoch, first reached 0.90 (null where it never did).  Images, not minutes, are the
 measure: they do not depend on the machine or its load, so the search may share the cores with other work, and
 settings run side by side, one per core (``--cores``).  A setting already in the results file (same backend,
@@ -23,6 +23,8 @@ import sys
 import time
 from typing import Dict, List
 
+from benchmarks.accuracy import images_to
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results", "recipe_search.jsonl")
@@ -37,13 +39,16 @@ SETTINGS: Dict[str, dict] = {
     "momentum-b128-lr0.02-e3": dict(batch_size=128, epochs=3, lr=0.02, momentum=0.9, nesterov=False),
     "nesterov-b64-lr0.01-e3": dict(batch_size=64, epochs=3, lr=0.01, momentum=0.9, nesterov=True),
     "nesterov-b64-lr0.02-e3": dict(batch_size=64, epochs=3, lr=0.02, momentum=0.9, nesterov=True),
-    "nesterov-b128-lr0.02-e2": dict(batch_size=128, epochs=2, lr=0.02, momentum=0.9, nesterov=True),
-    "nesterov-b256-lr0.04-e3": dict(batch_size=256, epochs=3, lr=0.04, momentum=0.9, nesterov=True),
-    "nesterov-b128-lr0.02-e3-warm1": dict(batch_size=128, epochs=3, lr=0.02, momentum=0.9, nesterov=True,
+    "nesterov-b64-lr0.015-e3": dict(batch_size=64, epochs=3, lr=0.015, momentum=0.9, nesterov=True),
+    "nesterov-b64-lr0.01-e3-warm0.25": dict(batch_size=64, epochs=3, lr=0.01, momentum=0.9, nesterov=True,
+                                            warmup=0.25),
+    "nesterov-b128-lr0.03-e3": dict(batch_size=128, epochs=3, lr=0.03, momentum=0.9, nesterov=True),
+    "nesterov-b128-lr0.02-e4": dict(batch_size=128, epochs=4, lr=0.02, momentum=0.9, nesterov=True),
+    "nesterov-b128-lr0.03-e3-warm1": dict(batch_size=128, epochs=3, lr=0.03, momentum=0.9, nesterov=True,
                                           warmup=1.0),
+    "nesterov-b256-lr0.04-e3": dict(batch_size=256, epochs=3, lr=0.04, momentum=0.9, nesterov=True),
     "nesterov-b128-lr0.02-e3-constant": dict(batch_size=128, epochs=3, lr=0.02, momentum=0.9, nesterov=True,
                                              schedule="constant"),
-    "nesterov-b64-lr0.01-e2": dict(batch_size=64, epochs=2, lr=0.01, momentum=0.9, nesterov=True),
     # plain SGD, the recipes before momentum: what reaching 0.90 needs without it
     "sgd-b32-lr0.05-e3": dict(batch_size=32, epochs=3, lr=0.05, momentum=0.0),
     "sgd-b32-lr0.05-e4": dict(batch_size=32, epochs=4, lr=0.05, momentum=0.0),
@@ -74,6 +79,30 @@ def command(name: str, backend: str, precision: str, seed: int, results: str) ->
     return argv
 
 
+def name_of(row: dict):
+    """The setting a row ran (None for a row of settings not in SETTINGS)."""
+    s = row["settings"]
+    for name in SETTINGS:
+        if all(s.get(k) == v for k, v in settings_of(name).items()):
+            return name
+    return None
+
+
+def table(rows: List[dict]) -> str:
+    """One line per row: the settings, the test accuracy after each epoch, images to 0.90."""
+    lines = ["| setting | batch | lr | momentum | warm-up, schedule | backend, precision | seed "
+             "| test accuracy after each epoch | images to 0.90 |", "| --- | ---: | ---: | --- | --- | --- | ---: | --- | ---: |"]
+    for row in rows:
+        s = row["settings"]
+        sgd = ("Nesterov " if s["nesterov"] else "") + f"{s['momentum']:g}" if s["momentum"] else "none"
+        reached = images_to(0.90, row["val_acc"], row["n_train"])
+        lines.append(f"| {name_of(row) or '-'} | {s['batch_size']} | {s['lr']:g} | {sgd} | {s['warmup']:g} epoch, "
+                     f"{s['schedule']} | {row['backend']}, {row['precision']} | {s['seed']} | "
+                     f"{', '.join(f'{a:.4f}' for a in row['val_acc'])} | "
+                     f"{'not reached' if reached is None else f'{reached:,}'} |")
+    return "\n".join(lines)
+
+
 def read(results: str) -> List[dict]:
     if not os.path.isfile(results):
         return []
@@ -92,7 +121,11 @@ def main(argv=None) -> int:
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--logs", default="/tmp", help="folder for each run's output (default %(default)s)")
     p.add_argument("--list", action="store_true", help="print the settings and whether each has a row")
+    p.add_argument("--table", action="store_true", help="print the rows as the Markdown table of docs/results.md")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(read(args.results)))
+        return 0
     names = args.only.split(",") if args.only else list(SETTINGS)
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:

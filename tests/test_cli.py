@@ -44,10 +44,15 @@ def test_backend_option_takes_one_a_list_or_all():
 
 def test_bad_values_are_one_line_and_exit_2(capsys):
     for argv in (["train", "--backend", "torch", "--epochs", "0"], ["summary", "--backend", "nope"],
-                 ["evaluate", "x", "--batch-size", "-3"], ["train", "--backend", "torch", "--lr", "nan"]):
+                 ["evaluate", "x", "--batch-size", "-3"], ["train", "--backend", "torch", "--lr", "nan"],
+                 ["train", "--backend", "torch", "--momentum", "1"], ["train", "--backend", "torch", "--nesterov", "maybe"]):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"nin {argv[0]}: error: argument --"), err
+    # a value each option takes but the run cannot: the same one line, from the run's settings check
+    assert cli.main(["train", "--backend", "torch", "--recipe", "chapter", "--nesterov", "true"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "nin train: error: expected a momentum above 0 with nesterov=True, got momentum=0.0")
 
 
 def test_version(capsys):

@@ -31,14 +31,16 @@ def test_recipes_are_data_and_checked():
     assert recipes.check_recipe("quick") == recipes.RECIPES["quick"]
     for name in recipes.RECIPES:
         assert set(recipes.RECIPES[name]) == set(recipes.RECIPE_KEYS), name
-    with pytest.raises(ValueError, match="expected recipe to be one of chapter, quick, quick-b32, got 'fast'"):
+    with pytest.raises(ValueError, match="expected recipe to be one of chapter, quick, quick-b32, quick-nesterov, got 'fast'"):
         recipes.check_recipe("fast")
     # a value given wins over the recipe's; None means "the recipe's"
     assert recipes.resolve("quick", lr=0.01, epochs=None) == dict(recipes.RECIPES["quick"], lr=0.01)
 
 
-@pytest.mark.parametrize("gpu,flags,expected", [(True, set(), "chapter"), (False, {"avx2", "avx512_bf16"}, "quick"),
-                                                 (False, {"amx_bf16"}, "quick"), (False, {"avx2", "fma"}, "quick-b32")])
+@pytest.mark.parametrize("gpu,flags,expected", [(True, set(), "chapter"),
+                                                 (False, {"avx2", "avx512_bf16"}, "quick-nesterov"),
+                                                 (False, {"amx_bf16"}, "quick-nesterov"),
+                                                 (False, {"avx2", "fma"}, "quick-nesterov")])
 def test_the_recipe_make_train_picks_follows_the_machine(monkeypatch, gpu, flags, expected):
     from nin_common.util import machine
 
@@ -85,12 +87,20 @@ def test_explicit_options_win_over_the_recipe(backend):
         impl(backend).fit(recipe="quick", warmup=-1, **SMALL)
     with pytest.raises(ValueError, match="expected recipe to be one of chapter, quick"):
         impl(backend).fit(recipe="fast", **SMALL)
+    with pytest.raises(ValueError, match=r"expected momentum to be a number in \[0, 1\), got 1.0"):
+        impl(backend).fit(recipe="quick", momentum=1.0, **SMALL)
+    with pytest.raises(ValueError, match="expected nesterov to be True or False, got 'yes'"):
+        impl(backend).fit(recipe="quick", momentum=0.9, nesterov="yes", **SMALL)
+    with pytest.raises(ValueError, match="expected a momentum above 0 with nesterov=True, got momentum=0.0"):
+        impl(backend).fit(recipe="chapter", nesterov=True, **SMALL)
 
 
-def test_interrupted_cosine_run_resumes_to_the_same_weights(backend, tmp_path, monkeypatch):
-    """The schedule is a function of the step: a run stopped after epoch 1 and resumed ends where an
-    uninterrupted one does (bit for bit on the CPU)."""
-    settings = dict(SMALL, recipe="quick", epochs=2, device="cpu")
+@pytest.mark.parametrize("sgd", [dict(momentum=0.0), dict(momentum=0.9, nesterov=True)], ids=["plain", "nesterov"])
+def test_interrupted_cosine_run_resumes_to_the_same_weights(backend, sgd, tmp_path, monkeypatch):
+    """The schedule is a function of the step, and the optimizer's state (the momentum's velocity) is saved with
+    each epoch: a run stopped after epoch 1 and resumed ends where an uninterrupted one does (bit for bit on the
+    CPU)."""
+    settings = dict(SMALL, recipe="quick", epochs=2, device="cpu", **sgd)
     straight = impl(backend).fit(out=str(tmp_path / "a"), **settings)
     evaluate, calls = Trainer.evaluate, []
 

@@ -143,8 +143,9 @@ def init(p, default: Optional[str] = "xavier") -> None:
 def recipe(p, default: Optional[str] = None) -> None:
     """--recipe, --schedule and --warmup: the settings a recipe fills (nin_common.engine.recipes)."""
     from nin_common.engine import recipes
-    about = "; ".join(f"{name}: {recipes.describe(r['schedule'], r['lr'], r['warmup'])}, {r['image_size']} px, "
-                      f"{r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
+    about = "; ".join(f"{name}: batch {r['batch_size']}, "
+                      f"{recipes.describe(r['schedule'], r['lr'], r['warmup'], r['momentum'], r['nesterov'])}, "
+                      f"{r['image_size']} px, {r['init']}, {r['epochs']} epochs" for name, r in recipes.RECIPES.items())
     p.add_argument("--recipe", choices=list(recipes.RECIPES), default=default,
                    help=f"the settings not given (default: {default or recipes.DEFAULT_RECIPE}): {about}")
     p.add_argument("--schedule", choices=recipes.SCHEDULES, help="learning rate after the warm-up: constant "

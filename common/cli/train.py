@@ -19,7 +19,7 @@ CHAPTER = recipes.RECIPES[recipes.DEFAULT_RECIPE]
 def add_parser(sub) -> None:
     p = O.subcommand(sub, "train", "train NiN on Fashion-MNIST (default: the chapter's recipe)",
                      description="Train NiN on Fashion-MNIST. Defaults are the chapter's recipe: SGD lr 0.05, "
-                                 "batch 128, 10 epochs, 224x224, Xavier init; --recipe quick learns on a CPU in "
+                                 "batch 128, 10 epochs, 224x224, Xavier init; --recipe quick-nesterov learns on a CPU in "
                                  "minutes. Options given win over the recipe's values. With --resume, the options "
                                  "left out are taken from the run being resumed.")
     O.backend(p, default=None, help="backend(s) to train, one after the other (with --resume: the run's)")
