@@ -3,7 +3,8 @@
     python -m benchmarks.plot_accuracy                  # the quick recipe's rows -> results/accuracy_quick.png
     python -m benchmarks.plot_accuracy --label chapter
 
-One colour per backend, one line style per seed; the last row of each (backend, seed, precision) counts.
+One colour per backend, one line style per precision (bf16 solid, fp32 dotted), one marker per seed; the last row
+of each (backend, seed, precision) counts.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from nin_common.engine import recipes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "accuracy.jsonl")
-STYLES = ("-", "--", ":", "-.")
+PRECISION_STYLES = {"bf16": "-", "fp32": ":"}  # any other precision: dash-dot
+MARKERS = ("o", "s", "^", "D")  # one per seed
+# settings that rows written before they existed do not record, at the value those runs trained with (plain SGD)
+UNRECORDED = dict(momentum=0.0, nesterov=False)
 
 
 def latest_rows(path: str, label: str) -> dict:
@@ -28,7 +32,7 @@ def latest_rows(path: str, label: str) -> dict:
         for line in f:
             row = json.loads(line)
             if row.get("label") == label and row.get("workers", 1) == 1 and (current is None or all(
-                    row["settings"].get(k) == v for k, v in current.items())):
+                    row["settings"].get(k, UNRECORDED.get(k)) == v for k, v in current.items())):
                 found[(row["backend"], row["settings"]["seed"], row["precision"])] = row
     return found
 
@@ -46,8 +50,8 @@ def plot(rows: dict, png: str, label: str, target: float = None) -> None:
     colours = dict(zip(backends, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for (backend, seed, precision), row in sorted(rows.items()):
         epochs = range(1, len(row["val_acc"]) + 1)
-        ax.plot(epochs, row["val_acc"], STYLES[seeds.index(seed) % len(STYLES)], marker="o", ms=3,
-                color=colours[backend],
+        ax.plot(epochs, row["val_acc"], linestyle=PRECISION_STYLES.get(precision, "-."), linewidth=1.5,
+                marker=MARKERS[seeds.index(seed) % len(MARKERS)], ms=3.5, color=colours[backend],
                 label=f"{backend} {precision} seed {seed}: {row['val_acc'][-1]:.4f} in {row['seconds'] / 60:.1f} min")
     if target is not None:
         ax.axhline(target, color="grey", lw=0.8, ls=":")
@@ -56,7 +60,9 @@ def plot(rows: dict, png: str, label: str, target: float = None) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title(f"NiN on Fashion-MNIST, recipe '{label}', per backend and seed")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right", title_fontsize=8,
+              title="line: bf16 solid, fp32 dotted; marker: " + ", ".join(
+                  f"seed {s} {'●■▲◆'[i % 4]}" for i, s in enumerate(seeds)))
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)

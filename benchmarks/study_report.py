@@ -6,7 +6,9 @@ atomically.  A table has one line per (variant, backend, recipe, init, label): t
 accuracy (mean and min–max over the seeds), the train − test accuracy gap, seconds per epoch with the load
 average during the runs, parameters and multiply-adds per image (analytic, at the rows' image size).  A variant
 of the exercise without a row yet is listed as not run yet.  A plot shows test accuracy per epoch: per variant,
-in its most-seeded backend, the mean over seeds with a min–max band; other backends' runs as thin dashed lines.
+in its most-seeded backend, the mean over seeds with a min–max band (solid: the recipe's init on all the data,
+dash-dot with triangles: an init override, dashed: a reduced run); other backends' runs as thin dotted lines; a
+seed that stayed at chance as a thin line of its own, outside the mean and the band.
 The chapter's network trained by ``benchmarks/accuracy.py`` with the same recipe, in full and in fp32
 (``--accuracy``), joins its rows for the seeds the study did not run itself.
 ``--compare DIR`` also writes the full runs of the recipe with its own init as ``nin compare``'s report and
@@ -110,7 +112,7 @@ def dead_section(dead: list) -> str:
 def plot_dead(dead: list, path: str) -> None:
     """Dead channels of the class block (as a fraction of its channels) against the SGD step, one line per trace."""
     traces = [r for r in dead if r.get("kind") == "trace"]
-    fig, ax = figure(7.5, 4.5, 1)
+    fig, ax = figure(10.5, 4.5, 1)
     for r, colour in zip(traces, colours(len(traces))):
         ax.plot(r["steps"], [d / r["channels"] for d in r["dead"]], color=colour, marker="o", markersize=3,
                 linewidth=1.2, label=f"{r['variant']}, {r['init']} ({r['channels']} channels), {r['backend']}, "
@@ -122,7 +124,7 @@ def plot_dead(dead: list, path: str) -> None:
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
     if traces:
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes, off the data
     save_png(fig, path)
 
 
@@ -349,12 +351,17 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
 
 
 def plot(name: str, grouped: dict, path: str) -> None:
-    """Test accuracy per epoch of the exercise's variants (see the module docstring)."""
+    """Test accuracy per epoch of the exercise's variants (see the module docstring).  One colour per variant; in
+    its most-seeded backend a line per (init, label): solid for the recipe's init on all the data, dash-dot with
+    triangles for an init override (the fair start), dashed for a reduced run; other backends' runs as thin dotted
+    lines.  A seed that stayed at chance (below ``STALLED``) is a thin line of its own, labelled, outside the mean
+    and the band, which span the seeds that learned."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
     title, variants = EXERCISES[name]
-    fig, ax = figure(7.5, 4.5, 1)
+    fig, ax = figure(10.5, 4.5, 1)
+    any_stalled = False
     for variant, colour in zip(variants, colours(len(variants))):
         mine = {k: runs for k, runs in grouped.items() if k[0] == variant}
         seeds = {}
@@ -366,23 +373,39 @@ def plot(name: str, grouped: dict, path: str) -> None:
             tag = variant + "".join(f", {x}" for x in (init, label if label != "full" else None) if x)
             n = min(len(r["curve"]) for r in runs)
             epochs = [c["epoch"] for c in runs[0]["curve"][:n]]
-            acc = np.array([[c["val_acc"] for c in r["curve"][:n]] for r in runs])
-            if backend == main:
-                ax.plot(epochs, acc.mean(axis=0), color=colour, linewidth=1.6,
-                        label=f"{tag} / {backend} (mean of {len(runs)} seed{'s' * (len(runs) > 1)})")
-                ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=colour, alpha=0.2, linewidth=0)
+            good = [r for r in runs if r["val_acc"] >= STALLED]
+            stalled = [r for r in runs if r["val_acc"] < STALLED]
+            any_stalled = any_stalled or bool(stalled)
+            for r in stalled:
+                ax.plot(epochs, [c["val_acc"] for c in r["curve"][:n]], color=colour, linestyle=(0, (1, 1)),
+                        linewidth=0.9, marker="x", markersize=4,
+                        label=f"{tag} / {backend}, seed {r['seed']}: at chance (not in the mean or band)")
+            if not good:
                 continue
-            for i, (r, values) in enumerate(zip(runs, acc)):
-                ax.plot(epochs, values, color=colour, linestyle="--", linewidth=0.8, marker="o", markersize=3,
-                        label=f"{tag} / {backend} (seed{'s' * (len(runs) > 1)} "
-                              f"{','.join(str(x['seed']) for x in runs)})" if i == 0 else None)
+            acc = np.array([[c["val_acc"] for c in r["curve"][:n]] for r in good])
+            if backend == main:
+                line = dict(linestyle="--" if label != "full" else "-.", marker="^", markersize=5) if init else \
+                    dict(linestyle="--" if label != "full" else "-")
+                which = (f"mean of {len(good)} seeds" + (" that learned" if stalled else "") if len(good) > 1
+                         else f"seed {good[0]['seed']}")
+                ax.plot(epochs, acc.mean(axis=0), color=colour, linewidth=1.6, label=f"{tag} / {backend} ({which})",
+                        **line)
+                if len(good) > 1:
+                    ax.fill_between(epochs, acc.min(axis=0), acc.max(axis=0), color=colour, alpha=0.2,
+                                    linewidth=0)
+                continue
+            for i, (r, values) in enumerate(zip(good, acc)):
+                ax.plot(epochs, values, color=colour, linestyle=":", linewidth=0.9, marker="o", markersize=3,
+                        label=f"{tag} / {backend} (seed{'s' * (len(good) > 1)} "
+                              f"{','.join(str(x['seed']) for x in good)})" if i == 0 else None)
     if not grouped or not any(k[0] in variants for k in grouped):
         ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.set(title=title, xlabel="epoch", ylabel="test accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right", title="band: min–max over seeds", title_fontsize=8)
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1), title_fontsize=7.5,
+                  title="band: min–max over the seeds that learned" if any_stalled else "band: min–max over seeds")
     save_png(fig, path)
 
 

@@ -4,7 +4,7 @@ The report (``report.md``) puts side by side, per variant: the shape tables of e
 parameters (counted by each framework) and multiply-adds (analytic), time per epoch with the machine's load,
 loss and accuracy curves, and final accuracy; over several seeds, each (variant, backend)'s mean and min–max of
 the final accuracy and its train − validation gap.  ``curves.png``, ``resources.png`` and ``results.png`` plot
-them (over seeds: the mean, with the min–max as a band or an error bar).  A comparison is resumable: the same
+them (over seeds: the mean, with the min–max as a band or an error bar; a seed at chance as a curve of its own).  A comparison is resumable: the same
 command, run again, reads the runs that finished, continues the interrupted ones and trains the rest.
 """
 from __future__ import annotations
@@ -299,6 +299,13 @@ def report(runs: Sequence[Run], settings: Dict[str, object], note: str = "") -> 
 
 LINE_STYLES = ("-", "--", ":", "-.")  # one per backend
 MARKERS = ("o", "s", "^", "D")
+CHANCE = 0.2  # a final validation accuracy below twice chance (10 classes): the run did not learn
+
+
+def learned(runs) -> tuple:
+    """(the runs that learned, those whose final validation accuracy stayed below ``CHANCE``)."""
+    return ([r for r in runs if r.final["val_acc"] >= CHANCE],
+            [r for r in runs if r.final["val_acc"] < CHANCE])
 
 
 def figure(width: float, height: float, columns: int):
@@ -322,7 +329,9 @@ def colours(count: int):
 def plot(runs: Sequence[Run], out: str) -> None:
     """curves.png (one colour per variant, one line style per backend, integer epochs, legends beside the
     plots), resources.png (linear axes from zero) and results.png.  Over several seeds a curve is the mean with a
-    band from the lowest to the highest seed, and a bar the mean with an error bar from the lowest to the highest."""
+    band from the lowest to the highest seed, and a bar the mean with an error bar from the lowest to the highest.
+    In curves.png a seed that stayed at chance (``CHANCE``) is a thin line of its own, labelled, outside the mean
+    and the band, which span the seeds that learned."""
     import numpy as np
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -335,26 +344,40 @@ def plot(runs: Sequence[Run], out: str) -> None:
 
     grouped = groups(runs)
     several = any(len(g) > 1 for g in grouped.values())
+    at_chance = []
     fig, axes = figure(15, 4.5, 3)
     for (variant, backend), g in grouped.items():
         n = min(len(r.rows) for r in g)
         epochs = [row["epoch"] for row in g[0].rows[:n]]
+        good, stalled = learned(g)
         for ax, key in zip(axes, ("train_loss", "val_loss", "val_acc")):
-            values = np.array([[row[key] for row in r.rows[:n]] for r in g])
-            ax.plot(epochs, values.mean(axis=0), color=colour[variant], linestyle=style[backend],
-                    marker=marker[backend], markersize=4, linewidth=1.4)
-            if len(g) > 1:
-                ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colour[variant], alpha=0.15,
-                                linewidth=0)
+            if good:
+                values = np.array([[row[key] for row in r.rows[:n]] for r in good])
+                ax.plot(epochs, values.mean(axis=0), color=colour[variant], linestyle=style[backend],
+                        marker=marker[backend], markersize=4, linewidth=1.4)
+                if len(good) > 1:
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colour[variant],
+                                    alpha=0.15, linewidth=0)
+            for r in stalled:
+                ax.plot(epochs, [row[key] for row in r.rows[:n]], color=colour[variant], linestyle=(0, (1, 1)),
+                        marker="x", markersize=4, linewidth=0.8)
+        at_chance += [(variant, backend, r.seed) for r in stalled]
     for ax, title in zip(axes, ("train loss", "val loss", "val acc")):
-        ax.set_title(title + (" (mean over seeds; band: min–max)" if several else ""))
+        ax.set_title(title + (" (mean over seeds; band: min–max)" if several and not at_chance else ""))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    if several and at_chance:
+        fig.suptitle("mean over the seeds that learned; band: their min–max", fontsize=11)
     by_variant = [Line2D([], [], color=colour[v], linewidth=3, label=v) for v in variants]
     by_backend = [Line2D([], [], color="0.3", linestyle=style[n], marker=marker[n], label=n) for n in names]
     fig.legend(handles=by_variant, title="variant (colour)", loc="outside right upper", fontsize=8)
     fig.legend(handles=by_backend, title="backend (line)", loc="outside right lower", fontsize=8)
+    if at_chance:
+        stalled = [Line2D([], [], color=colour[v], linestyle=(0, (1, 1)), marker="x", linewidth=0.8,
+                          label=f"{v} / {b}, seed {seed}") for v, b, seed in at_chance]
+        fig.legend(handles=stalled, title="at chance: own line,\nnot in mean or band", loc="outside right center",
+                   fontsize=8, title_fontsize=8)
     save_png(fig, os.path.join(out, "curves.png"))
 
     fig, axes = figure(12, 4.5, 2)

@@ -206,7 +206,7 @@ def nominal_fp32_peak() -> Optional[dict]:
         return None
     gflops = cores * 2 * lanes * 2 * mhz / 1000
     return dict(gflops=round(gflops, 1), formula=f"{cores} cores x 2 FMA units x {lanes} fp32 lanes x 2 FLOP x "
-                                                 f"{mhz / 1000:.2f} GHz (/proc/cpuinfo)")
+                                                 f"{mhz / 1000:.3f} GHz (/proc/cpuinfo)")
 
 
 def vector_flags() -> list:
