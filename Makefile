@@ -26,7 +26,7 @@ BIN := $(VENV)/bin
 HAVE_GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
 HAVE_BF16 = $(shell $(BIN)/python -c 'from nin_common.util.machine import cpu_bf16; print("yes" if cpu_bf16() else "")')
 RECIPE ?= $(shell $(BIN)/python -c 'from nin_common.engine.recipes import for_this_machine; print(for_this_machine($(if $(HAVE_GPU),True,False)))')
-NOTICE_quick-nesterov := the quick-nesterov recipe (67x67, kaiming-alive init, batch 64, 3 epochs, SGD with Nesterov momentum 0.9, lr 0.01 after a half-epoch warm-up, decaying to 0 along a cosine: about 0.90 in minutes on a CPU). RECIPE=chapter runs the chapter's (hours on a CPU)
+NOTICE_quick-nesterov := the quick-nesterov recipe (67x67, kaiming-alive init, batch 64, 3 epochs, SGD with Nesterov momentum 0.9, lr 0.015 after a half-epoch warm-up, decaying to 0 along a cosine: about 0.90 in minutes on a CPU). RECIPE=chapter runs the chapter's (hours on a CPU)
 NOTICE_quick := the quick recipe (67x67, kaiming-alive init, 10 epochs, lr 0.05 after a half-epoch warm-up, decaying to 0 along a cosine; minutes on a CPU). RECIPE=quick-nesterov runs the CPU's default
 NOTICE_quick-b32 := the quick-b32 recipe (67x67, kaiming-alive init, batch 32, 4 epochs, lr 0.05 after a half-epoch warm-up, decaying to 0 along a cosine: the quick recipe in fewer images, for a CPU without bf16). RECIPE=quick-nesterov or RECIPE=chapter runs the others
 NOTICE_chapter := the chapter's recipe (224x224, Xavier init, lr 0.05, 10 epochs)
