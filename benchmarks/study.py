@@ -13,6 +13,8 @@ commit, and the whole curve.
     python -m benchmarks.study                               # PyTorch, every variant, seeds 0,1,2
     python -m benchmarks.study --backend tf --variants chapter,1x1-0 --seeds 0
     python -m benchmarks.study --variants nin-vgg11 --seeds 0 --limit-train 12000   # a reduced, labelled run
+    python -m benchmarks.study --variants chapter,fc-head,gradual --init kaiming-alive-all --image-size 131 \
+        --recipe quick-nesterov --precision bf16 --seeds 0,1      # exercises 3 and 5 where the last maps are 3x3
 
 The recipe and precision are fixed, not ``auto``: ``quick-b32`` in fp32 is the CPU recipe that reaches 0.90 on
 every CPU this project runs on, so a seed trained on an AVX2-only machine and one trained where bf16 is native
@@ -48,12 +50,20 @@ def done(results: str) -> set:
         return set()
     with open(results, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return {(r["variant"], r["backend"], r["seed"], r["recipe"], r.get("init_override"), r.get("limit_train"))
-            for r in rows}
+    return {(r["variant"], r["backend"], r["seed"], r["recipe"], r.get("init_override"), r.get("limit_train"),
+             r["image_size"]) for r in rows}
+
+
+def image_size(args) -> int:
+    """The run's image size: ``--image-size``, else the recipe's."""
+    from nin_common.engine import recipes
+
+    return args.image_size or recipes.check_recipe(args.recipe)["image_size"]
 
 
 def run_one(variant: str, backend: str, seed: int, args) -> dict:
-    tag = (f"-{args.init}" if args.init else "") + (f"-n{args.limit_train}" if args.limit_train else "")
+    tag = ((f"-{args.init}" if args.init else "") + (f"-n{args.limit_train}" if args.limit_train else "")
+           + (f"-px{args.image_size}" if args.image_size else ""))
     folder = os.path.join(args.out, f"{variant}-{backend}-{args.recipe}{tag}-s{seed}")
     if os.path.exists(os.path.join(folder, "checkpoint", "state.json")):
         argv = ["train", "--resume", folder]
@@ -64,6 +74,8 @@ def run_one(variant: str, backend: str, seed: int, args) -> dict:
             argv += ["--init", args.init]
         if args.limit_train:
             argv += ["--limit-train", str(args.limit_train)]
+        if args.image_size:
+            argv += ["--image-size", str(args.image_size)]
     before, commit = load_average(), git_commit(ROOT)  # the code the run starts with
     cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "nin_common.cli", *argv, "--no-progress"]
     print(f"study: {' '.join(cmd[3:])}", flush=True)
@@ -97,6 +109,9 @@ def main() -> int:
     p.add_argument("--init", default=None, help="an init other than the recipe's (a fairness run)")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--limit-train", type=int, default=None, help="train on this many images (a reduced run)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="images resized to this instead of the recipe's (131: the last maps 3x3, where exercises 3 "
+                        "and 5 ask their question)")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (the study's machine) or gpu")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (on a GPU, whose steps at batch 32 leave it "
                                                       "mostly idle; on a CPU one run already takes every core)")
@@ -107,7 +122,8 @@ def main() -> int:
     finished = done(args.results)
     todo = [(variant, backend, int(seed)) for seed in args.seeds.split(",") for variant in args.variants.split(",")
             for backend in args.backend.split(",")
-            if (variant, backend, int(seed), args.recipe, args.init, args.limit_train) not in finished]
+            if (variant, backend, int(seed), args.recipe, args.init, args.limit_train, image_size(args))
+            not in finished]
     lock = threading.Lock()
 
     failed = []
