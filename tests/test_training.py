@@ -39,7 +39,8 @@ def test_fit_has_the_same_signature_everywhere(all_backends):
     assert len(sigs) >= 2 and all(sig == sigs[0] for sig in sigs[1:])  # every installed backend
     assert list(sigs[0].parameters) == ["model", "recipe", "variant", "epochs", "batch_size", "lr", "image_size",
                                         "limit_train", "limit_val", "device", "precision", "seed", "init",
-                                        "schedule", "warmup", "data_dir", "out", "resume", "progress", "on_epoch",
+                                        "schedule", "warmup", "momentum", "nesterov", "data_dir", "out", "resume",
+                                        "progress", "on_epoch",
                                         "workers", "port"]
     defaults = {k: p.default for k, p in sigs[0].parameters.items()}
     assert defaults["recipe"] == "chapter"  # the settings left None come from it: the chapter's recipe
