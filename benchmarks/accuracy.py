@@ -23,6 +23,7 @@ import os
 import sys
 import time
 
+from nin_common.cli import options
 from nin_common.engine import recipes, registry, training
 from nin_common.engine.precision import DEVICES, PRECISIONS
 from nin_common.engine.runs import memory_figures
@@ -102,8 +103,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=recipes.SCHEDULES)
     p.add_argument("--warmup", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--nesterov", type=lambda text: {"true": True, "false": False}[text.lower()], metavar="true|false")
+    p.add_argument("--momentum", type=options.fraction)
+    p.add_argument("--nesterov", type=options.boolean, metavar="true|false")
     p.add_argument("--image-size", type=int)
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-val", type=int)

@@ -58,14 +58,14 @@ def settings_of(name: str) -> dict:
     return chosen
 
 
+def ran(row: dict, name: str) -> bool:
+    """Whether ``row`` ran setting ``name``."""
+    return all(row["settings"].get(k) == v for k, v in settings_of(name).items())
+
+
 def done(rows: List[dict], name: str, backend: str, precision: str, seed: int) -> bool:
-    want = settings_of(name)
-    for row in rows:
-        s = row["settings"]
-        if (row["backend"], row["precision"], s.get("seed")) == (backend, precision, seed) and row["n_train"] == 60000 \
-                and all(s.get(k) == v for k, v in want.items()):
-            return True
-    return False
+    return any((row["backend"], row["precision"], row["settings"].get("seed")) == (backend, precision, seed)
+               and row["n_train"] == 60000 and ran(row, name) for row in rows)
 
 
 def command(name: str, backend: str, precision: str, seed: int, results: str) -> List[str]:
@@ -78,11 +78,7 @@ def command(name: str, backend: str, precision: str, seed: int, results: str) ->
 
 def name_of(row: dict):
     """The setting a row ran (None for a row of settings not in SETTINGS)."""
-    s = row["settings"]
-    for name in SETTINGS:
-        if all(s.get(k) == v for k, v in settings_of(name).items()):
-            return name
-    return None
+    return next((name for name in SETTINGS if ran(row, name)), None)
 
 
 def table(rows: List[dict]) -> str:

@@ -56,8 +56,7 @@ positive_float = _parsed(float, lambda v: check_positive("value", v), "a positiv
 non_negative_float = _parsed(float, lambda v: check_non_negative("value", v), "a non-negative finite number")
 fraction = _parsed(float, lambda v: check_fraction("value", v), "a number in [0, 1)")
 BOOLEANS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
-boolean = _parsed(lambda text: BOOLEANS[text.lower()] if text.lower() in BOOLEANS else None,
-                  lambda v: check_bool("value", v), "true or false")
+boolean = _parsed(lambda text: BOOLEANS.get(text.lower()), lambda v: check_bool("value", v), "true or false")
 
 
 def seed_list(text: str) -> List[int]:
