@@ -164,11 +164,14 @@ def test_nin_bench_bad_arguments(backend, option, value, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags,mhz,expected", [({"avx2", "fma"}, 2450.0, 2 * 2 * 8 * 2 * 2.45),
-                                               ({"avx2", "fma", "avx512f"}, 2000.0, 2 * 2 * 16 * 2 * 2.0),
-                                               ({"sse2"}, 2000.0, None), ({"avx2", "fma"}, None, None)])
-def test_nominal_fp32_peak(monkeypatch, flags, mhz, expected):
+@pytest.mark.parametrize("flags,generation,mhz,expected", [
+    ({"avx2", "fma"}, "family 25 model 1", 2450.0, 2 * 2 * 8 * 2 * 2.45),           # Zen 3
+    ({"avx2", "fma", "avx512f"}, "family 6 model 143", 2000.0, 2 * 2 * 16 * 2 * 2.0),  # Sapphire Rapids
+    ({"avx2", "fma", "avx512f"}, "family 25 model 17", 2450.0, 2 * 2 * 8 * 2 * 2.45),  # Zen 4: AVX-512 in halves
+    ({"sse2"}, "", 2000.0, None), ({"avx2", "fma"}, "", None, None)])
+def test_nominal_fp32_peak(monkeypatch, flags, generation, mhz, expected):
     monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(machine, "cpu_generation", lambda: generation)
     monkeypatch.setattr(machine, "cpu_mhz", lambda: mhz)
     monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
     peak = machine.nominal_fp32_peak()

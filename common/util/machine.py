@@ -197,11 +197,14 @@ def cpu_mhz() -> Optional[float]:
 
 
 def nominal_fp32_peak() -> Optional[dict]:
-    """The cores' nominal float32 peak: cores x 2 FMA units x lanes (16 with AVX-512, 8 with AVX2) x 2 FLOP x the
-    clock /proc/cpuinfo reports; with what it assumed.  Two FMA units per core is the assumption (Zen 3-4, Intel
-    server cores); None where the clock or vector width is unknown."""
+    """The cores' nominal float32 peak: cores x 2 FMA units x lanes x 2 FLOP x the clock /proc/cpuinfo reports; with
+    what it assumed.  Lanes are the fp32 lanes an FMA unit computes per cycle: 16 with AVX-512, 8 with AVX2, and 8
+    on AMD family 25 (Zen 4), which runs AVX-512 instructions through 256-bit units in two halves.  Two FMA units
+    per core is the assumption (Zen 3-4, Intel server cores); None where the clock or vector width is unknown."""
     flags, mhz, cores = cpu_flags(), cpu_mhz(), os.cpu_count()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else None
+    if lanes == 16 and cpu_generation().startswith("family 25 "):
+        lanes = 8
     if not (mhz and lanes and cores):
         return None
     gflops = cores * 2 * lanes * 2 * mhz / 1000
