@@ -2,7 +2,8 @@
 
 Not a test.  Reads the rows ``benchmarks/study.py`` appends to ``benchmarks/results/study.jsonl`` and writes
 ``report.md`` and ``ex1.png``, ``ex2.png``, ``ex3.png``, ``ex5.png``, ``ex6.png`` into ``--out``, each file
-atomically.  A table has one line per (variant, backend, recipe, init, label): the seeds, the final test
+atomically; runs at an image size other than the recipe's (``--image-size 131``) get sections and plots of their
+own (``ex3-131px.png``).  A table has one line per (variant, backend, recipe, init, label): the seeds, the final test
 accuracy (mean and min–max over the seeds), the train − test accuracy gap, seconds per epoch with the load
 average during the runs, parameters and multiply-adds per image (analytic, at the rows' image size).  A variant
 of the exercise without a row yet is listed as not run yet.  A plot shows test accuracy per epoch: per variant,
@@ -238,15 +239,34 @@ def _joined(runs, field) -> str:
 IN_EVERY_BACKEND = ("chapter", "1x1-0", "3x3", "fc-head", "gradual")
 
 
-def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
-    title, variants = EXERCISES[name]
+def by_size(rows) -> dict:
+    """image size -> its rows: the size most rows have first (the recipe's), then the others in increasing order.
+    A size other than the recipe's makes sections and plots of its own (an exercise asked where its question exists,
+    exercises 3 and 5 at 131 px), never mixed into the recipe's."""
+    sizes: dict = {}
+    for r in rows:
+        sizes.setdefault(r.get("image_size"), []).append(r)
+    order = sorted(sizes, key=lambda size: (-len(sizes[size]), size or 0))
+    return {size: sizes[size] for size in order[:1] + sorted(order[1:], key=lambda size: size or 0)}
+
+
+def title_of(name: str, size=None) -> str:
+    """The exercise's title, and at a size other than the recipe's that size: 'Exercise 3 at 131 px: ...'."""
+    title = EXERCISES[name][0]
+    return title.replace(":", f" at {size} px:", 1) if size else title
+
+
+def section(name: str, grouped: dict, speed: Optional[dict] = None, size=None) -> str:
+    """One exercise's table over seeds and its plot; ``size`` for a section of runs at a size other than the
+    recipe's (their plot ``ex3-131px.png``; the backends not run there are not listed one by one)."""
+    title, variants = title_of(name, size), EXERCISES[name][1]
     body, used, timed = [], [], []
     speed = speed or {}
     for variant in variants:
         mine = sorted((k for k in grouped if k[0] == variant), key=lambda k: (-len(grouped[k]), str(k)))
         if not mine:
             body.append([variant] + ["—"] * 3 + ["not run yet"] + ["—"] * (len(HEADER) - 5))
-        elif variant in IN_EVERY_BACKEND:
+        elif variant in IN_EVERY_BACKEND and not size:
             ran = {k[1] for k in mine}
             body += [[variant, b, "—", "—", "not run yet"] + ["—"] * (len(HEADER) - 5)
                      for b in BACKENDS if b not in ran]
@@ -273,7 +293,23 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None) -> str:
         origin += (f" Quiet times (`benchmarks/variant_speed.py`: 60,000 images at the rate of a short run): CPU "
                    f"{_joined(timed, _cpu)}, 1-minute load {span(loads)}, "
                    f"commit {_joined(timed, lambda r: r.get('commit') or '?')}.")
-    return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({name}.png)", ""])
+    return "\n".join([f"## {title}", "", table(HEADER, body), "", origin, "", f"![{title}]({plot_name(name, size)})",
+                      ""])
+
+
+def plot_name(name: str, size=None) -> str:
+    return f"{name}-{size}px.png" if size else f"{name}.png"
+
+
+def sections(rows) -> list:
+    """(exercise, its rows grouped, size) per section: every exercise at the recipe's size, then at each other size
+    the exercises with a run of one of their variants there, besides the chapter's (size None for the recipe's)."""
+    out = []
+    for i, (size, mine) in enumerate(by_size(rows).items()):
+        grouped = groups(mine)
+        out += [(name, grouped, size if i else None) for name, (_, variants) in EXERCISES.items()
+                if not i or any(k[0] in variants[1:] for k in grouped)]
+    return out
 
 
 def _cpu(row: dict) -> str:
@@ -329,7 +365,8 @@ def resources_section(speed: dict) -> str:
 
 
 def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
-    grouped = groups(rows)
+    # one seed of a variant at two image sizes is two runs
+    grouped = {(k, size): runs for size, mine in by_size(rows).items() for k, runs in groups(mine).items()}
     borrowed = sum(1 for runs in grouped.values() for r in runs if r.get("source"))
     where = os.path.abspath(results)
     where = os.path.relpath(where, ROOT) if where.startswith(ROOT + os.sep) else results
@@ -346,11 +383,12 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.  A seed marked *at chance* ended below "
              f"{STALLED:g} test accuracy: it did not learn, and it counts in the mean and the range.", ""]
-    return "\n".join(intro + [section(name, grouped, speed) for name in EXERCISES] + [resources_section(speed or {}),
+    return "\n".join(intro + [section(name, mine, None if size else speed, size) for name, mine, size in sections(rows)]
+                     + [resources_section(speed or {}),
                                                                                        dead_section(dead or [])])
 
 
-def plot(name: str, grouped: dict, path: str) -> None:
+def plot(name: str, grouped: dict, path: str, size=None) -> None:
     """Test accuracy per epoch of the exercise's variants (see the module docstring).  One colour per variant; in
     its most-seeded backend a line per (init, label): solid for the recipe's init on all the data, dash-dot with
     triangles for an init override (the fair start), dashed for a reduced run; other backends' runs as thin dotted
@@ -359,7 +397,7 @@ def plot(name: str, grouped: dict, path: str) -> None:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    title, variants = EXERCISES[name]
+    title, variants = title_of(name, size), EXERCISES[name][1]
     fig, ax = figure(10.5, 4.5, 1)
     any_stalled = False
     for variant, colour in zip(variants, colours(len(variants))):
@@ -411,9 +449,8 @@ def plot(name: str, grouped: dict, path: str) -> None:
 
 def write(rows, results: str, out: str, speed: Optional[dict] = None, dead: Optional[list] = None) -> str:
     """The plots, then report.md, into ``out``; the path of report.md."""
-    grouped = groups(rows)
-    for name in EXERCISES:
-        plot(name, grouped, os.path.join(out, f"{name}.png"))
+    for name, grouped, size in sections(rows):
+        plot(name, grouped, os.path.join(out, plot_name(name, size)), size)
     plot_dead(dead or [], os.path.join(out, "dead.png"))
     path = os.path.join(out, "report.md")
     text = report(rows, results, speed, dead)

@@ -10,6 +10,8 @@ import pytest
 
 from test_markdown import table_problems
 from conftest import require_installed
+from nin_common.arch.costs import resources
+from nin_common.arch.variants import build_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = "benchmarks.study_report"  # run as python -m from the repository root
@@ -152,6 +154,31 @@ def test_every_exercise_has_a_plot(written):
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == PNG
         assert f"]({name})" in text
+
+
+def test_runs_at_another_image_size_have_sections_and_plots_of_their_own(tmp_path):
+    at131 = [dict(row(v, "torch", seed, acc, acc + 0.01, [300.0] * 3), image_size=131, recipe="quick-nesterov",
+                  init_override="kaiming-alive-all")
+             for v, seed, acc in (("chapter", 0, 0.9111), ("chapter", 1, 0.9133), ("gradual", 0, 0.9222),
+                                  ("fc-head", 0, 0.9000))]
+    results = write_rows(tmp_path / "study.jsonl", ROWS + at131)
+    proc = run("--results", str(results), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "out" / "report.md").read_text()
+    # the recipe's size keeps its sections, without the 131-px runs
+    assert "0.9111" not in section(text, 1) and "0.9222" not in section(text, 5)
+    assert line_of(section(text, 1), "chapter", "torch")[5] == f"{statistics.mean([0.9012, 0.8950, 0.9101]):.4f}"
+    at = text.split("## Exercise 5 at 131 px:")[1].split("\n## ")[0]
+    assert line_of(at, "chapter", "torch")[4:7] == ["0,1", "0.9122", "0.9111–0.9133"]
+    assert line_of(at, "gradual", "torch")[5] == "0.9222" and "131 px" in at and "quick-nesterov" in at
+    costs = resources(build_spec("gradual"), 131, 1).totals
+    assert line_of(at, "gradual", "torch")[8:10] == [f"{costs['params']:,}", f"{costs['macs']:,}"]
+    # only the exercises with a variant run at 131 px, each with its plot; nothing planned per backend there
+    assert [line.split(":")[0] for line in text.splitlines() if " at 131 px:" in line and line.startswith("## ")] == \
+        ["## Exercise 3 at 131 px", "## Exercise 5 at 131 px"]
+    assert "](ex5-131px.png)" in at and (tmp_path / "out" / "ex5-131px.png").read_bytes()[:8] == PNG
+    assert not [line for line in at.splitlines() if line.startswith("| chapter | mxnet |")]
+    assert table_problems(text) == []
 
 
 def test_a_bad_line_is_one_line_exit_2_and_nothing_written(tmp_path):
