@@ -66,12 +66,13 @@ DEAD_HEADER = ["variant", "init", "backend", "seed", "channels", "dead at the st
 
 
 def read_speed(path: str) -> dict:
-    """(variant, backend, recipe) -> the last row ``benchmarks/variant_speed.py`` wrote for it (none: {})."""
+    """(variant, backend, recipe, image size, precision) -> the last row ``benchmarks/variant_speed.py`` wrote for
+    it (none: {})."""
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return {(r["variant"], r["backend"], r["recipe"]): r for r in rows}
+    return {(r["variant"], r["backend"], r["recipe"], r["image_size"], r["precision"]): r for r in rows}
 
 
 def read_dead(path: str) -> list:
@@ -272,7 +273,7 @@ def section(name: str, grouped: dict, speed: Optional[dict] = None, size=None) -
                      for b in BACKENDS if b not in ran]
         for k in mine:
             runs, s = grouped[k], over_seeds(grouped[k])
-            quiet = speed.get((variant, k[1], k[2]))
+            quiet = speed.get((variant, k[1], k[2], runs[0]["image_size"], runs[0]["precision"]))
             timed += [quiet] if quiet else []
             costs = resources(build_spec(variant), runs[0]["image_size"], 1).totals
             body.append([variant, k[1], k[2], k[3] or "recipe's", _seeds(runs), f"{s['mean']:.4f}",
@@ -329,30 +330,34 @@ def resources_section(speed: dict) -> str:
     against the multiply-adds and the process's resident memory against the analytic training memory."""
     title = "## Exercise 4 measured on training: time against multiply-adds, memory against the analytic count"
     order = list(dict.fromkeys(v for _, variants in EXERCISES.values() for v in variants))
-    rows = sorted(speed.values(), key=lambda r: (r["backend"], order.index(r["variant"]) if r["variant"] in order
-                                                 else len(order), r["variant"]))
+    rows = sorted(speed.values(), key=lambda r: (r["image_size"], r["precision"] != "fp32", r["backend"],
+                                                 order.index(r["variant"]) if r["variant"] in order else len(order),
+                                                 r["variant"]))
     if not rows:
         return "\n".join([title, "", "No quiet-machine runs yet: `python -m benchmarks.variant_speed --backend all`.",
                           ""])
-    header = ["variant", "backend", "images / s", "s / 60,000-image epoch", "multiply-adds / image",
+    header = ["variant", "backend", "CPU", "px", "precision", "batch", "images / s", "s / 60,000-image epoch", "multiply-adds / image",
               "achieved GFLOP/s", "of the fp32 peak", "training memory, analytic (MiB)",
               "resident when ready (MiB)", "resident peak in training (MiB)", "peak − ready (MiB)", "load (1 min)"]
     body = []
     for r in rows:
         share = r.get("fraction_of_fp32_peak")
         ready, peak = r.get("rss_start_mb"), r.get("train_peak_rss_mb")
-        body.append([r["variant"], r["backend"], f"{r['images_per_s']:,.0f}", f"{r['epoch_s_60000']:.0f}",
+        body.append([r["variant"], r["backend"], _cpu(r), str(r["image_size"]), r["precision"], str(r["batch_size"]),
+                     f"{r['images_per_s']:,.0f}", f"{r['epoch_s_60000']:.0f}",
                      f"{r['macs_per_image']:,}", f"{r['achieved_gflops']:.1f}",
                      f"{share:.0%}" if share else "?", _mib(r.get("train_memory_analytic_mb")), _mib(ready),
                      _mib(peak), _mib(peak - ready if ready is not None and peak is not None else None),
                      span([r["load_before"][0], r["load_after"][0]])])
     peaks = sorted({f"{r['nominal_fp32_peak_gflops']:g} GFLOP/s" for r in rows if r.get("nominal_fp32_peak_gflops")})
     origin = (f"One `nin train` per line (`benchmarks/variant_speed.py`: recipe {_joined(rows, lambda r: r['recipe'])}"
-              f", {_joined(rows, lambda r: r['precision'])}, batch {_joined(rows, lambda r: r['batch_size'])}, "
-              f"{_joined(rows, lambda r: r['image_size'])} px, 2 epochs of {_joined(rows, lambda r: r['images'])} "
+              f", 2 epochs of {_joined(rows, lambda r: r['images'])} "
               f"training images and 256 test images; the rate is the second epoch's, without the first's tracing and "
               f"compiling), on CPU {_joined(rows, _cpu)} with {_joined(rows, lambda r: r.get('threads'))} "
-              f"threads, nominal fp32 peak {', '.join(peaks) or '?'}; commit "
+              f"threads, nominal fp32 peak {', '.join(peaks) or '?'}"
+              + ("; a bf16 row's fraction is of the fp32 peak too (a bf16 dot product does two multiply-adds per "
+                 "fp32 lane, so it can pass 100 %)" if any(r["precision"] == "bf16" for r in rows) else "")
+              + "; commit "
               f"{_joined(rows, lambda r: r.get('commit') or '?')}.  Achieved GFLOP/s = images/s × 3 passes (forward, "
               "input gradients, weight gradients) × 2 FLOP × the multiply-adds of an image.  Memory is the training "
               "process's resident set: when data, model and trainer are ready, and its peak from there to the end of "
@@ -383,7 +388,7 @@ def report(rows, results: str, speed: Optional[dict] = None, dead: Optional[list
              "image size.  Seeds change the initial weights, the batch order and the dropout masks: their spread "
              "is the yardstick for a difference between variants.  A seed marked *at chance* ended below "
              f"{STALLED:g} test accuracy: it did not learn, and it counts in the mean and the range.", ""]
-    return "\n".join(intro + [section(name, mine, None if size else speed, size) for name, mine, size in sections(rows)]
+    return "\n".join(intro + [section(name, mine, speed, size) for name, mine, size in sections(rows)]
                      + [resources_section(speed or {}),
                                                                                        dead_section(dead or [])])
 

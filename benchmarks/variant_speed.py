@@ -4,7 +4,7 @@ machine, at the study's settings; appends rows.
 Not a test.  The exercise study's own seconds per epoch are measured while other work may share the cores (its
 runs take hours, in the background); this script gives the time a reader can compare: one short ``nin train``
 per variant (the study's recipe ``quick-b32`` in fp32, 2 epochs of ``--images`` training images, 256 test
-images), one after the other, started only when the 1-minute load average is below ``--quiet`` (it waits up to
+images; ``--recipe``, ``--image-size`` and ``--precision`` for the study's runs at another size), one after the other, started only when the 1-minute load average is below ``--quiet`` (it waits up to
 ``--wait`` seconds for it, else refuses), with the load before and after each run recorded.  The figure is the
 second epoch's training pass in images/s (``metrics.jsonl``: start-up and evaluation left out; the first epoch
 also pays for tracing and compiling the step, seconds in TensorFlow and JAX), and the epoch of 60,000 images it
@@ -17,6 +17,8 @@ analytic training memory of the spec at the run's batch and image size (``nin re
     python -m benchmarks.variant_speed                        # the study's variants, PyTorch
     python -m benchmarks.variant_speed --variants chapter,3x3 --backend mxnet --images 6400
     python -m benchmarks.variant_speed --variants chapter --backend all
+    python -m benchmarks.variant_speed --variants chapter,fc-head,gradual --recipe quick-nesterov --image-size 131 \
+        --precision bf16
 
 One JSON line per run is appended to ``benchmarks/results/variant_speed.jsonl`` (variant, backend, images/s,
 seconds per 60,000-image epoch, multiply-adds, achieved GFLOP/s and its fraction of the nominal peak, the memory
@@ -62,8 +64,10 @@ def wait_quiet(limit: float, wait_s: float) -> float:
 def one_run(variant: str, backend: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="nin-variant-speed-") as out:
         argv = [sys.executable, "-m", "nin_common.cli", "train", "--backend", backend, "--variant", variant,
-                "--recipe", args.recipe, "--precision", "fp32", "--epochs", "2", "--limit-train", str(args.images),
-                "--limit-val", "256", "--device", "cpu", "--out", out, "--no-progress"]
+                "--recipe", args.recipe, "--precision", args.precision, "--epochs", "2", "--limit-train",
+                str(args.images), "--limit-val", "256", "--device", "cpu", "--out", out, "--no-progress"]
+        if args.image_size:
+            argv += ["--image-size", str(args.image_size)]
         before = load_average()
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
         after = load_average()
@@ -97,6 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--backend", default="torch", help="torch, mxnet, tf, jax, a comma-separated list, or all")
     p.add_argument("--recipe", default="quick-b32")
     p.add_argument("--images", type=int, default=3200, help="training images per run (100 batches of 32)")
+    p.add_argument("--image-size", type=int, help="images resized to this instead of the recipe's (the study's "
+                                                  "--image-size)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="fp32 (the study's recipe), or bf16 where the CPU computes it")
     p.add_argument("--quiet", type=float, default=1.0, help="the 1-minute load average to start under")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for it")
     p.add_argument("--results", default=RESULTS)

@@ -158,11 +158,15 @@ def test_every_exercise_has_a_plot(written):
 
 def test_runs_at_another_image_size_have_sections_and_plots_of_their_own(tmp_path):
     at131 = [dict(row(v, "torch", seed, acc, acc + 0.01, [300.0] * 3), image_size=131, recipe="quick-nesterov",
-                  init_override="kaiming-alive-all")
+                  init_override="kaiming-alive-all", precision="bf16")
              for v, seed, acc in (("chapter", 0, 0.9111), ("chapter", 1, 0.9133), ("gradual", 0, 0.9222),
                                   ("fc-head", 0, 0.9000))]
     results = write_rows(tmp_path / "study.jsonl", ROWS + at131)
-    proc = run("--results", str(results), "--out", str(tmp_path / "out"))
+    # quiet times at 131 px: in bf16 (the runs' precision) and in fp32, which is not theirs
+    quiet = [dict(QUIET, variant="gradual", recipe="quick-nesterov", image_size=131, precision=precision,
+                  epoch_s_60000=seconds) for precision, seconds in (("bf16", 321.0), ("fp32", 456.0))]
+    speed = write_rows(tmp_path / "speed.jsonl", [QUIET] + quiet)
+    proc = run("--results", str(results), "--out", str(tmp_path / "out"), "--speed", str(speed))
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "out" / "report.md").read_text()
     # the recipe's size keeps its sections, without the 131-px runs
@@ -173,6 +177,11 @@ def test_runs_at_another_image_size_have_sections_and_plots_of_their_own(tmp_pat
     assert line_of(at, "gradual", "torch")[5] == "0.9222" and "131 px" in at and "quick-nesterov" in at
     costs = resources(build_spec("gradual"), 131, 1).totals
     assert line_of(at, "gradual", "torch")[8:10] == [f"{costs['params']:,}", f"{costs['macs']:,}"]
+    assert line_of(at, "gradual", "torch")[-1] == "321.0" and line_of(at, "chapter", "torch")[-1] == "—"
+    assert line_of(section(text, 1), "chapter", "torch")[-1] == "123.4"
+    ex4 = text.split("## Exercise 4 measured on training")[1].split("\n## ")[0]
+    assert [line.split(" | ")[3:5] for line in ex4.splitlines() if line.startswith("| gradual | torch |")] == \
+        [["131", "fp32"], ["131", "bf16"]]  # fp32 first at each size
     # only the exercises with a variant run at 131 px, each with its plot; nothing planned per backend there
     assert [line.split(":")[0] for line in text.splitlines() if " at 131 px:" in line and line.startswith("## ")] == \
         ["## Exercise 3 at 131 px", "## Exercise 5 at 131 px"]
@@ -262,8 +271,9 @@ def test_the_accuracy_benchmarks_chapter_runs_join_the_study(tmp_path):
 def test_exercise_4_on_training_gives_the_rate_against_the_cost_and_the_memory_against_the_analytic(written):
     text = written[1].split("## Exercise 4 measured on training")[1].split("\n## ")[0]
     cells = line_of(text, "chapter", "torch")
-    assert cells[2:7] == ["486", "123", "53,940,520", "157.3", "100%"]
-    assert cells[7:11] == ["30", "362", "432", "69"]  # analytic, ready, peak, peak − ready (MiB)
+    assert cells[2:6] == ["Quiet CPU (AVX2)", "67", "fp32", "32"]
+    assert cells[6:11] == ["486", "123", "53,940,520", "157.3", "100%"]
+    assert cells[11:15] == ["30", "362", "432", "69"]  # analytic, ready, peak, peak − ready (MiB)
     assert "Quiet CPU (AVX2)" in text and "156.5 GFLOP/s" in text and "2 epochs of 3200 training images" in text
     assert not table_problems(text)
 
