@@ -18,7 +18,12 @@ first epoch of that run (the default: where the warm-up decides which channels l
 
     python -m benchmarks.dead_channels --trace chapter,gradual --seed 0 [--init kaiming-alive-all]
 
-One JSON line per run (or per trace) is appended to ``benchmarks/results/dead_channels.jsonl``.
+``--at-start VARIANT[,VARIANT...]`` counts only the initial weights, drawn from each of ``--seeds`` with ``--init``
+at ``--image-size`` (no training; how often an init starts the class block with dead channels):
+
+    python -m benchmarks.dead_channels --at-start chapter,gradual --init kaiming --seeds 0-19 --images 256
+
+One JSON line per run (or per trace, or per variant counted at the start) is appended to ``benchmarks/results/dead_channels.jsonl``.
 """
 from __future__ import annotations
 
@@ -130,6 +135,26 @@ def trace(variant: str, args, images: np.ndarray) -> dict:
                 date=datetime.datetime.now().isoformat(timespec="seconds"))
 
 
+def at_start(variant: str, seeds: list, init: str, image_size: int, images: np.ndarray) -> dict:
+    """Dead channels of the last block in the initial weights of each seed (no training)."""
+    spec, x = build_spec(variant), resize_bilinear(images, image_size)
+    counts = [dead(spec, initial_weights(spec, seed, init, image_size), x) for seed in seeds]
+    return dict(kind="start", variant=variant, init=init, image_size=image_size, seeds=seeds,
+                dead=[d for d, _ in counts], channels=counts[0][1], images=len(images), commit=git_commit(ROOT),
+                date=datetime.datetime.now().isoformat(timespec="seconds"))
+
+
+def seed_list(text: str) -> list:
+    """'0-19' or '0,3,5' -> the seeds; anything else is a ValueError saying what was expected."""
+    try:
+        if "-" in text:
+            low, high = (int(x) for x in text.split("-"))
+            return list(range(low, high + 1))
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"expected seeds as FIRST-LAST or a comma list of integers, got {text!r}") from None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="*", help="run folders")
@@ -144,7 +169,24 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, help="an init other than the recipe's")
     p.add_argument("--epochs-traced", type=int, default=1)
+    p.add_argument("--at-start", help="variants whose initial weights to count (comma list), for each of --seeds")
+    p.add_argument("--seeds", default="0-9", help="seeds for --at-start: FIRST-LAST or a comma list")
+    p.add_argument("--image-size", type=int, default=67, help="the input size for --at-start")
     args = p.parse_args(argv)
+    if args.at_start:
+        try:
+            seeds = seed_list(args.seeds)
+        except ValueError as err:
+            p.error(str(err))
+        test = data.load("test", args.data_dir, args.images, progress=False)
+        images = test.images[:, None].astype(np.float64) / 255
+        for variant in args.at_start.split(","):
+            row = at_start(variant, seeds, args.init or "kaiming-alive", args.image_size, images)
+            with open(args.results, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            print(f"{variant} ({row['init']}, {args.image_size} px): dead at the start per seed "
+                  f"{dict(zip(seeds, row['dead']))} of {row['channels']} ({row['images']} test images)", flush=True)
+        return 0
     if args.trace:
         thread_defaults()  # before the first framework import
         test = data.load("test", args.data_dir, args.images, progress=False)

@@ -89,7 +89,7 @@ def dead_section(dead: list) -> str:
     backend and recipe)."""
     traces = [r for r in dead if r.get("kind") == "trace"]
     ends = {(r["variant"], r["init"], r["seed"], r["backend"], r.get("recipe")): r for r in dead
-            if r.get("kind") != "trace" and r.get("epoch") == r.get("epochs")}
+            if "dead_end" in r and r.get("epoch") == r.get("epochs")}
     body = []
     for r in traces:
         worst = max(range(len(r["dead"])), key=lambda i: (r["dead"][i], -i))
