@@ -192,3 +192,21 @@ def test_measured_memory_does_not_depend_on_the_machines_load(backend):
     for field in ("forward_held", "step_peak", "predict_peak"):
         a, b = getattr(alone, field), getattr(loaded, field)
         assert abs(b - a) <= 0.03 * a, f"{field}: {C.human(a)} alone, {C.human(b)} with every core busy"
+
+
+def test_exercise_4s_memory_tables_are_the_benchmarks_rows(monkeypatch):
+    """docs/exercises.md shows the measured memory as ``python -m benchmarks.memory --table`` prints it from
+    ``benchmarks/results/memory.jsonl``: every configuration has its row, and each table is in the document as
+    printed (a changed figure in either fails)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    memory = importlib.import_module("benchmarks.memory")
+    rows = memory.read(memory.RESULTS)
+    assert all(tuple(sorted(c.items())) in rows for c in memory.CONFIGS)
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "exercises.md"),
+              encoding="utf-8") as f:
+        doc = f.read()
+    printed = memory.tables(memory.RESULTS)
+    for part in printed.split("\n\n"):
+        assert part.strip() in doc, part[:200]
