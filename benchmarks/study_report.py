@@ -355,8 +355,9 @@ def resources_section(speed: dict) -> str:
               f"training images and 256 test images; the rate is the second epoch's, without the first's tracing and "
               f"compiling), on CPU {_joined(rows, _cpu)} with {_joined(rows, lambda r: r.get('threads'))} "
               f"threads, nominal fp32 peak {', '.join(peaks) or '?'}"
-              + ("; a bf16 row's fraction is of the fp32 peak too (a bf16 dot product does two multiply-adds per "
-                 "fp32 lane, so it can pass 100 %)" if any(r["precision"] == "bf16" for r in rows) else "")
+              + ("; a bf16 row's fraction is of the fp32 peak too, and passes 100 %: a bf16 dot product does two "
+                 "multiply-adds per fp32 lane, and the cores may run above the nominal clock"
+                 if any(r["precision"] == "bf16" for r in rows) else "")
               + "; commit "
               f"{_joined(rows, lambda r: r.get('commit') or '?')}.  Achieved GFLOP/s = images/s × 3 passes (forward, "
               "input gradients, weight gradients) × 2 FLOP × the multiply-adds of an image.  Memory is the training "
