@@ -21,7 +21,7 @@ first epoch of that run (the default: where the warm-up decides which channels l
 ``--at-start VARIANT[,VARIANT...]`` counts only the initial weights, drawn from each of ``--seeds`` with ``--init``
 at ``--image-size`` (no training; how often an init starts the class block with dead channels):
 
-    python -m benchmarks.dead_channels --at-start chapter,gradual --init kaiming --seeds 0-19 --images 256
+    python -m benchmarks.dead_channels --at-start chapter,gradual --init kaiming --seeds $(seq -s, 0 19) --images 256
 
 One JSON line per run (or per trace, or per variant counted at the start) is appended to ``benchmarks/results/dead_channels.jsonl``.
 """
@@ -39,6 +39,7 @@ from nin_common.arch import spec as S
 from nin_common.arch.reference import layer_outputs, resize_bilinear
 from nin_common.arch.variants import build_spec
 from nin_common.arch.weights import initial_weights, load_npz
+from nin_common.cli import options
 from nin_common.engine import checkpoint, data, recipes, registry
 from nin_common.util.machine import describe, git_commit, load_average, thread_defaults
 
@@ -144,17 +145,6 @@ def at_start(variant: str, seeds: list, init: str, image_size: int, images: np.n
                 date=datetime.datetime.now().isoformat(timespec="seconds"))
 
 
-def seed_list(text: str) -> list:
-    """'0-19' or '0,3,5' -> the seeds; anything else is a ValueError saying what was expected."""
-    try:
-        if "-" in text:
-            low, high = (int(x) for x in text.split("-"))
-            return list(range(low, high + 1))
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise ValueError(f"expected seeds as FIRST-LAST or a comma list of integers, got {text!r}") from None
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="*", help="run folders")
@@ -170,14 +160,12 @@ def main(argv=None) -> int:
     p.add_argument("--init", default=None, help="an init other than the recipe's")
     p.add_argument("--epochs-traced", type=int, default=1)
     p.add_argument("--at-start", help="variants whose initial weights to count (comma list), for each of --seeds")
-    p.add_argument("--seeds", default="0-9", help="seeds for --at-start: FIRST-LAST or a comma list")
+    p.add_argument("--seeds", type=options.seed_list, default="0,1,2,3,4,5,6,7,8,9",
+                   help="seeds for --at-start (comma list)")
     p.add_argument("--image-size", type=int, default=67, help="the input size for --at-start")
     args = p.parse_args(argv)
     if args.at_start:
-        try:
-            seeds = seed_list(args.seeds)
-        except ValueError as err:
-            p.error(str(err))
+        seeds = args.seeds
         test = data.load("test", args.data_dir, args.images, progress=False)
         images = test.images[:, None].astype(np.float64) / 255
         for variant in args.at_start.split(","):

@@ -23,13 +23,13 @@ import subprocess
 import sys
 
 from nin_common.arch.costs import human
+from nin_common.engine.registry import BACKENDS as ORDER, INFO
 from nin_common.util.machine import describe, git_commit
 from nin_common.util.markdown import table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results", "memory.jsonl")
-NAMES = {"torch": "PyTorch", "mxnet": "MXNet", "tf": "TensorFlow", "jax": "JAX"}  # the tables' column order
 
 BACKENDS = "torch,mxnet,tf"
 CHAPTER = dict(variant="chapter", image_size=224, batch_size=128, optimizer="sgd", backends=BACKENDS)
@@ -76,7 +76,7 @@ def _measured(row: dict, backend: str, key: str, error: bool = True) -> str:
 
 
 def _backends(row: dict) -> list:
-    return [b for b in NAMES if b in row["result"]["backends"]]
+    return [b for b in ORDER if b in row["result"]["backends"]]  # the registry's order
 
 
 def chapter_table(row: dict) -> str:
@@ -99,14 +99,14 @@ def chapter_table(row: dict) -> str:
             cells.append(shown)
         analytic = "" if value is None else human(value) + (" (neutral)" if key in ("live", "predict") else "")
         body.append([label, f"**{analytic}**" if label.startswith("**") and analytic else analytic] + cells)
-    return table(["", "analytic"] + [NAMES.get(b, b) for b in backends], body)
+    return table(["", "analytic"] + [INFO[b].framework for b in backends], body)
 
 
 def variants_table(rows: list) -> str:
     backends = _backends(rows[0])
-    header = (["variant", "input", "training: analytic"] + [NAMES[b] for b in backends]
-              + [f"step peak: {' / '.join(NAMES[b] for b in backends)}"]
-              + [f"prediction, measured (vs modeled): {NAMES[b]}" for b in backends])
+    names = [INFO[b].framework for b in backends]
+    header = (["variant", "input", "training: analytic"] + names + [f"step peak: {' / '.join(names)}"]
+              + [f"prediction, measured (vs modeled): {name}" for name in names])
     body = []
     for r in rows:
         res, c = r["result"], r["config"]
